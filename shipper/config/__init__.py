@@ -1,0 +1,1 @@
+"""Configuration: Fluent Bit's classic and YAML formats -> one neutral structure -> typed options."""

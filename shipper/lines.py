@@ -1,0 +1,79 @@
+"""From complete lines of one source to records: the seam between readers and Ray parsing.
+
+A reader (tail, stdin) owns one LineHandler per source. It feeds decoded lines in order and
+gets records back. A handler may hold trailing lines back (a multi-line record that may still
+continue); `held_lines` says how many, so that the reader never stores an offset past a line
+that has not been emitted yet. `flush` emits what is held (flush timeout, file closed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from shipper.chunk import Record
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceContext:
+    """What a handler knows of its source."""
+
+    path: str  # as the glob matched it (the Path_Key value); "" for stdin
+    real_path: str  # symlinks resolved: session and component come from here
+    path_key: str | None = None  # Path_Key: the record key for `path`
+    offset_key: str | None = None  # Offset_Key: the record key for the line's offset
+
+
+class LineHandler(Protocol):
+    held_lines: int
+
+    def feed(self, lines: list[str], now: float, offsets: list[int] | None = None) -> list[Record]:
+        """Complete lines (no newline, no CR), in file order -> records.
+
+        `offsets` (only when Offset_Key is set) gives each line's end offset in the file.
+        """
+        ...
+
+    def flush(self, now: float) -> list[Record]:
+        """Emit every held line now."""
+        ...
+
+    def reset(self) -> None:
+        """Forget held state (the file was truncated)."""
+        ...
+
+
+class PlainHandler:
+    """Pure Fluent Bit records: date (read time), log, the path key and the offset key."""
+
+    __slots__ = ("_offset_key", "_path", "_path_key", "held_lines")
+
+    def __init__(self, ctx: SourceContext) -> None:
+        self._path_key = ctx.path_key
+        self._offset_key = ctx.offset_key
+        self._path = ctx.path
+        self.held_lines = 0
+
+    def feed(self, lines: list[str], now: float, offsets: list[int] | None = None) -> list[Record]:
+        key = self._path_key
+        if offsets is not None and self._offset_key:
+            okey = self._offset_key
+            if key:
+                return [{"date": now, "log": ln, key: self._path, okey: off}
+                        for ln, off in zip(lines, offsets, strict=True)]
+            return [{"date": now, "log": ln, okey: off}
+                    for ln, off in zip(lines, offsets, strict=True)]
+        if key:
+            path = self._path
+            return [{"date": now, "log": ln, key: path} for ln in lines]
+        return [{"date": now, "log": ln} for ln in lines]
+
+    def flush(self, now: float) -> list[Record]:
+        return []
+
+    def reset(self) -> None:
+        pass
+
+
+class HandlerFactory(Protocol):
+    def __call__(self, ctx: SourceContext) -> LineHandler: ...

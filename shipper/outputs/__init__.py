@@ -1,0 +1,1 @@
+"""Outputs: each takes chunks, delivers them, and releases them (the acknowledgement)."""
