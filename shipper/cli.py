@@ -1,0 +1,203 @@
+"""Command line, as Fluent Bit's: `shipper -c FILE`, `shipper -i tail -p path=... -o stdout`,
+`--dry-run`, `--version`, `-v`; and the `tail` subcommand (the local view for a person).
+
+Exit codes: 0 clean stop, 1 configuration error (named file, line and key) or crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from shipper import __version__
+from shipper.config.defaults import DEFAULT_CONFIG, default_config_path
+from shipper.config.model import ConfigError, Document, Prop, Section
+
+log = logging.getLogger("shipper")
+
+USAGE = """\
+usage: shipper [-c FILE] [-i INPUT [-p KEY=VALUE]... [-t TAG]]... [-F FILTER -m MATCH ...]
+               [-o OUTPUT [-p KEY=VALUE]... [-m MATCH]]... [-f SECONDS] [--dry-run]
+               [-v|-vv|-q] [--version]
+       shipper tail [TEMP_DIR | SESSION_DIR] [options]   (shipper tail --help)
+
+With no -c and no -i/-o: {drop_in} if it exists, else the embedded default
+(tail /tmp/ray/session_latest/logs/* to stdout as JSON lines).
+"""
+
+
+class _Levels(logging.Formatter):
+    """Fluent Bit's log line shape: [2026/11/28 10:07:08] [ info] [tail.0] message."""
+
+    NAMES = {logging.DEBUG: "debug", logging.INFO: " info", logging.WARNING: " warn",
+             logging.ERROR: "error", logging.CRITICAL: "error"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(record.created))
+        level = self.NAMES.get(record.levelno, "info")
+        who = record.name.removeprefix("shipper.").removeprefix("shipper")
+        who = f" [{who}]" if who else ""
+        text = f"[{when}] [{level}]{who} {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup_logging(level: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Levels())
+    root = logging.getLogger("shipper")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class UsageError(Exception):
+    pass
+
+
+_PLUGIN_FLAGS = {"-i": "input", "--input": "input", "-o": "output", "--output": "output",
+                 "-F": "filter", "--filter": "filter"}
+
+
+def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], Document | None]:
+    """Fluent Bit's CLI: -p/-t/-m apply to the plugin named last."""
+    opts: dict[str, object] = {"config": None, "dry_run": False, "verbose": 0, "quiet": False,
+                               "flush": None, "version": False, "help": False}
+    sections: list[tuple[str, list[Prop]]] = []
+    src = "<command line>"
+    i = 0
+    args = list(argv)
+
+    def value() -> str:
+        nonlocal i
+        if i + 1 >= len(args):
+            raise UsageError(f"{args[i]} needs a value")
+        i += 1
+        return args[i]
+
+    while i < len(args):
+        a = args[i]
+        if a in ("-c", "--config"):
+            opts["config"] = value()
+        elif a.startswith("--config="):
+            opts["config"] = a.split("=", 1)[1]
+        elif a in _PLUGIN_FLAGS:
+            sections.append((_PLUGIN_FLAGS[a], [Prop("Name", value(), src, i)]))
+        elif a in ("-p", "--prop"):
+            if not sections:
+                raise UsageError("-p must follow -i, -F or -o")
+            kv = value()
+            if "=" not in kv:
+                raise UsageError(f"-p expects KEY=VALUE, got {kv!r}")
+            k, v = kv.split("=", 1)
+            sections[-1][1].append(Prop(k.strip(), v, src, i))
+        elif a in ("-t", "--tag"):
+            if not sections or sections[-1][0] != "input":
+                raise UsageError("-t must follow -i")
+            sections[-1][1].append(Prop("Tag", value(), src, i))
+        elif a in ("-m", "--match"):
+            if not sections or sections[-1][0] == "input":
+                raise UsageError("-m must follow -o or -F")
+            sections[-1][1].append(Prop("Match", value(), src, i))
+        elif a in ("-f", "--flush"):
+            opts["flush"] = value()
+        elif a in ("-D", "--dry-run"):
+            opts["dry_run"] = True
+        elif a in ("-V", "--version"):
+            opts["version"] = True
+        elif a in ("-h", "--help"):
+            opts["help"] = True
+        elif a in ("-q", "--quiet"):
+            opts["quiet"] = True
+        elif a.startswith("-v") and set(a[1:]) == {"v"}:
+            opts["verbose"] = int(opts["verbose"]) + len(a) - 1  # type: ignore[call-overload]
+        elif a == "--verbose":
+            opts["verbose"] = int(opts["verbose"]) + 1  # type: ignore[call-overload]
+        else:
+            raise UsageError(f"unknown argument {a!r}")
+        i += 1
+    if not sections:
+        return opts, None
+    built = []
+    for kind, props in sections:
+        if kind == "output" and not any(p.name in ("match", "match_regex") for p in props):
+            props.append(Prop("Match", "*", src, 0))  # as Fluent Bit's CLI: match everything
+        built.append(Section(kind, tuple(props), src, props[0].line))
+    if opts["flush"] is not None:
+        built.insert(0, Section("service", (Prop("Flush", str(opts["flush"]), src, 0),),
+                                src, 0))
+    return opts, Document(tuple(built), src)
+
+
+def load_document(config: str | None, cli_doc: Document | None) -> Document:
+    from shipper.config.classic import parse_classic_text
+    from shipper.config.loader import load_config
+
+    if config is not None:
+        doc = load_config(config, env=dict(os.environ))
+        if cli_doc is not None:  # -c plus -i/-o: both, as Fluent Bit does
+            doc = Document(doc.sections + cli_doc.sections, doc.source)
+        return doc
+    if cli_doc is not None:
+        return cli_doc
+    drop_in = default_config_path()
+    if drop_in is not None:
+        return load_config(drop_in, env=dict(os.environ))
+    return parse_classic_text(DEFAULT_CONFIG, file="<default>", env=dict(os.environ))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "tail":
+        from shipper.view import main as view_main
+
+        return view_main(args[1:])
+    try:
+        opts, cli_doc = parse_args(args)
+    except UsageError as exc:
+        print(f"shipper: {exc}\n\n" + USAGE.format(drop_in=default_config_path() or
+                                                    "/fluent-bit/etc/fluent-bit.conf"),
+              file=sys.stderr)
+        return 1
+    if opts["help"]:
+        print(USAGE.format(drop_in="/fluent-bit/etc/fluent-bit.conf"))
+        return 0
+    if opts["version"]:
+        print(f"shipper v{__version__}")
+        return 0
+    verbose = int(opts["verbose"])  # type: ignore[call-overload]
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
+    from shipper.pipeline import Pipeline, log_level, service_of
+
+    try:
+        config = opts["config"]
+        doc = load_document(config if isinstance(config, str) else None, cli_doc)
+        if not verbose:
+            level = "error" if opts["quiet"] else service_of(doc).log_level
+            logging.getLogger("shipper").setLevel(log_level(level))
+
+        def reload_doc() -> Document:
+            return load_document(config if isinstance(config, str) else None, cli_doc)
+
+        if opts["dry_run"]:
+            Pipeline.build(doc)
+            print(f"configuration test is successful ({doc.source})")
+            return 0
+        return asyncio.run(_run(doc, reload_doc))
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _run(doc: Document, reload_doc: object) -> int:
+    from shipper.app import App
+
+    app = App(doc, reload_doc=reload_doc)  # type: ignore[arg-type]
+    return await app.run()

@@ -1,0 +1,35 @@
+"""The embedded default: the seed's sidecar config, made right for Ray's directory."""
+
+from __future__ import annotations
+
+import os
+
+# Fluent Bit's image mounts its config here; the seed's RayCluster does the same.
+DROP_IN_PATH = "/fluent-bit/etc/fluent-bit.conf"
+
+DEFAULT_CONFIG = """\
+[SERVICE]
+    Flush        1
+    Log_Level    info
+
+[INPUT]
+    Name              tail
+    Path              /tmp/ray/session_latest/logs/*, /tmp/ray/session_latest/logs/events/*.log
+    Exclude_Path      */debug_state.txt
+    Tag               ray
+    Path_Key          true
+    Refresh_Interval  5
+    Read_from_Head    true
+    multiline.parser  ray
+
+[OUTPUT]
+    Name    stdout
+    Match   *
+    Format  json_lines
+"""
+
+
+def default_config_path() -> str | None:
+    """The drop-in config if it exists (`SHIPPER_DEFAULT_CONFIG` overrides the location)."""
+    path = os.environ.get("SHIPPER_DEFAULT_CONFIG", DROP_IN_PATH)
+    return path if os.path.isfile(path) else None

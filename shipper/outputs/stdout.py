@@ -1,0 +1,97 @@
+"""The `stdout` output: records as JSON lines (or a JSON array per flush) on standard output.
+
+Writes happen in a dedicated daemon thread: a pipe nobody reads blocks that thread, not the
+event loop, and no acknowledgement comes back, so readers pause at Mem_Buf_Limit and the data
+waits on disk. A daemon thread never keeps the process from exiting after Grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import sys
+import threading
+from dataclasses import dataclass
+
+from shipper.chunk import Record
+from shipper.formats import DateFormat, encode_json_array, encode_json_lines
+from shipper.config.schema import opt
+from shipper.outputs.base import DeliveryError, Output
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StdoutOptions:
+    format: str = opt("Format", "str", "json_lines", choices=("json_lines", "json", "msgpack"),
+                      help="json_lines: one JSON object per line; json: one array per flush.")
+    json_date_key: str = opt("json_date_key", "str", "date",
+                             help="Key of the record time; 'false' leaves it out.")
+    json_date_format: str = opt("json_date_format", "str", "double",
+                                choices=("double", "epoch", "epoch_ms", "iso8601",
+                                         "java_sql_timestamp"),
+                                help="How the record time is written.")
+
+
+class StdoutOutput(Output):
+    plugin = "stdout"
+    immediate = True
+
+    def __init__(self, *, opts: StdoutOptions, fd: int | None = None, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        if opts.format == "msgpack":
+            raise ValueError("Format msgpack is not supported: use json_lines or json")
+        self.opts = opts
+        self.date = DateFormat.build(opts.json_date_key, opts.json_date_format)
+        self._fd = sys.stdout.fileno() if fd is None else fd
+        self._jobs: queue.SimpleQueue[tuple[bytes, asyncio.Future[None]] | None] = \
+            queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def encode(self, records: list[Record]) -> bytes:
+        if self.opts.format == "json":
+            return encode_json_array(records, self.date) + b"\n"
+        return encode_json_lines(records, self.date)
+
+    async def open(self) -> None:
+        self._thread = threading.Thread(target=self._writer, name=f"{self.name}-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        self._jobs.put(None)
+
+    async def send(self, payload: bytes, records: list[Record]) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._jobs.put((payload, fut))
+        try:
+            await fut
+        except OSError as exc:
+            raise DeliveryError(f"cannot write to standard output: {exc.strerror}",
+                                retryable=True) from None
+
+    def _writer(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            payload, fut = job
+            loop = fut.get_loop()
+            try:
+                view = memoryview(payload)
+                while view:
+                    n = os.write(self._fd, view)
+                    view = view[n:]
+            except OSError as exc:
+                err = exc
+                loop.call_soon_threadsafe(_settle, fut, err)
+                continue
+            loop.call_soon_threadsafe(_settle, fut, None)
+
+
+def _settle(fut: asyncio.Future[None], err: OSError | None) -> None:
+    if fut.done():
+        return
+    if err is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(err)

@@ -1,0 +1,143 @@
+"""The plugin registry: Fluent Bit plugin names -> how to build them from a Section.
+
+Each builder validates its section against the plugin's key table and returns a ready,
+not yet started, instance. New plugins register here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shipper.chunk import Chunk, Record
+from shipper.config.model import ConfigError, Prop, Section
+from shipper.config.schema import build, parse_int
+from shipper.config.service import ServiceOptions
+from shipper.lines import LineHandler, PlainHandler, SourceContext
+from shipper.match import Matcher
+from shipper.outputs.base import Delivery, Output
+from shipper.outputs.stdout import StdoutOptions, StdoutOutput
+from shipper.tail.input import TailInput
+from shipper.tail.options import TailOptions
+
+log = logging.getLogger(__name__)
+
+
+class Input(Protocol):
+    name: str
+
+    async def run(self, emit: Callable[[Chunk], None]) -> None: ...
+    def stop(self) -> None: ...
+    def finish(self, *, keep_held: bool) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def idle(self) -> bool: ...
+
+
+class Filter(Protocol):
+    name: str
+    matcher: Matcher
+
+    def apply(self, records: list[Record], tag: str) -> list[Record]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What builders may need besides the section."""
+
+    service: ServiceOptions
+    name: str  # instance name, e.g. tail.0
+
+
+def _ray_factory(opts: TailOptions) -> Callable[[SourceContext], LineHandler]:
+    if not opts.ray_metadata and not opts.multiline_parser:
+        return PlainHandler
+    try:
+        from shipper.ray.handler import make_ray_handler
+    except ImportError:  # pragma: no cover - while the Ray module is being written
+        return PlainHandler
+
+    def factory(ctx: SourceContext) -> LineHandler:
+        return make_ray_handler(ctx, ray_metadata=opts.ray_metadata,
+                                multiline=opts.multiline_parser, tz_offset=opts.time_offset)
+    return factory
+
+
+def _multiline_names(section: Section, opts: TailOptions) -> None:
+    known = {"python", "ray", "docker", "cri", "go", "java"}
+    for name in opts.multiline_parser:
+        if name.lower() not in known:
+            prop = section.get("multiline.parser")
+            raise ConfigError(f"unknown multiline parser '{name}' (known: python, ray)",
+                              file=section.file, line=prop.line if prop else section.line,
+                              key="multiline.parser")
+
+
+def build_tail(section: Section, ctx: Context) -> Input:
+    opts = build(TailOptions, section)
+    _multiline_names(section, opts)
+    return TailInput(name=ctx.name, opts=opts, factory=_ray_factory(opts))
+
+
+def parse_retry_limit(prop: Prop | None) -> int | None:
+    """Retry_Limit: a number, `false`/`no_limits` (for ever), `no_retries` (0)."""
+    if prop is None:
+        return None
+    text = prop.value.strip().lower()
+    if text in ("false", "no_limits", "off"):
+        return None
+    if text == "no_retries":
+        return 0
+    try:
+        value = parse_int(text)
+    except ValueError as exc:
+        raise ConfigError(f"bad value: {exc} (or false, no_limits, no_retries)",
+                          file=prop.file, line=prop.line, key=prop.key) from None
+    if value < 0:
+        raise ConfigError("must be 0 or more", file=prop.file, line=prop.line, key=prop.key)
+    return value
+
+
+def delivery_of(section: Section, ctx: Context) -> Delivery:
+    workers = section.get("workers")
+    return Delivery(flush=ctx.service.flush, retry_limit=parse_retry_limit(section.get(
+        "retry_limit")), backoff_base=ctx.service.scheduler_base,
+        backoff_cap=ctx.service.scheduler_cap,
+        workers=parse_int(workers.value) if workers else 1)
+
+
+def matcher_of(section: Section) -> Matcher:
+    match = section.get("match")
+    regex = section.get("match_regex")
+    if regex is not None:
+        try:
+            return Matcher.build(None, regex.value.strip())
+        except Exception as exc:  # re.error
+            raise ConfigError(f"bad regular expression: {exc}", file=regex.file,
+                              line=regex.line, key=regex.key) from None
+    if match is None:
+        log.warning("%s:%d: [%s] %s has no Match: it will receive no records", section.file,
+                    section.line, section.kind.upper(), section.plugin)
+    return Matcher.build(match.value.strip() if match else None, None)
+
+
+def build_stdout(section: Section, ctx: Context) -> Output:
+    opts = build(StdoutOptions, section)
+    if opts.format == "msgpack":
+        prop = section.get("format")
+        raise ConfigError("Format msgpack is not supported here: use json_lines or json",
+                          file=section.file, line=prop.line if prop else section.line,
+                          key="Format")
+    return StdoutOutput(opts=opts, name=ctx.name, matcher=matcher_of(section),
+                        delivery=delivery_of(section, ctx))
+
+
+INPUTS: dict[str, Callable[[Section, Context], Input]] = {"tail": build_tail}
+FILTERS: dict[str, Callable[[Section, Context], Filter]] = {}
+OUTPUTS: dict[str, Callable[[Section, Context], Output]] = {"stdout": build_stdout}
+
+
+def registry(kind: str) -> dict[str, Callable[[Section, Context], Any]]:
+    return {"input": INPUTS, "filter": FILTERS, "output": OUTPUTS}[kind]

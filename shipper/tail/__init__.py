@@ -1,0 +1,1 @@
+"""The `tail` input: discovery, file identity, reading, offsets. Knows nothing of outputs."""

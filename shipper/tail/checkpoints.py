@@ -1,0 +1,106 @@
+"""Offsets in SQLite (WAL), keyed by file identity. All SQL of the package lives here.
+
+Only acknowledged offsets are written: the tail input calls `set` from chunk acknowledgements
+and `commit` once per loop turn, so a crash re-reads at most what was in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from shipper.tail.identity import FileId
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    fingerprint BLOB NOT NULL,
+    offset INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (dev, ino)
+)
+"""
+_UPSERT = """
+INSERT INTO files (dev, ino, fingerprint, offset, name, updated) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (dev, ino) DO UPDATE SET fingerprint = excluded.fingerprint,
+    offset = excluded.offset, name = excluded.name, updated = excluded.updated
+"""
+_SELECT_ALL = "SELECT dev, ino, fingerprint, offset, name FROM files"
+_DELETE = "DELETE FROM files WHERE dev = ? AND ino = ?"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    fingerprint: bytes
+    offset: int
+    name: str
+
+
+class Checkpoints:
+    """The offsets DB. Writes are batched: `set` marks, `commit` writes what changed."""
+
+    def __init__(self, path: str, *, sync: str = "normal", journal_mode: str = "WAL") -> None:
+        self.path = path
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute(f"PRAGMA journal_mode={journal_mode}")
+        self._conn.execute(f"PRAGMA synchronous={sync.upper()}")
+        self._conn.execute(_SCHEMA)
+        self._saved: dict[FileId, Checkpoint] = {
+            FileId(dev, ino): Checkpoint(bytes(fp), off, name)
+            for dev, ino, fp, off, name in self._conn.execute(_SELECT_ALL)
+        }
+        self._dirty: dict[FileId, Checkpoint] = {}
+        self._deleted: set[FileId] = set()
+        self._failing = False
+
+    def get(self, fid: FileId) -> Checkpoint | None:
+        return self._dirty.get(fid) or self._saved.get(fid)
+
+    def set(self, fid: FileId, fingerprint: bytes, offset: int, name: str) -> None:
+        self._deleted.discard(fid)
+        self._dirty[fid] = Checkpoint(fingerprint, offset, name)
+
+    def forget(self, fid: FileId) -> None:
+        self._dirty.pop(fid, None)
+        if fid in self._saved:
+            self._deleted.add(fid)
+
+    def commit(self) -> None:
+        """Write pending changes. A failing disk is reported once and retried next time."""
+        if not self._dirty and not self._deleted:
+            return
+        now = time.time()
+        rows = [(f.dev, f.ino, c.fingerprint, c.offset, c.name, now)
+                for f, c in self._dirty.items()]
+        gone = [(f.dev, f.ino) for f in self._deleted]
+        try:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(_UPSERT, rows)
+            self._conn.executemany(_DELETE, gone)
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if not self._failing:
+                log.error("cannot store offsets in %s: %s (keeps shipping, will retry)",
+                          self.path, exc)
+                self._failing = True
+            return
+        if self._failing:
+            log.info("offsets stored in %s again", self.path)
+            self._failing = False
+        self._saved.update(self._dirty)
+        for fid in self._deleted:
+            self._saved.pop(fid, None)
+        self._dirty.clear()
+        self._deleted.clear()
+
+    def close(self) -> None:
+        self.commit()
+        self._conn.close()

@@ -1,0 +1,205 @@
+"""Which files to follow: glob expansion with Exclude_Path, Ray's `session_latest` fallback,
+and filesystem events (watchdog) that ask for a scan at once.
+
+Events are only a hint to scan now; the scan itself is the truth, so a missed or
+coalesced event costs latency, never data. Growth of files is not watched here: the reader
+polls the files it has open (cheap fstat), which costs far less than one event per write.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+SESSION_LINK = "session_latest"
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    path: str  # as matched (the Path_Key value)
+    st: os.stat_result  # of the target (symlinks followed)
+
+
+def _has_glob(part: str) -> bool:
+    return any(c in _GLOB_CHARS for c in part)
+
+
+def static_prefix(pattern: str) -> str:
+    """The directory part of a pattern before its first wildcard."""
+    parts = pattern.split(os.sep)
+    fixed: list[str] = []
+    for part in parts[:-1]:
+        if _has_glob(part):
+            break
+        fixed.append(part)
+    return os.sep.join(fixed) or os.sep
+
+
+def newest_session(parent: str) -> str | None:
+    """The newest `session_*` directory in `parent` (names sort by their start time)."""
+    try:
+        names = [n for n in os.listdir(parent)
+                 if n.startswith("session_") and n != SESSION_LINK]
+    except OSError:
+        return None
+    for name in sorted(names, reverse=True):
+        if os.path.isdir(os.path.join(parent, name)):
+            return os.path.join(parent, name)
+    return None
+
+
+def resolve_session_link(pattern: str) -> str:
+    """Replace a dangling `session_latest` in a pattern by the newest session directory.
+
+    Ray re-points the link by remove + create and never repairs it when its target is
+    deleted; then the newest `session_*` directory is the live one.
+    """
+    parts = pattern.split(os.sep)
+    if SESSION_LINK not in parts:
+        return pattern
+    i = parts.index(SESSION_LINK)
+    link = os.sep.join(parts[: i + 1])
+    parent = os.sep.join(parts[:i]) or os.sep
+    if _has_glob(parent) or os.path.isdir(link):
+        return pattern
+    newest = newest_session(parent)
+    if newest is None:
+        return pattern
+    return os.sep.join([newest, *parts[i + 1:]])
+
+
+def expand(patterns: Iterable[str], excludes: Iterable[str]) -> dict[str, Found]:
+    """Regular files matching any pattern and no exclude, by matched path."""
+    excl = tuple(excludes)
+    found: dict[str, Found] = {}
+    for pattern in patterns:
+        for p in _expand_one(pattern):
+            for path in sorted(glob.glob(p)):
+                if path in found or any(fnmatch.fnmatch(path, e) for e in excl):
+                    continue
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue  # vanished, or a dangling link: nothing to read
+                if stat.S_ISREG(st.st_mode):
+                    found[path] = Found(path, st)
+    return found
+
+
+def _expand_one(pattern: str) -> list[str]:
+    """A pattern with `session_latest` under a wildcard (DaemonSet: /var/log/ray/*/...)
+    expands per parent, so each pod's dangling link falls back on its own."""
+    parts = pattern.split(os.sep)
+    if SESSION_LINK not in parts:
+        return [pattern]
+    i = parts.index(SESSION_LINK)
+    parent = os.sep.join(parts[:i]) or os.sep
+    if not _has_glob(parent):
+        return [resolve_session_link(pattern)]
+    rest = os.sep.join(parts[i:])
+    return [resolve_session_link(os.path.join(p, rest)) for p in sorted(glob.glob(parent))]
+
+
+def watch_dirs(patterns: Iterable[str]) -> set[str]:
+    """Directories whose entries, when they change, can change what `expand` returns.
+
+    Every existing level from two above the static prefix down to the file's directory: the
+    parent of `session_latest` (re-pointing), each session directory (its logs/ appearing) and
+    the logs directories themselves (files appearing or rotating). Real paths, since inotify
+    watches inodes, not names. Where none of those levels exists yet, the deepest existing
+    ancestor is watched instead, so the creation of the tree is seen.
+    """
+    dirs: set[str] = set()
+    for pattern in patterns:
+        pattern = os.path.abspath(pattern)
+        parts = pattern.split(os.sep)[:-1]
+        top = max(2, len(static_prefix(pattern).split(os.sep)) - 2)
+        level_found = False
+        for depth in range(top, len(parts) + 1):
+            level = os.sep.join(parts[:depth]) or os.sep
+            for d in glob.glob(level) if _has_glob(level) else [level]:
+                if os.path.isdir(d):
+                    dirs.add(os.path.realpath(d))
+                    level_found = True
+        if not level_found:
+            anc = os.sep.join(parts[:top]) or os.sep
+            while not os.path.isdir(anc) and anc != os.sep:
+                anc = os.path.dirname(anc)
+            dirs.add(os.path.realpath(anc))
+    return dirs
+
+
+class Watcher:
+    """Keeps watchdog observing `watch_dirs` and calls `kick` (thread-safe) on changes."""
+
+    def __init__(self, kick: Callable[[], None]) -> None:
+        self._kick = kick
+        self._observer: object | None = None
+        self._watches: dict[str, object] = {}
+        self._failed = False
+
+    def start(self) -> bool:
+        try:
+            from watchdog.events import (
+                DirCreatedEvent,
+                DirDeletedEvent,
+                DirMovedEvent,
+                FileCreatedEvent,
+                FileDeletedEvent,
+                FileMovedEvent,
+                FileSystemEventHandler,
+            )
+            from watchdog.observers import Observer
+        except ImportError as exc:  # pragma: no cover - a dependency, but stay alive
+            log.warning("filesystem events unavailable (%s): polling only", exc)
+            return False
+        kick = self._kick
+
+        class _Handler(FileSystemEventHandler):  # type: ignore[misc]
+            def on_any_event(self, event: object) -> None:
+                kick()
+
+        self._handler = _Handler()
+        # Creation, deletion and moves only: modifications would cost one event per write.
+        self._filter = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,
+                        FileMovedEvent, DirMovedEvent]
+        observer = Observer()
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+        return True
+
+    def update(self, dirs: set[str]) -> None:
+        observer = self._observer
+        if observer is None:
+            return
+        for d in list(self._watches):
+            if d not in dirs:
+                try:
+                    observer.unschedule(self._watches.pop(d))  # type: ignore[attr-defined]
+                except (KeyError, OSError, RuntimeError):
+                    pass
+        for d in dirs - self._watches.keys():
+            try:
+                self._watches[d] = observer.schedule(  # type: ignore[attr-defined]
+                    self._handler, d, recursive=False, event_filter=self._filter)
+            except OSError as exc:
+                if not self._failed:
+                    log.warning("cannot watch %s (%s): falling back to polling every "
+                                "Refresh_Interval", d, exc)
+                    self._failed = True
+
+    def stop(self) -> None:
+        observer = self._observer
+        if observer is not None:
+            observer.stop()  # type: ignore[attr-defined]
+            observer.join(timeout=2)  # type: ignore[attr-defined]
+            self._observer = None

@@ -1,0 +1,344 @@
+"""The `tail` input: scans, opens, reads, emits chunks, stores acknowledged offsets.
+
+One asyncio task. Each turn: scan if asked (filesystem event) or due (Refresh_Interval), read
+every open file in one thread hop (fstat + pread, big chunks), turn bytes into records, emit
+one chunk per file and turn, let go of rotated or deleted files that stayed idle for
+Rotate_Wait, and commit acknowledged offsets. Reading pauses while the records in flight
+exceed Mem_Buf_Limit: the data waits on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shipper import telemetry
+from shipper.chunk import Chunk, Record
+from shipper.lines import HandlerFactory, SourceContext
+from shipper.tail import discovery
+from shipper.tail.checkpoints import Checkpoints
+from shipper.tail.identity import FINGERPRINT_BYTES, FileId, read_fingerprint, same_content
+from shipper.tail.options import TailOptions
+from shipper.tail.reader import LineRules, TailedFile, drain_partial
+
+log = logging.getLogger(__name__)
+
+ACTIVE_TICK = 0.05  # seconds between read passes while files grow
+IDLE_TICK = 0.25  # ... and at most this while nothing grows
+READ_LIMIT = 1024 * 1024  # bytes read from one file per pass
+RECORD_OVERHEAD = 350  # approximate bytes of a record dict beyond its line, for Mem_Buf_Limit
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """A file we let go of, remembered for as long as it exists so it is never re-read."""
+
+    fingerprint: bytes
+    offset: int
+    path: str
+
+
+def expand_tag(tag: str, path: str) -> str:
+    """Fluent Bit: '*' in Tag becomes the path with '/' as '.', without the leading dot."""
+    if "*" not in tag:
+        return tag
+    return tag.replace("*", path.replace(os.sep, ".").lstrip("."))
+
+
+class TailInput:
+    plugin = "tail"
+
+    def __init__(self, *, name: str, opts: TailOptions, factory: HandlerFactory) -> None:
+        self.name = name
+        self.opts = opts
+        self.factory = factory
+        self.stats = telemetry.REGISTRY.input(name)
+        self.stats.buffer_limit = opts.mem_buf_limit
+        self.files: dict[FileId, TailedFile] = {}
+        self.released: dict[FileId, Released] = {}
+        self.rules = LineRules(max_line=opts.buffer_max_size, skip_long=opts.skip_long_lines,
+                               skip_empty=opts.skip_empty_lines,
+                               want_offsets=opts.offset_key is not None)
+        self.db = Checkpoints(opts.db, sync=opts.db_sync, journal_mode=opts.db_journal_mode) \
+            if opts.db else None
+        self.in_flight = 0
+        self._dirty: set[TailedFile] = set()
+        self._wake = asyncio.Event()
+        self._scan_requested = True
+        self._stopping = False
+        self._failed_paths: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher = discovery.Watcher(self._kick_threadsafe)
+        self._emit: Callable[[Chunk], None] = lambda chunk: None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def run(self, emit: Callable[[Chunk], None]) -> None:
+        """Follow files until `stop` is called."""
+        self._emit = emit
+        self._loop = asyncio.get_running_loop()
+        if self.opts.inotify_watcher:
+            self._watcher.start()
+        await self._scan(initial=True)
+        next_refresh = time.monotonic() + self.opts.refresh_interval
+        tick = ACTIVE_TICK
+        while not self._stopping:
+            now = time.monotonic()
+            if self._scan_requested or now >= next_refresh:
+                self._scan_requested = False
+                await self._scan(initial=False)
+                next_refresh = now + self.opts.refresh_interval
+            busy = await self._read_pass()
+            self._housekeeping(time.monotonic())
+            self._commit()
+            if busy == "more":
+                await asyncio.sleep(0)  # a backlog: read on at once, but let outputs run
+                continue
+            tick = ACTIVE_TICK if busy == "data" else min(IDLE_TICK, tick * 2)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), tick)
+            except TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        """Stop reading (SIGTERM): what is in flight is still acknowledged and stored."""
+        self._stopping = True
+        self._wake.set()
+
+    def finish(self, *, keep_held: bool) -> None:
+        """After stop: emit what multi-line handlers hold, unless a DB will let the next run
+        rebuild those records from the stored offset (no record split at a restart)."""
+        if keep_held and self.db is not None:
+            return
+        now = time.time()
+        for f in list(self.files.values()):
+            records = f.flush_held(now)
+            if records:
+                self._emit_records(f, records, f.line_pos)
+
+    def close(self) -> None:
+        self._watcher.stop()
+        self._commit()
+        for f in self.files.values():
+            f.close()
+        if self.db is not None:
+            self.db.close()
+
+    @property
+    def idle(self) -> bool:
+        return self.in_flight == 0
+
+    # -- discovery ----------------------------------------------------------------------
+    def _kick_threadsafe(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._kick)
+
+    def _kick(self) -> None:
+        self._scan_requested = True
+        self._wake.set()
+
+    async def _scan(self, *, initial: bool) -> None:
+        found, dirs = await asyncio.to_thread(self._expand)
+        self._watcher.update(dirs)
+        seen: set[FileId] = set()
+        cutoff = time.time() - self.opts.ignore_older if self.opts.ignore_older else None
+        for path, item in found.items():
+            if cutoff is not None and item.st.st_mtime < cutoff:
+                continue
+            fid = FileId.of(item.st)
+            seen.add(fid)
+            rel = self.released.get(fid)
+            if rel is not None and item.st.st_size == rel.offset:
+                continue  # a rotated file we finished and that did not grow
+            f = self.files.get(fid)
+            if f is not None:
+                if f.cur_path != path:
+                    telemetry.file_rotated(self.stats, f.cur_path, path)
+                    f.cur_path = path
+                f.matched = True
+                continue
+            self._open(path, fid, initial=initial)
+        for fid, f in self.files.items():
+            if fid not in seen:
+                f.matched = False
+        for fid, rel in list(self.released.items()):
+            if fid not in seen and not _still_there(fid, rel.path):
+                del self.released[fid]
+                if self.db is not None:
+                    self.db.forget(fid)
+
+    def _expand(self) -> tuple[dict[str, discovery.Found], set[str]]:
+        return (discovery.expand(self.opts.path, self.opts.exclude_path),
+                discovery.watch_dirs(self.opts.path) if self.opts.inotify_watcher else set())
+
+    def _open(self, path: str, fid: FileId, *, initial: bool) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            if path not in self._failed_paths:
+                self._failed_paths.add(path)
+                telemetry.file_error(self.stats, path, exc)
+            return
+        self._failed_paths.discard(path)
+        st = os.fstat(fd)
+        if FileId.of(st) != fid:  # replaced between the scan and now: next scan sees it
+            os.close(fd)
+            self._kick()
+            return
+        fingerprint = read_fingerprint(fd)
+        offset, why = self._start_offset(fid, fingerprint, st.st_size, initial)
+        rel = self.released.get(fid)
+        if rel is not None and offset >= st.st_size and why == "released":
+            os.close(fd)  # a rotated file we finished: nothing new, stay released
+            return
+        self.released.pop(fid, None)
+        real = os.path.realpath(path)
+        ctx = SourceContext(path=path, real_path=real, path_key=self.opts.path_key,
+                            offset_key=self.opts.offset_key)
+        f = TailedFile(fid=fid, fd=fd, path=path, real_path=real, offset=offset,
+                       fingerprint=fingerprint, handler=self.factory(ctx),
+                       tag=expand_tag(self.opts.tag, path), notify=self._acknowledged)
+        f.last_change = time.monotonic()
+        f.size = st.st_size
+        self.files[fid] = f
+        telemetry.file_opened(self.stats, path, offset, why)
+
+    def _start_offset(self, fid: FileId, fingerprint: bytes, size: int,
+                      initial: bool) -> tuple[int, str]:
+        rel = self.released.get(fid)
+        if rel is not None:
+            if same_content(rel.fingerprint, fingerprint) and size >= rel.offset:
+                return rel.offset, "released"
+            return 0, "inode reused"
+        saved = self.db.get(fid) if self.db is not None else None
+        if saved is not None:
+            if same_content(saved.fingerprint, fingerprint) and size >= saved.offset:
+                return saved.offset, "db"
+            return 0, "db entry for another file (inode reused)"
+        if initial and not self.opts.read_from_head:
+            return size, "tail"
+        return 0, "head"
+
+    # -- reading ------------------------------------------------------------------------
+    async def _read_pass(self) -> str:
+        """Read every open file once. Returns 'more' (a backlog), 'data' or 'idle'."""
+        room = self.opts.mem_buf_limit - self.in_flight
+        self.stats.buffer_bytes = self.in_flight
+        if room <= 0:
+            if not self.stats.paused:
+                self.stats.paused = True
+                log.debug("%s: paused at Mem_Buf_Limit (%d bytes in flight)", self.name,
+                          self.in_flight)
+            return "idle"
+        self.stats.paused = False
+        files = [f for f in self.files.values() if f.fd >= 0]
+        if not files:
+            return "idle"
+        # Records take ~4x their raw bytes in memory: read no more than fits the budget.
+        per_file = max(4096, min(READ_LIMIT, room // 4 // len(files)))
+        results = await asyncio.to_thread(_read_all, files, per_file)
+        now = time.time()
+        mono = time.monotonic()
+        state = "idle"
+        for f, data, size, nlink, err in results:
+            if err is not None:
+                telemetry.file_error(self.stats, f.path, err)
+                continue
+            f.size = size
+            if nlink == 0:
+                f.deleted = True
+            if size < f.read_pos and not data:
+                telemetry.file_truncated(self.stats, f.path, size, f.read_pos)
+                f.truncated()
+                f.last_change = mono
+                state = "more"
+                continue
+            self.stats.bytes_behind[f.path] = size - f.read_pos - len(data)
+            if not data:
+                continue
+            f.last_change = mono
+            if len(data) == per_file:
+                state = "more"
+            elif state == "idle":
+                state = "data"
+            self.stats.bytes += len(data)
+            records, end = f.ingest(data, self.rules, now)
+            self._emit_records(f, records, end, len(data))
+        return state
+
+    def _emit_records(self, f: TailedFile, records: list[Record], end: int,
+                      nbytes: int = 0) -> None:
+        if not records:
+            if end != f.commit_pos:
+                f.new_ack(end)(None)  # nothing to deliver, but the offset may move
+            return
+        ack = f.new_ack(end)
+        cost = nbytes + RECORD_OVERHEAD * len(records)
+        self.in_flight += cost
+        self.stats.records += len(records)
+        self._emit(Chunk(f.tag, records, cost, on_done=ack))
+
+    def _acknowledged(self, f: TailedFile, nbytes: int) -> None:
+        self.in_flight -= nbytes
+        self._dirty.add(f)
+        if self.stats.paused and self.in_flight < self.opts.mem_buf_limit:
+            self._wake.set()
+
+    # -- housekeeping -------------------------------------------------------------------
+    def _housekeeping(self, mono: float) -> None:
+        now = time.time()
+        for fid, f in list(self.files.items()):
+            idle_for = mono - f.last_change
+            if f.handler.held_lines and idle_for >= self.opts.multiline_flush:
+                records = f.flush_held(now)
+                self._emit_records(f, records, f.line_pos)
+            gone = f.deleted or not f.matched or f.cur_path != f.path
+            if gone and f.read_pos >= f.size and idle_for >= self.opts.rotate_wait:
+                self._emit_records(f, drain_partial(f, now), f.read_pos)
+                f.close()
+                del self.files[fid]
+                why = "deleted" if f.deleted else "rotated or moved away"
+                telemetry.file_closed(self.stats, f.path, why)
+                if not f.deleted:
+                    self.released[fid] = Released(f.fingerprint, f.read_pos, f.cur_path)
+
+    def _commit(self) -> None:
+        if self.db is None or not self._dirty:
+            self._dirty.clear()
+            return
+        for f in self._dirty:
+            if len(f.fingerprint) < FINGERPRINT_BYTES and f.fd >= 0 \
+                    and f.acked_pos > len(f.fingerprint):
+                f.fingerprint = read_fingerprint(f.fd)
+            if f.deleted and f.fd < 0:
+                self.db.forget(f.fid)
+            else:
+                self.db.set(f.fid, f.fingerprint, f.acked_pos, f.cur_path)
+        self._dirty.clear()
+        self.db.commit()
+
+
+def _read_all(files: list[TailedFile], limit: int) -> list[
+        tuple[TailedFile, bytes, int, int, OSError | None]]:
+    """One thread hop for the whole pass: fstat + pread of every open file."""
+    out: list[tuple[TailedFile, bytes, int, int, OSError | None]] = []
+    for f in files:
+        try:
+            data, size, nlink = f.read_chunk(limit)
+        except OSError as exc:
+            out.append((f, b"", 0, 1, exc))
+            continue
+        out.append((f, data, size, nlink, None))
+    return out
+
+
+def _still_there(fid: FileId, path: str) -> bool:
+    try:
+        return FileId.of(os.stat(path)) == fid
+    except OSError:
+        return False

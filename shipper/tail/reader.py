@@ -1,0 +1,231 @@
+"""One followed file: descriptor, positions, partial line, and bytes -> records.
+
+Positions (byte offsets in the file):
+  read_pos   next byte to read
+  line_pos   end of the last complete line consumed (read_pos - len(partial))
+  commit_pos end of the last line whose record was emitted (line_pos minus the lines a
+             multi-line handler still holds); a chunk covers [previous commit_pos, commit_pos)
+  acked_pos  end of the last chunk that every output accepted: the only offset ever stored
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shipper.chunk import Chunk, Record
+from shipper.lines import LineHandler
+from shipper.tail.identity import FileId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineRules:
+    max_line: int  # Buffer_Max_Size
+    skip_long: bool
+    skip_empty: bool
+    want_offsets: bool  # Offset_Key set
+
+
+class RangeAck:
+    """The acknowledgement of one chunk of one file (the chunk's on_done)."""
+
+    __slots__ = ("done", "end", "file", "generation")
+
+    def __init__(self, file: TailedFile, end: int) -> None:
+        self.file = file
+        self.end = end
+        self.generation = file.generation
+        self.done = False
+
+    def __call__(self, chunk: Chunk | None) -> None:
+        self.done = True
+        self.file.acknowledge(chunk.nbytes if chunk is not None else 0)
+
+
+class TailedFile:
+    """State of one open file. The read thread calls only `read_chunk`."""
+
+    def __init__(self, *, fid: FileId, fd: int, path: str, real_path: str, offset: int,
+                 fingerprint: bytes, handler: LineHandler, tag: str,
+                 notify: Callable[[TailedFile, int], None]) -> None:
+        self.fid = fid
+        self.fd = fd
+        self.path = path  # as matched at open: the Path_Key value, for ever
+        self.cur_path = path  # where the glob last saw it
+        self.real_path = real_path
+        self.tag = tag
+        self.handler = handler
+        self.fingerprint = fingerprint
+        self.read_pos = self.line_pos = self.commit_pos = self.acked_pos = offset
+        self.size = offset
+        self.partial = b""
+        self.skipping = False  # inside a long line whose rest is dropped
+        self.generation = 0  # bumped on truncation: older acks no longer move offsets
+        self.pending: collections.deque[RangeAck] = collections.deque()
+        self.matched = True  # seen by the last scan
+        self.deleted = False
+        self.last_change = 0.0  # monotonic time of the last growth (or open)
+        self._notify = notify  # (file, released bytes) after an acknowledgement
+
+    # -- thread side --------------------------------------------------------------------
+    def read_chunk(self, limit: int) -> tuple[bytes, int, int]:
+        """fstat and read up to `limit` new bytes: (data, size, nlink)."""
+        st = os.fstat(self.fd)
+        size = st.st_size
+        if size <= self.read_pos or limit <= 0:
+            return b"", size, st.st_nlink
+        data = os.pread(self.fd, min(size - self.read_pos, limit), self.read_pos)
+        return data, size, st.st_nlink
+
+    # -- loop side ----------------------------------------------------------------------
+    def truncated(self) -> None:
+        """The file shrank below what we read (copytruncate): start again at 0."""
+        self.read_pos = self.line_pos = self.commit_pos = self.acked_pos = 0
+        self.partial = b""
+        self.skipping = False
+        self.generation += 1
+        self.handler.reset()
+
+    def ingest(self, data: bytes, rules: LineRules, now: float) -> tuple[list[Record], int]:
+        """Append `data`; return the records now complete and the new commit position.
+
+        One decode and one split for the whole chunk; per-line work only when a long line,
+        a CR, an empty line to skip or Offset_Key needs it.
+        """
+        buf = self.partial + data if self.partial else data
+        base = self.line_pos
+        self.read_pos += len(data)
+        if self.skipping:  # the rest of a long line already dealt with
+            nl = buf.find(b"\n")
+            if nl < 0:
+                self.partial = b""
+                self.line_pos = self.read_pos
+                return [], self._commit_after([], None, b"")
+            self.skipping = False
+            base += nl + 1
+            buf = buf[nl + 1:]
+        cut = buf.rfind(b"\n")
+        complete = buf[:cut] if cut >= 0 else b""
+        self.partial = buf[cut + 1:]
+        self.line_pos = base + cut + 1
+        long_idx: list[int] = []
+        ends: list[int] | None = None
+        if cut < 0:
+            lines: list[str] = []
+        elif len(complete) > rules.max_line or b"\r" in complete or rules.want_offsets \
+                or rules.skip_empty:
+            lines, ends, long_idx = _split_slow(complete, base, rules)
+        else:
+            lines = complete.decode("utf-8", "replace").split("\n")
+        records = self._feed(lines, ends, long_idx, rules, now)
+        if len(self.partial) > rules.max_line:  # an unfinished line already too long
+            text = self.partial[: rules.max_line].decode("utf-8", "replace")
+            self.partial = b""
+            self.line_pos = self.read_pos
+            self.skipping = True
+            if not rules.skip_long:
+                records += self._feed([text], [self.line_pos] if rules.want_offsets else None,
+                                      [0], rules, now)
+            return records, self.line_pos
+        return records, self._commit_after(lines, ends, complete)
+
+    def _feed(self, lines: list[str], ends: list[int] | None, long_idx: list[int],
+              rules: LineRules, now: float) -> list[Record]:
+        handler = self.handler
+        offsets = ends if rules.want_offsets else None
+        if not long_idx:
+            return handler.feed(lines, now, offsets) if lines else []
+        # Rare: cut lines are records of their own, flagged `truncated`.
+        records: list[Record] = []
+        start = 0
+        for i in long_idx:
+            records += handler.feed(lines[start:i], now, offsets[start:i] if offsets else None)
+            records += handler.flush(now)
+            cut_records = handler.feed([lines[i]], now, offsets[i:i + 1] if offsets else None)
+            cut_records += handler.flush(now)
+            for rec in cut_records:
+                rec["truncated"] = True
+            records += cut_records
+            start = i + 1
+        records += handler.feed(lines[start:], now, offsets[start:] if offsets else None)
+        return records
+
+    def _commit_after(self, lines: list[str], ends: list[int] | None, complete: bytes) -> int:
+        """The new commit position: line_pos, minus the lines the handler holds back."""
+        held = self.handler.held_lines
+        if held == 0:
+            return self.line_pos
+        if held > len(lines):
+            return self.commit_pos  # the held record began in an earlier read
+        first_held = len(lines) - held
+        if ends is not None:
+            return ends[first_held - 1] if first_held else self.line_pos - len(complete) - 1
+        pos = len(complete)
+        for _ in range(held):
+            pos = complete.rfind(b"\n", 0, pos)
+        return self.line_pos - len(complete) - 1 + pos + 1
+
+    def flush_held(self, now: float) -> list[Record]:
+        """Emit what the handler holds (flush timeout, file released)."""
+        return self.handler.flush(now)
+
+    def new_ack(self, end: int) -> RangeAck:
+        ack = RangeAck(self, end)
+        self.pending.append(ack)
+        self.commit_pos = end
+        return ack
+
+    def acknowledge(self, nbytes: int) -> None:
+        """A chunk is done: advance acked_pos over every finished chunk, in order."""
+        while self.pending and self.pending[0].done:
+            ack = self.pending.popleft()
+            if ack.generation == self.generation:
+                self.acked_pos = ack.end
+        self._notify(self, nbytes)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = -1
+
+
+def _split_slow(complete: bytes, base: int, rules: LineRules) -> tuple[list[str], list[int],
+                                                                         list[int]]:
+    """Per-line split: CR removal, long lines cut or skipped, empty lines skipped; returns
+    lines, each line's end offset, and the indexes of cut lines."""
+    lines: list[str] = []
+    ends: list[int] = []
+    long_idx: list[int] = []
+    pos = base
+    for raw in complete.split(b"\n"):
+        pos += len(raw) + 1
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if len(raw) > rules.max_line:
+            if rules.skip_long:
+                continue
+            long_idx.append(len(lines))
+            raw = raw[: rules.max_line]
+        elif rules.skip_empty and not raw:
+            continue
+        lines.append(raw.decode("utf-8", "replace"))
+        ends.append(pos)
+    return lines, ends, long_idx
+
+
+def drain_partial(file: TailedFile, now: float) -> list[Record]:
+    """A file we let go of will never complete its last line: emit it as it is, with
+    whatever the handler holds, so that nothing read is lost."""
+    records: list[Record] = []
+    if file.partial and not file.skipping:
+        text = file.partial.decode("utf-8", "replace")
+        records = file.handler.feed([text], now)
+    file.partial = b""
+    file.line_pos = file.read_pos
+    records += file.handler.flush(now)
+    return records
