@@ -83,6 +83,7 @@ class TailInput:
         if self.opts.inotify_watcher:
             self._watcher.start()
         await self._scan(initial=True)
+        log.info("%s: initial scan done, following %d file(s)", self.name, len(self.files))
         next_refresh = time.monotonic() + self.opts.refresh_interval
         tick = ACTIVE_TICK
         while not self._stopping:
