@@ -48,11 +48,15 @@ class App:
         while True:
             exit_wait = asyncio.ensure_future(self.should_exit.wait())
             reload_wait = asyncio.ensure_future(self.should_reload.wait())
-            done, _ = await asyncio.wait([exit_wait, reload_wait, *tasks],
+            running = [t for t in tasks if not t.done()]
+            await asyncio.wait([exit_wait, reload_wait, *running],
                                          return_when=asyncio.FIRST_COMPLETED)
             exit_wait.cancel()
             reload_wait.cancel()
-            crashed = [t for t in tasks if t.done()]
+            crashed = [t for t in tasks if t.done() and (t.cancelled() or t.exception())]
+            if all(t.done() for t in tasks) and not crashed:
+                log.info("every input finished")
+                return await self.shutdown(tasks)
             if crashed:
                 for t in crashed:
                     exc = t.exception() if not t.cancelled() else None

@@ -188,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             Pipeline.build(doc)
             print(f"configuration test is successful ({doc.source})")
             return 0
+        from shipper.memory import tune_allocator
+
+        tune_allocator()
         return asyncio.run(_run(doc, reload_doc))
     except ConfigError as exc:
         log.error("configuration error: %s", exc)

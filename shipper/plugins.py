@@ -15,7 +15,7 @@ from shipper.chunk import Chunk, Record
 from shipper.config.model import ConfigError, Prop, Section
 from shipper.config.schema import build, parse_int
 from shipper.config.service import ServiceOptions
-from shipper.lines import LineHandler, PlainHandler, SourceContext
+from shipper.lines import HandlerFactory, LineHandler, PlainHandler, SourceContext
 from shipper.match import Matcher
 from shipper.outputs.base import Delivery, Output
 from shipper.outputs.stdout import StdoutOptions, StdoutOutput
@@ -51,7 +51,7 @@ class Context:
     name: str  # instance name, e.g. tail.0
 
 
-def _ray_factory(opts: TailOptions) -> Callable[[SourceContext], LineHandler]:
+def _ray_factory(opts: TailOptions) -> HandlerFactory:
     if not opts.ray_metadata and not opts.multiline_parser:
         return PlainHandler
     try:
@@ -140,4 +140,6 @@ OUTPUTS: dict[str, Callable[[Section, Context], Output]] = {"stdout": build_stdo
 
 
 def registry(kind: str) -> dict[str, Callable[[Section, Context], Any]]:
-    return {"input": INPUTS, "filter": FILTERS, "output": OUTPUTS}[kind]
+    tables: dict[str, dict[str, Callable[[Section, Context], Any]]] = {
+        "input": INPUTS, "filter": FILTERS, "output": OUTPUTS}
+    return tables[kind]

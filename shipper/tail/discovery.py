@@ -8,6 +8,7 @@ polls the files it has open (cheap fstat), which costs far less than one event p
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import logging
@@ -163,7 +164,7 @@ class Watcher:
             return False
         kick = self._kick
 
-        class _Handler(FileSystemEventHandler):  # type: ignore[misc]
+        class _Handler(FileSystemEventHandler):
             def on_any_event(self, event: object) -> None:
                 kick()
 
@@ -183,10 +184,8 @@ class Watcher:
             return
         for d in list(self._watches):
             if d not in dirs:
-                try:
+                with contextlib.suppress(KeyError, OSError, RuntimeError):
                     observer.unschedule(self._watches.pop(d))  # type: ignore[attr-defined]
-                except (KeyError, OSError, RuntimeError):
-                    pass
         for d in dirs - self._watches.keys():
             try:
                 self._watches[d] = observer.schedule(  # type: ignore[attr-defined]

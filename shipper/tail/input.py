@@ -10,6 +10,7 @@ exceed Mem_Buf_Limit: the data waits on disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE_TICK = 0.05  # seconds between read passes while files grow
 IDLE_TICK = 0.25  # ... and at most this while nothing grows
-READ_LIMIT = 1024 * 1024  # bytes read from one file per pass
+READ_LIMIT = 256 * 1024  # bytes read from one file per pass
 RECORD_OVERHEAD = 350  # approximate bytes of a record dict beyond its line, for Mem_Buf_Limit
 
 
@@ -93,6 +94,9 @@ class TailInput:
                 await self._scan(initial=False)
                 next_refresh = now + self.opts.refresh_interval
             busy = await self._read_pass()
+            if self.opts.exit_on_eof and busy == "idle" and self._at_eof():
+                log.info("%s: every file read to its end (Exit_On_Eof)", self.name)
+                break
             self._housekeeping(time.monotonic())
             self._commit()
             if busy == "more":
@@ -100,10 +104,8 @@ class TailInput:
                 continue
             tick = ACTIVE_TICK if busy == "data" else min(IDLE_TICK, tick * 2)
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), tick)
-            except TimeoutError:
-                pass
 
     def stop(self) -> None:
         """Stop reading (SIGTERM): what is in flight is still acknowledged and stored."""
@@ -128,6 +130,9 @@ class TailInput:
             f.close()
         if self.db is not None:
             self.db.close()
+
+    def _at_eof(self) -> bool:
+        return all(f.read_pos >= f.size for f in self.files.values())
 
     @property
     def idle(self) -> bool:

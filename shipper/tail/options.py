@@ -59,3 +59,6 @@ class TailOptions:
     time_offset: float | None = opt("Time_Offset", "float", None,
                                     help="UTC offset in hours of the timestamps in Ray's "
                                          "lines (default: this machine's local zone).")
+    exit_on_eof: bool = opt("Exit_On_Eof", "bool", False,
+                            help="Stop the agent (gracefully) once every file is read to its "
+                                 "end: for batch jobs and benchmarks.")

@@ -11,6 +11,7 @@ Positions (byte offsets in the file):
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -187,10 +188,8 @@ class TailedFile:
 
     def close(self) -> None:
         if self.fd >= 0:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self.fd)
-            except OSError:
-                pass
             self.fd = -1
 
 
