@@ -22,6 +22,7 @@ from shipper.chunk import Chunk, Record
 from shipper.lines import HandlerFactory, SourceContext
 from shipper.tail import discovery
 from shipper.tail.checkpoints import Checkpoints
+from shipper.tail.handover import TailState, export_files, key_of
 from shipper.tail.identity import FINGERPRINT_BYTES, FileId, read_fingerprint, same_content
 from shipper.tail.options import TailOptions
 from shipper.tail.reader import LineRules, TailedFile, drain_partial
@@ -31,16 +32,18 @@ log = logging.getLogger(__name__)
 ACTIVE_TICK = 0.05  # seconds between read passes while files grow
 IDLE_TICK = 0.25  # ... and at most this while nothing grows
 READ_LIMIT = 256 * 1024  # bytes read from one file per pass
+RELEASED_TTL = 60.0  # seconds a released file may go unseen before it is forgotten
 RECORD_OVERHEAD = 350  # approximate bytes of a record dict beyond its line, for Mem_Buf_Limit
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Released:
     """A file we let go of, remembered for as long as it exists so it is never re-read."""
 
     fingerprint: bytes
     offset: int
     path: str
+    last_seen: float  # monotonic time a scan last found it
 
 
 def expand_tag(tag: str, path: str) -> str:
@@ -52,6 +55,7 @@ def expand_tag(tag: str, path: str) -> str:
 
 class TailInput:
     plugin = "tail"
+    _adopted = False  # set by adopt(): the first scan is not a start (see run)
 
     def __init__(self, *, name: str, opts: TailOptions, factory: HandlerFactory) -> None:
         self.name = name
@@ -83,7 +87,9 @@ class TailInput:
         self._loop = asyncio.get_running_loop()
         if self.opts.inotify_watcher:
             self._watcher.start()
-        await self._scan(initial=True)
+        # A successor at a hot reload reads files new to it from their head, as a running
+        # input does: they appeared while nobody was reading.
+        await self._scan(initial=not self._adopted)
         log.info("%s: initial scan done, following %d file(s)", self.name, len(self.files))
         next_refresh = time.monotonic() + self.opts.refresh_interval
         tick = ACTIVE_TICK
@@ -138,6 +144,39 @@ class TailInput:
     def idle(self) -> bool:
         return self.in_flight == 0
 
+    # -- hot reload ---------------------------------------------------------------------
+    @property
+    def handover_key(self) -> tuple[str, ...]:
+        return key_of(self.opts)
+
+    def export_state(self) -> TailState:
+        """After stop and drain, before close: give open files (descriptor, acked offset)
+        and released files to a successor; this input no longer owns them."""
+        state = TailState(files=export_files(self.files), released=dict(self.released))
+        self.files = {}
+        self.released = {}
+        return state
+
+    def adopt(self, state: TailState) -> None:
+        """Before run: follow the predecessor's files from their acked offsets, with this
+        input's own options (line handler, Tag, keys)."""
+        mono = time.monotonic()
+        for h in state.files:
+            ctx = SourceContext(path=h.path, real_path=h.real_path,
+                                path_key=self.opts.path_key, offset_key=self.opts.offset_key)
+            f = TailedFile(fid=h.fid, fd=h.fd, path=h.path, real_path=h.real_path,
+                           offset=h.offset, fingerprint=h.fingerprint,
+                           handler=self.factory(ctx), tag=expand_tag(self.opts.tag, h.path),
+                           notify=self._acknowledged)
+            f.cur_path, f.size, f.deleted, f.skipping = h.cur_path, h.size, h.deleted, h.skipping
+            f.last_change = mono
+            self.files[h.fid] = f
+        self.released.update(state.released)
+        self.stats.files_open += len(state.files)
+        self._adopted = True
+        log.info("%s: took over %d open file(s) from the previous configuration", self.name,
+                 len(state.files))
+
     # -- discovery ----------------------------------------------------------------------
     def _kick_threadsafe(self) -> None:
         loop = self._loop
@@ -152,6 +191,7 @@ class TailInput:
         found, dirs = await asyncio.to_thread(self._expand)
         self._watcher.update(dirs)
         seen: set[FileId] = set()
+        mono = time.monotonic()
         cutoff = time.time() - self.opts.ignore_older if self.opts.ignore_older else None
         for path, item in found.items():
             if cutoff is not None and item.st.st_mtime < cutoff:
@@ -159,8 +199,10 @@ class TailInput:
             fid = FileId.of(item.st)
             seen.add(fid)
             rel = self.released.get(fid)
-            if rel is not None and item.st.st_size == rel.offset:
-                continue  # a rotated file we finished and that did not grow
+            if rel is not None:
+                rel.last_seen, rel.path = mono, path
+                if item.st.st_size == rel.offset:
+                    continue  # a rotated file we finished and that did not grow
             f = self.files.get(fid)
             if f is not None:
                 if f.cur_path != path:
@@ -172,8 +214,12 @@ class TailInput:
         for fid, f in self.files.items():
             if fid not in seen:
                 f.matched = False
+        # A scan races with renames (listed as x.1, renamed to x.2 before the stat): one
+        # miss proves nothing, so a released file is forgotten only after a long absence.
+        ttl = max(RELEASED_TTL, 3 * self.opts.refresh_interval)
         for fid, rel in list(self.released.items()):
-            if fid not in seen and not _still_there(fid, rel.path):
+            if fid not in seen and mono - rel.last_seen > ttl \
+                    and not _still_there(fid, rel.path):
                 del self.released[fid]
                 if self.db is not None:
                     self.db.forget(fid)
@@ -306,12 +352,14 @@ class TailInput:
             gone = f.deleted or not f.matched or f.cur_path != f.path
             if gone and f.read_pos >= f.size and idle_for >= self.opts.rotate_wait:
                 self._emit_records(f, drain_partial(f, now), f.read_pos)
+                if len(f.fingerprint) < FINGERPRINT_BYTES:  # it grew since it was opened
+                    f.fingerprint = read_fingerprint(f.fd)
                 f.close()
                 del self.files[fid]
                 why = "deleted" if f.deleted else "rotated or moved away"
                 telemetry.file_closed(self.stats, f.path, why)
                 if not f.deleted:
-                    self.released[fid] = Released(f.fingerprint, f.read_pos, f.cur_path)
+                    self.released[fid] = Released(f.fingerprint, f.read_pos, f.cur_path, mono)
 
     def _commit(self) -> None:
         if self.db is None or not self._dirty:
