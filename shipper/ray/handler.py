@@ -1,0 +1,277 @@
+"""RayHandler: the LineHandler (shipper/lines.py) that knows Ray's files.
+
+Record keys, in order (SPEC section 2): `date`, `log`, the path key, the offset key, `session`,
+`component`, the line's fields (`level`, `pid`, `tid`, `source`, `message`, ...), the name's
+ids (`worker_id`, `job_id`, `pid`, `stream`, `module`, ...) and, in worker `.out/.err`, what the
+last marker lines announced (`job_id`, `task_name`, `actor_name`, `task_id`). A line field and
+a name id of the same key (a core worker's `pid`) agree; the line's value is kept.
+
+Everything that does not change per line (the frame of keys, the name ids) is computed once
+per source. A line with a header becomes its record right away (one dict copy of the frame,
+filled by the parser); the joiner then only decides which lines go with it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from shipper.chunk import Record
+from shipper.lines import LineHandler, PlainHandler, SourceContext
+from shipper.ray.lines import LineParser
+from shipper.ray.multiline import Group, Joiner, RayJoiner, make_joiner
+from shipper.ray.names import describe, file_kind, session_of
+
+__all__ = ["RayHandler", "make_ray_handler"]
+
+# Keys a parsed line brings itself; a name id under the same key must not override it.
+_LINE_KEYS = frozenset({"level", "pid", "tid", "source", "message"})
+
+# Ray's worker magic lines (ray_constants.LOG_PREFIX_*). The log monitor consumes them and so
+# do we: they say who printed what follows, they are not output of their own.
+_JOB_ID = ":job_id:"
+_TASK_NAME = ":task_name:"
+_ACTOR_NAME = ":actor_name:"
+_ATTEMPT_START = ":task_attempt_start:"
+_ATTEMPT_END = ":task_attempt_end:"
+
+
+class RayHandler:
+    """Ray-aware records for one source (a file or stdin); see make_ray_handler."""
+
+    __slots__ = ("_emit_markers", "_frame", "_joiner", "_marked", "_markers", "_meta",
+                 "_name_all", "_name_fill", "_name_rest", "_need_head", "_offsets", "_okey",
+                 "_parser", "held_lines")
+
+    def __init__(self, ctx: SourceContext, *, ray_metadata: bool = True,
+                 multiline: tuple[str, ...] = (), tz_offset: float | None = None,
+                 emit_markers: bool = False) -> None:
+        if ctx.real_path == "":
+            # stdin: a line's `(component)` prefix names its writer (SPEC section 5); lines
+            # without one belong to the source itself.
+            name: dict[str, object] = {"component": "stdin"}
+            kind, session = "ray", None
+        else:
+            name = describe(ctx.real_path)
+            kind, session = file_kind(ctx.real_path), session_of(ctx.real_path)
+        self._meta = ray_metadata
+        # Only worker stdout/stderr carry Ray's magic marker lines.
+        self._marked = ray_metadata and name["component"] in ("worker", "io_worker")
+        self._emit_markers = emit_markers
+        self._joiner: Joiner | None = make_joiner(multiline, free_text=kind == "free")
+        # Only the `ray` joiner asks whether a line has a header; without metadata that is the
+        # one regex we run per line.
+        self._need_head = (not ray_metadata and isinstance(self._joiner, RayJoiner)
+                           and kind != "free")
+        reserved = frozenset(k for k in (ctx.path_key, ctx.offset_key) if k)
+        self._parser = LineParser(tz_offset, prefix_component=ctx.real_path == "",
+                                  reserved=reserved)
+
+        frame: dict[str, Any] = {"date": 0.0, "log": ""}
+        if ctx.path_key:
+            frame[ctx.path_key] = ctx.path
+        self._okey = ctx.offset_key or None
+        if self._okey:
+            frame[self._okey] = 0
+        if ray_metadata:
+            if session is not None:
+                frame["session"] = session
+            frame["component"] = name["component"]
+        self._frame = frame
+        self._name_all = {k: v for k, v in name.items() if k != "component"}
+        self._name_rest = {k: v for k, v in self._name_all.items() if k not in _LINE_KEYS}
+        # Name ids a line may also carry (a core worker's pid; an event file's source): the
+        # line's value stays, the name's fills in when the line has none (JSON lines have no
+        # pid).
+        self._name_fill = tuple((k, v) for k, v in self._name_all.items() if k in _LINE_KEYS)
+        self._markers: dict[str, str] = {}
+        # End offsets of the lines fed but not yet emitted (only with the offset key).
+        self._offsets: deque[int | None] = deque()
+        self.held_lines = 0
+
+    # -- LineHandler -------------------------------------------------------------------------
+
+    def feed(self, lines: list[str], now: float, offsets: list[int] | None = None) -> list[Record]:
+        if self._okey:
+            if offsets is not None and len(offsets) == len(lines):
+                self._offsets.extend(offsets)
+            else:
+                self._offsets.extend([None] * len(lines))
+        out: list[Record] = []
+        if not self._marked:
+            self._feed(lines, now, out)
+        else:
+            # Marker lines cut the batch: what comes before is emitted under the old markers.
+            start = 0
+            for i, line in enumerate(lines):
+                if line[:1] == ":" and self._is_marker(line):
+                    if i > start:
+                        self._feed(lines[start:i], now, out)
+                    self._marker(line, now, out)
+                    start = i + 1
+            self._feed(lines[start:] if start else lines, now, out)
+        self.held_lines = 0 if self._joiner is None else self._joiner.held
+        return out
+
+    def flush(self, now: float) -> list[Record]:
+        out: list[Record] = []
+        if self._joiner is not None and self._joiner.held:
+            groups: list[Group] = []
+            self._joiner.flush(groups)
+            self._emit(groups, out)
+        self.held_lines = 0
+        return out
+
+    def reset(self) -> None:
+        # Markers are kept: after a copytruncate the same worker goes on printing for the same
+        # task, and Ray does not repeat the marker.
+        if self._joiner is not None:
+            self._joiner.reset()
+        self._offsets.clear()
+        self.held_lines = 0
+
+    # -- records -----------------------------------------------------------------------------
+
+    def _heads(self, lines: list[str], now: float) -> list[Any]:
+        """Per line: its complete record if it has a Ray header, else None."""
+        parse = self._parser.parse
+        frame = self._frame
+        name_rest, fill, markers = self._name_rest, self._name_fill, self._markers
+        heads: list[Any] = []
+        append = heads.append
+        for line in lines:
+            rec = parse(line, now, frame)
+            if rec is not None:
+                rec["log"] = line
+                if name_rest:
+                    rec.update(name_rest)
+                for k, v in fill:
+                    if k not in rec:
+                        rec[k] = v
+                if markers:
+                    rec.update(markers)
+            append(rec)
+        return heads
+
+    def _free(self, line: str, t: float) -> Record:
+        """The record of a line (or joined lines) without a Ray header."""
+        rec = self._frame.copy()
+        rec["date"] = t
+        rec["log"] = line
+        if self._meta:
+            if self._name_all:
+                rec.update(self._name_all)
+            if self._markers:
+                rec.update(self._markers)
+        return rec
+
+    def _feed(self, lines: list[str], now: float, out: list[Record]) -> None:
+        if not lines:
+            return
+        joiner = self._joiner
+        okey = self._okey
+        if joiner is None:
+            # One record per line.
+            if self._meta:
+                for line, rec in zip(lines, self._heads(lines, now), strict=True):
+                    out.append(self._free(line, now) if rec is None else rec)
+            else:
+                for line in lines:
+                    out.append(self._free(line, now))
+            if okey:
+                pop = self._offsets.popleft
+                for rec in out[len(out) - len(lines):]:
+                    self._set_offset(rec, okey, pop())
+            return
+        if self._meta:
+            heads = self._heads(lines, now)
+        elif self._need_head:
+            is_header = self._parser.is_header
+            heads = [True if is_header(line) else None for line in lines]
+        else:
+            heads = [None] * len(lines)
+        groups: list[Group] = []
+        joiner.push_many(lines, heads, now, groups)
+        if groups:
+            self._emit(groups, out)
+
+    def _emit(self, groups: list[Group], out: list[Record]) -> None:
+        """Joined groups `[head, t, line, ...]` -> records, in order."""
+        meta = self._meta
+        okey = self._okey
+        for g in groups:
+            head = g[0]
+            n = len(g) - 2
+            if meta and head is not None:
+                rec = head
+                if n > 1:
+                    rec["log"] = "\n".join(g[2:])
+                    if "message" in rec:
+                        # The message of a joined record is all of it, not its first line.
+                        rec["message"] = "\n".join([str(rec["message"]), *g[3:]])
+            else:
+                rec = self._free(g[2] if n == 1 else "\n".join(g[2:]), g[1])
+            if okey:
+                end = None
+                for _ in range(n):
+                    end = self._offsets.popleft()
+                self._set_offset(rec, okey, end)
+            out.append(rec)
+
+    @staticmethod
+    def _set_offset(rec: Record, okey: str, off: int | None) -> None:
+        if off is None:
+            rec.pop(okey, None)  # the reader gave no offsets for this line
+        else:
+            rec[okey] = off
+
+    # -- worker markers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _is_marker(line: str) -> bool:
+        return line.startswith((_JOB_ID, _TASK_NAME, _ACTOR_NAME, _ATTEMPT_START, _ATTEMPT_END))
+
+    def _marker(self, line: str, now: float, out: list[Record]) -> None:
+        """Consume a worker magic line (after what was printed before it is out)."""
+        if self._joiner is not None and self._joiner.held:
+            groups: list[Group] = []
+            self._joiner.flush(groups)
+            self._emit(groups, out)
+        markers = self._markers
+        if line.startswith(_JOB_ID):
+            key, value = "job_id", line[len(_JOB_ID):]
+        elif line.startswith(_TASK_NAME):
+            key, value = "task_name", line[len(_TASK_NAME):]
+        elif line.startswith(_ACTOR_NAME):
+            key, value = "actor_name", line[len(_ACTOR_NAME):]
+            # As Ray's log monitor: a new actor ends the task name of the previous one.
+            markers.pop("task_name", None)
+        elif line.startswith(_ATTEMPT_START):
+            # `<task_id>-<attempt>`: the attempt's output follows, up to the end marker.
+            key, value = "task_id", line[len(_ATTEMPT_START):].rpartition("-")[0]
+        else:
+            key, value = "task_id", ""
+        if value:
+            markers[key] = value
+        else:
+            markers.pop(key, None)
+        if self._emit_markers:
+            rec = self._free(line, now)
+            if self._okey:
+                self._set_offset(rec, self._okey, self._offsets.popleft())
+            out.append(rec)
+        elif self._okey:
+            self._offsets.popleft()
+
+
+def make_ray_handler(ctx: SourceContext, *, ray_metadata: bool, multiline: tuple[str, ...],
+                     tz_offset: float | None, emit_markers: bool = False) -> LineHandler:
+    """The handler for one source. Without Ray metadata or joining: Fluent Bit's plain records.
+
+    `multiline`: the `multiline.parser` names (`python`, `ray`); ValueError for others.
+    `tz_offset`: seconds east of UTC of the time Ray's lines are written in; None = local.
+    """
+    if not ray_metadata and not multiline:
+        return PlainHandler(ctx)
+    return RayHandler(ctx, ray_metadata=ray_metadata, multiline=multiline,
+                      tz_offset=tz_offset, emit_markers=emit_markers)

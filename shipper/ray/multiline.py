@@ -1,0 +1,181 @@
+"""Multi-line joiners: which consecutive lines of one source make one record.
+
+Two parsers, by the names `multiline.parser` takes (SPEC section 4):
+
+- `python`: Fluent Bit's built-in python parser. `Traceback (most recent call last):` opens a
+  record, indented lines (`  File ...`, the code under it) continue it, and the exception line
+  (`ValueError: msg`) closes it. Any other line is a record of its own.
+  One deliberate difference: Fluent Bit only takes `File` lines and the one code line after
+  each, so the `~~^~~` caret lines of Python 3.11+ (indented too) would split a traceback in
+  three; here every indented line inside a traceback continues it.
+- `ray`: in files whose lines carry a Ray header (C++, Python, glog, JSON), a line without a
+  header joins the record before it (debug-state dumps, autoscaler status, logged tracebacks).
+  Where no headed record is open (free text before the first header, a rotated file that
+  starts mid-record, stdin) and always in free-text files (`free_text=True`: worker `.out/.err`,
+  where user prints carry no header), Python tracebacks are joined as `python` does.
+
+A joiner never looks at a line twice and never looks ahead: a record that may still grow is
+held, and goes out on the next record start or on `flush` (the reader's flush timeout).
+`held` is the number of lines held; the reader's safe offset depends on it being exact.
+
+The caller passes each line with its `head`: whatever it made of the line's Ray header (parsed
+fields, a record, True) or None for a line without one. Emitted groups are lists
+`[head of the first line, now when the first line came, line, line, ...]`: one list per record,
+so that holding a record costs no more than the list itself.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["PARSERS", "Group", "Joiner", "PythonJoiner", "RayJoiner", "make_joiner"]
+
+Group = list[Any]
+
+PARSERS = frozenset({"python", "ray"})
+
+_TRACEBACK = "Traceback (most recent call last):"
+# Fluent Bit's exception-line rule, `^(?:[^\s.():]+\.)*[^\s.():]+:`, widened to two forms
+# Python also prints: a bare class name (`KeyboardInterrupt`) and Ray's wrapped class
+# (`ray.exceptions.RayTaskError(ValueError): ...`).
+_EXC_LINE = re.compile(r"(?:[^\s.():]+\.)*[^\s.():]+(?::|\s*$|\([\w.]*\):)")
+
+
+def _is_traceback_start(line: str) -> bool:
+    return line.startswith(_TRACEBACK) and (len(line) == len(_TRACEBACK)
+                                            or line[len(_TRACEBACK):].isspace())
+
+
+class Joiner:
+    """Common frame: the held group (`_cur`, None when nothing is held) and the traceback
+    machine. `_cur[0] is None` means the held group is a traceback, else a headed record."""
+
+    __slots__ = ("_cur",)
+
+    def __init__(self) -> None:
+        self._cur: Group | None = None
+
+    @property
+    def held(self) -> int:
+        cur = self._cur
+        return 0 if cur is None else len(cur) - 2
+
+    def push(self, line: str, head: Any, now: float, out: list[Group]) -> None:
+        """One line, in order; completed groups are appended to `out`."""
+        raise NotImplementedError
+
+    def push_many(self, lines: list[str], heads: list[Any], now: float,
+                  out: list[Group]) -> None:
+        """`push` for each line (`heads[i]` goes with `lines[i]`)."""
+        push = self.push
+        for line, head in zip(lines, heads, strict=True):
+            push(line, head, now, out)
+
+    def flush(self, out: list[Group]) -> None:
+        """Emit what is held, whatever state it is in."""
+        if self._cur is not None:
+            out.append(self._cur)
+            self._cur = None
+
+    def reset(self) -> None:
+        """Drop what is held (the file was truncated under us)."""
+        self._cur = None
+
+    def _python(self, line: str, head: Any, now: float, out: list[Group]) -> None:
+        """The traceback machine, for a line that no headed record takes."""
+        cur = self._cur
+        if cur is not None:
+            # A Ray header line is never part of a traceback; anything else may be.
+            if cur[0] is None and head is None:
+                c = line[:1]
+                if (c == " " or c == "\t") and not line.isspace():
+                    cur.append(line)
+                    return
+                if _EXC_LINE.match(line) is not None:
+                    cur.append(line)
+                    out.append(cur)
+                    self._cur = None
+                    return
+            # Not a traceback line after all: what we hold is a cut-off traceback.
+            out.append(cur)
+            self._cur = None
+        if line[:1] == "T" and _is_traceback_start(line):
+            self._cur = [None, now, line]
+        else:
+            out.append([head, now, line])
+
+
+class PythonJoiner(Joiner):
+    """Fluent Bit's `python` multiline parser (with the caret-line fix, see module doc)."""
+
+    __slots__ = ()
+
+    def push(self, line: str, head: Any, now: float, out: list[Group]) -> None:
+        self._python(line, head, now, out)
+
+
+class RayJoiner(Joiner):
+    """The `ray` multiline parser: header-less lines continue the headed record before them."""
+
+    __slots__ = ("_free",)
+
+    def __init__(self, *, free_text: bool = False) -> None:
+        super().__init__()
+        self._free = free_text
+
+    def push(self, line: str, head: Any, now: float, out: list[Group]) -> None:
+        cur = self._cur
+        if self._free:
+            self._python(line, head, now, out)
+        elif head is not None:
+            if cur is not None:
+                out.append(cur)
+            self._cur = [head, now, line]
+        elif cur is not None and cur[0] is not None:
+            cur.append(line)
+        else:
+            self._python(line, None, now, out)
+
+    def push_many(self, lines: list[str], heads: list[Any], now: float,
+                  out: list[Group]) -> None:
+        # The hot loop of a Ray log file, inlined: a header line closes the held record and
+        # opens the next, a line without one continues it.
+        if self._free:
+            cur = self._cur
+            for line, head in zip(lines, heads, strict=True):
+                if cur is None and line[:1] != "T":
+                    out.append([head, now, line])
+                else:
+                    self._python(line, head, now, out)
+                    cur = self._cur
+            return
+        cur = self._cur
+        for line, head in zip(lines, heads, strict=True):
+            if head is not None:
+                if cur is not None:
+                    out.append(cur)
+                cur = [head, now, line]
+            elif cur is not None and cur[0] is not None:
+                cur.append(line)
+            else:
+                self._cur = cur
+                self._python(line, None, now, out)
+                cur = self._cur
+        self._cur = cur
+
+
+def make_joiner(parsers: tuple[str, ...], *, free_text: bool = False) -> Joiner | None:
+    """The joiner for a `multiline.parser` list, None for no joining.
+
+    `ray` includes what `python` does, so it wins when both are named.
+    """
+    unknown = [p for p in parsers if p not in PARSERS]
+    if unknown:
+        raise ValueError(f"unknown multiline parser {unknown[0]!r} "
+                         f"(known: {', '.join(sorted(PARSERS))})")
+    if "ray" in parsers:
+        return RayJoiner(free_text=free_text)
+    if "python" in parsers:
+        return PythonJoiner()
+    return None
