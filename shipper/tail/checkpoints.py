@@ -47,17 +47,39 @@ class Checkpoints:
 
     def __init__(self, path: str, *, sync: str = "normal", journal_mode: str = "WAL") -> None:
         self.path = path
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute(f"PRAGMA journal_mode={journal_mode}")
-        self._conn.execute(f"PRAGMA synchronous={sync.upper()}")
-        self._conn.execute(_SCHEMA)
-        self._saved: dict[FileId, Checkpoint] = {
-            FileId(dev, ino): Checkpoint(bytes(fp), off, name)
-            for dev, ino, fp, off, name in self._conn.execute(_SELECT_ALL)
-        }
+        self._sync = sync
+        self._journal_mode = journal_mode
+        self._conn: sqlite3.Connection | None = None
+        self._saved: dict[FileId, Checkpoint] = {}
         self._dirty: dict[FileId, Checkpoint] = {}
         self._deleted: set[FileId] = set()
         self._failing = False
+
+    def open(self) -> bool:
+        """Connect and load the stored offsets. A DB that cannot be opened (missing
+        directory, read-only or full disk) is reported once; shipping goes on and opening is
+        tried again at every commit."""
+        if self._conn is not None:
+            return True
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA journal_mode={self._journal_mode}")
+            conn.execute(f"PRAGMA synchronous={self._sync.upper()}")
+            conn.execute(_SCHEMA)
+            rows = conn.execute(_SELECT_ALL).fetchall()
+        except sqlite3.Error as exc:
+            self._report(exc)
+            return False
+        self._conn = conn
+        for dev, ino, fp, off, name in rows:
+            self._saved.setdefault(FileId(dev, ino), Checkpoint(bytes(fp), off, name))
+        return True
+
+    def _report(self, exc: Exception) -> None:
+        if not self._failing:
+            log.error("cannot store offsets in %s: %s (keeps shipping, will retry)",
+                      self.path, exc)
+            self._failing = True
 
     def get(self, fid: FileId) -> Checkpoint | None:
         return self._dirty.get(fid) or self._saved.get(fid)
@@ -75,6 +97,9 @@ class Checkpoints:
         """Write pending changes. A failing disk is reported once and retried next time."""
         if not self._dirty and not self._deleted:
             return
+        if not self.open():
+            return
+        assert self._conn is not None
         now = time.time()
         rows = [(f.dev, f.ino, c.fingerprint, c.offset, c.name, now)
                 for f, c in self._dirty.items()]
@@ -87,10 +112,7 @@ class Checkpoints:
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            if not self._failing:
-                log.error("cannot store offsets in %s: %s (keeps shipping, will retry)",
-                          self.path, exc)
-                self._failing = True
+            self._report(exc)
             return
         if self._failing:
             log.info("offsets stored in %s again", self.path)
@@ -103,4 +125,6 @@ class Checkpoints:
 
     def close(self) -> None:
         self.commit()
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -85,6 +85,8 @@ class TailInput:
         """Follow files until `stop` is called."""
         self._emit = emit
         self._loop = asyncio.get_running_loop()
+        if self.db is not None:
+            self.db.open()
         if self.opts.inotify_watcher:
             self._watcher.start()
         # A successor at a hot reload reads files new to it from their head, as a running

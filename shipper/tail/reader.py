@@ -115,8 +115,9 @@ class TailedFile:
         ends: list[int] | None = None
         if cut < 0:
             lines: list[str] = []
-        elif len(complete) > rules.max_line or b"\r" in complete or rules.want_offsets \
-                or rules.skip_empty:
+        elif b"\r" in complete or rules.want_offsets or rules.skip_empty or (
+                len(complete) > rules.max_line
+                and max(map(len, complete.split(b"\n"))) > rules.max_line):
             lines, ends, long_idx = _split_slow(complete, base, rules)
         else:
             lines = complete.decode("utf-8", "replace").split("\n")
