@@ -294,7 +294,8 @@ class TailInput:
         if not files:
             return "idle"
         # Records take ~4x their raw bytes in memory: read no more than fits the budget.
-        per_file = max(4096, min(READ_LIMIT, room // 4 // len(files)))
+        per_file = max(4096, min(max(READ_LIMIT, self.opts.buffer_chunk_size),
+                                 room // 4 // len(files)))
         results = await asyncio.to_thread(_read_all, files, per_file)
         now = time.time()
         mono = time.monotonic()

@@ -38,7 +38,7 @@ class TailOptions:
     mem_buf_limit: int = opt("Mem_Buf_Limit", "size", 32 * 1024 * 1024,
                              help="Bytes of records in flight before readers pause.")
     buffer_chunk_size: int = opt("Buffer_Chunk_Size", "size", 32 * 1024,
-                                 help="Initial read size; reads grow to 1M for backlogs.")
+                                 help="Smallest read; a pass reads up to 256k (or this) per file.")
     buffer_max_size: int = opt("Buffer_Max_Size", "size", 32 * 1024,
                                help="Longest line kept whole; longer lines are skipped or cut.")
     skip_long_lines: bool = opt("Skip_Long_Lines", "bool", False,
