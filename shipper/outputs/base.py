@@ -155,6 +155,10 @@ class Output(abc.ABC):
             self._busy += 1
             try:
                 await self._deliver(batch)
+            except Exception as exc:  # a bug must not kill the output and stall every input
+                self.log.exception("unexpected error delivering a batch")
+                telemetry.output_dropped(self.stats, sum(len(c.records) for c in batch),
+                                         f"unexpected error: {exc!r}")
             finally:
                 self._busy -= 1
                 for chunk in batch:
