@@ -269,7 +269,8 @@ def make_ray_handler(ctx: SourceContext, *, ray_metadata: bool, multiline: tuple
     """The handler for one source. Without Ray metadata or joining: Fluent Bit's plain records.
 
     `multiline`: the `multiline.parser` names (`python`, `ray`); ValueError for others.
-    `tz_offset`: seconds east of UTC of the time Ray's lines are written in; None = local.
+    `tz_offset`: hours east of UTC of the time Ray's lines are written in (`Time_Offset`);
+    None = this machine's local time zone.
     """
     if not ray_metadata and not multiline:
         return PlainHandler(ctx)

@@ -72,9 +72,9 @@ _CACHE_MAX = 4096  # distinct seconds remembered; a day of steady logging evicts
 class LineParser:
     """Parses one line at a time; holds the timestamp cache (so: one per source or thread).
 
-    `tz_offset` is the local time's offset east of UTC, in seconds; None means this machine's
-    time zone (with its DST rules) as `time.mktime` sees it. Ray writes local time with no zone,
-    so only the deployment knows which one.
+    `tz_offset` is the local time's offset east of UTC, in hours (the tail input's
+    `Time_Offset`); None means this machine's time zone (with its DST rules) as `time.mktime`
+    sees it. Ray writes local time with no zone, so only the deployment knows which one.
     `prefix_component`: report the `(component)` prefix of C++/Python lines (and the JSON
     `component` key) as `component`; only a stdin source wants it, a file's name says it better.
     `reserved`: extra keys JSON lines must not set (the path key, the offset key).
@@ -84,7 +84,7 @@ class LineParser:
 
     def __init__(self, tz_offset: float | None = None, *, prefix_component: bool = False,
                  reserved: frozenset[str] = frozenset()) -> None:
-        self._offset = tz_offset
+        self._offset = None if tz_offset is None else tz_offset * 3600.0  # in seconds
         self._prefix = prefix_component
         self._cache: dict[str, float] = {}
         self._ints: dict[str, int] = {}

@@ -29,11 +29,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["PARSERS", "Group", "Joiner", "PythonJoiner", "RayJoiner", "make_joiner"]
+__all__ = ["NOT_IMPLEMENTED", "PARSERS", "Group", "Joiner", "PythonJoiner", "RayJoiner",
+           "make_joiner"]
 
 Group = list[Any]
 
 PARSERS = frozenset({"python", "ray"})
+# Fluent Bit built-ins the config accepts but that are not written yet (they join nothing).
+NOT_IMPLEMENTED = frozenset({"docker", "cri", "go", "java"})
 
 _TRACEBACK = "Traceback (most recent call last):"
 # Fluent Bit's exception-line rule, `^(?:[^\s.():]+\.)*[^\s.():]+:`, widened to two forms
@@ -166,16 +169,20 @@ class RayJoiner(Joiner):
 
 
 def make_joiner(parsers: tuple[str, ...], *, free_text: bool = False) -> Joiner | None:
-    """The joiner for a `multiline.parser` list, None for no joining.
+    """The joiner for a `multiline.parser` list (names as Fluent Bit: any case), None for no
+    joining.
 
-    `ray` includes what `python` does, so it wins when both are named.
+    `ray` includes what `python` does, so it wins when both are named. Fluent Bit's other
+    built-ins (`docker`, `cri`, `go`, `java`) are accepted by the config and join nothing
+    here yet; any other name is a ValueError.
     """
-    unknown = [p for p in parsers if p not in PARSERS]
+    names = {p.strip().lower() for p in parsers}
+    unknown = sorted(names - PARSERS - NOT_IMPLEMENTED)
     if unknown:
         raise ValueError(f"unknown multiline parser {unknown[0]!r} "
                          f"(known: {', '.join(sorted(PARSERS))})")
-    if "ray" in parsers:
+    if "ray" in names:
         return RayJoiner(free_text=free_text)
-    if "python" in parsers:
+    if "python" in names:
         return PythonJoiner()
     return None

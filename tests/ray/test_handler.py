@@ -329,8 +329,18 @@ def test_reset_drops_held_lines_keeps_markers() -> None:
 
 
 def test_unknown_multiline_parser() -> None:
-    with pytest.raises(ValueError, match="java"):
-        RayHandler(ctx_for("logs/raylet.out"), multiline=("java",))
+    with pytest.raises(ValueError, match="nosuch"):
+        RayHandler(ctx_for("logs/raylet.out"), multiline=("nosuch",))
+
+
+def test_time_offset_is_in_hours() -> None:
+    line = "[2026-11-28 10:06:46,822 I 15328 15328] (raylet) main.cc:283: x"
+    utc = make_ray_handler(ctx_for("logs/raylet.out"), ray_metadata=True, multiline=(),
+                           tz_offset=0)
+    cet = make_ray_handler(ctx_for("logs/raylet.out"), ray_metadata=True, multiline=(),
+                           tz_offset=1)
+    (a,), (b,) = utc.feed([line], NOW), cet.feed([line], NOW)
+    assert a["date"] == 1795860406.822 and a["date"] - b["date"] == 3600
 
 
 # -- properties --------------------------------------------------------------------------

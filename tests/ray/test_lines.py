@@ -110,7 +110,7 @@ def test_glog_year_comes_from_now() -> None:
 
 def test_tz_offset_and_local_time() -> None:
     line = "[2026-11-28 10:07:08,319 I 1 1] a.cc:1: m"
-    east = LineParser(3600 * 5.5).parse(line, NOW)
+    east = LineParser(5.5).parse(line, NOW)
     assert east is not None and east["date"] == T0 + 0.319 - 5.5 * 3600
     local = LineParser().parse(line, NOW)
     want = time.mktime((2026, 11, 28, 10, 7, 8, 0, 0, -1)) + 0.319
@@ -234,7 +234,7 @@ _HEADERS = [
 @given(st.binary(max_size=300))
 def test_any_bytes_never_raise(data: bytes) -> None:
     line = data.decode("utf-8", errors="replace")
-    for p in (UTC, LineParser(), LineParser(-7200, prefix_component=True)):
+    for p in (UTC, LineParser(), LineParser(-2, prefix_component=True)):
         f = p.parse(line, NOW)
         assert f is None or isinstance(f.get("date"), float)
         p.is_header(line)
