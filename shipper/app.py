@@ -2,7 +2,8 @@
 
 Signals only set flags: SIGTERM/SIGINT ask for a graceful stop (stop reading, deliver, store
 offsets, exit within Grace); SIGHUP asks for a reload when Hot_Reload is on. A second SIGINT
-or SIGTERM stops at once.
+or SIGTERM stops at once. The HTTP server (HTTP_Server on) lives as long as the app, across
+reloads, and can ask for a reload as SIGHUP does.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import logging
 import signal
 from collections.abc import Callable
 
-from shipper.config.model import ConfigError, Document
+from shipper import telemetry
+from shipper.config.model import Document
+from shipper.config.service import ServiceOptions
 from shipper.pipeline import Pipeline
+from shipper.reload import hand_over
+from shipper.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +32,52 @@ class App:
         self.should_reload = asyncio.Event()
         self.force_exit = False
         self.reloads = 0
+        self.reloading = False
+        self.server: HttpServer | None = None
+
+    # -- what the HTTP server sees ---------------------------------------------------------
+    @property
+    def service(self) -> ServiceOptions:
+        return self.pipeline.service
+
+    @property
+    def reload_count(self) -> int:
+        return self.reloads
+
+    def request_reload(self) -> tuple[str, int]:
+        """POST/PUT /api/v2/reload, with Fluent Bit's answers."""
+        if not self.pipeline.service.hot_reload or self.reload_doc is None:
+            return "not enabled", -1
+        if self.reloading or self.should_reload.is_set():
+            return "in progress", -2
+        self.should_reload.set()
+        return "done", 0
 
     # -- phases ----------------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
-        tasks = await self.startup()
         try:
+            try:
+                tasks = await self.startup()
+            except OSError as exc:
+                service = self.pipeline.service
+                log.error("cannot serve HTTP on %s:%d (HTTP_Listen, HTTP_Port): %s",
+                          service.http_listen, service.http_port, exc.strerror or exc)
+                for inp in self.pipeline.inputs:
+                    inp.close()
+                return 1
             return await self.main_loop(tasks)
         finally:
+            await self._stop_server()
             self._remove_signals(loop)
 
     async def startup(self) -> list[asyncio.Task[None]]:
         log.info("shipper starting: %d input(s), %d filter(s), %d output(s) from %s",
                  len(self.pipeline.inputs), len(self.pipeline.filters),
                  len(self.pipeline.outputs), self.doc.source)
+        # Bind before reading anything: a port in use fails the start, not half of it.
+        await self._start_server(self.pipeline.service)
         return await self.pipeline.start()
 
     async def main_loop(self, tasks: list[asyncio.Task[None]]) -> int:
@@ -50,7 +86,7 @@ class App:
             reload_wait = asyncio.ensure_future(self.should_reload.wait())
             running = [t for t in tasks if not t.done()]
             await asyncio.wait([exit_wait, reload_wait, *running],
-                                         return_when=asyncio.FIRST_COMPLETED)
+                               return_when=asyncio.FIRST_COMPLETED)
             exit_wait.cancel()
             reload_wait.cancel()
             crashed = [t for t in tasks if t.done() and (t.cancelled() or t.exception())]
@@ -78,20 +114,60 @@ class App:
         return 0
 
     async def reload(self, tasks: list[asyncio.Task[None]]) -> list[asyncio.Task[None]]:
-        """Build the new pipeline first (a bad config keeps the old one running)."""
+        """Build and validate the new pipeline first: a bad config keeps the old one running.
+        Then the old one hands its files over (shipper.reload) and the new one starts."""
         if self.reload_doc is None:
             return tasks
+        self.reloading = True
         try:
-            doc = self.reload_doc()
-            new = Pipeline.build(doc)
-        except ConfigError as exc:
-            log.error("reload refused, keeping the running configuration: %s", exc)
+            mark = telemetry.REGISTRY.mark()
+            try:
+                doc = self.reload_doc()
+                new = Pipeline.build(doc)
+            except Exception as exc:  # ConfigError, or a plugin refusing its options
+                telemetry.REGISTRY.rollback(mark)
+                telemetry.reload_refused(exc)
+                return tasks
+            old = self.pipeline
+            log.info("reloading %s: draining the running pipeline for up to %.1fs",
+                     doc.source, old.service.grace)
+            await hand_over(old, tasks, new)
+            telemetry.REGISTRY.retire(mark)
+            self.doc, self.pipeline = doc, new
+            await self._move_server(old.service, new.service)
+            tasks = await new.start()
+            self.reloads += 1
+            telemetry.reload_done(self.reloads, doc.source)
             return tasks
-        await self.pipeline.shutdown(tasks, grace=self.pipeline.service.grace, keep_held=True)
-        self.doc, self.pipeline = doc, new
-        self.reloads += 1
-        log.info("configuration reloaded (%d)", self.reloads)
-        return await self.pipeline.start()
+        finally:
+            self.reloading = False
+
+    # -- HTTP server -----------------------------------------------------------------------
+    async def _start_server(self, service: ServiceOptions) -> None:
+        if not service.http_server:
+            return
+        server = HttpServer(self, service.http_listen, service.http_port)
+        await server.start()
+        self.server = server
+
+    async def _stop_server(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            await server.stop()
+
+    async def _move_server(self, old: ServiceOptions, new: ServiceOptions) -> None:
+        """Rebind only when HTTP_Server/Listen/Port changed: scrapers keep their connection
+        otherwise (the health rule and reload switch are read live from `service`)."""
+        where = (new.http_server, new.http_listen, new.http_port)
+        if (old.http_server, old.http_listen, old.http_port) == where and \
+                (self.server is not None) == new.http_server:
+            return
+        await self._stop_server()
+        try:
+            await self._start_server(new)
+        except OSError as exc:
+            log.error("reload: cannot serve HTTP on %s:%d: %s; running without it",
+                      new.http_listen, new.http_port, exc.strerror or exc)
 
     # -- signals ---------------------------------------------------------------------------
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -110,7 +186,9 @@ class App:
         self.should_exit.set()
 
     def _on_hup(self) -> None:
-        if self.pipeline.service.hot_reload:
+        # Unlike the endpoint, a SIGHUP during a reload is queued: the file may have changed
+        # again after the running reload read it.
+        if self.pipeline.service.hot_reload and self.reload_doc is not None:
             self.should_reload.set()
         else:
             log.info("SIGHUP ignored: Hot_Reload is off")

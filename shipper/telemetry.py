@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 log = logging.getLogger("shipper")
 
 START_TIME = time.time()
+
+# Error times kept per output for the health check's HC_Period window. Past this many, older
+# ones fall off: the check only compares the count with HC_Errors_Count (default 5).
+HC_WINDOW_MAX = 10_000
+
+
+def _times() -> deque[float]:
+    return deque(maxlen=HC_WINDOW_MAX)
 
 
 @dataclass(slots=True)
@@ -39,13 +49,23 @@ class OutputStats:
     retries_failed: int = 0
     dropped_records: int = 0
     consecutive_errors: int = 0  # for the health check
+    error_times: deque[float] = field(default_factory=_times)  # monotonic, for HC_Period
+    retry_failure_times: deque[float] = field(default_factory=_times)
+
+
+Mark = tuple[int, int]
 
 
 @dataclass(slots=True)
 class Registry:
+    """Every plugin instance's stats. A reload builds the new pipeline's instances (their stats
+    land after `mark()`) while the old one still runs; `rollback` forgets them when the new
+    config is refused, `retire` drops the old ones once the new pipeline takes over."""
+
     inputs: list[InputStats] = field(default_factory=list)
     outputs: list[OutputStats] = field(default_factory=list)
     reloads: int = 0
+    reloads_refused: int = 0
 
     def input(self, name: str) -> InputStats:
         stats = InputStats(name)
@@ -56,6 +76,62 @@ class Registry:
         stats = OutputStats(name)
         self.outputs.append(stats)
         return stats
+
+    def mark(self) -> Mark:
+        return len(self.inputs), len(self.outputs)
+
+    def rollback(self, mark: Mark) -> None:
+        del self.inputs[mark[0]:]
+        del self.outputs[mark[1]:]
+
+    def retire(self, mark: Mark) -> None:
+        """Keep only the stats made after `mark`. Counters carry over to the instance of the
+        same name, so that a reload does not reset them (Prometheus would see a restart);
+        gauges do not: the new instance measures its own state."""
+        old_in = {s.name: s for s in self.inputs[: mark[0]]}
+        old_out = {s.name: s for s in self.outputs[: mark[1]]}
+        del self.inputs[: mark[0]]
+        del self.outputs[: mark[1]]
+        for i in self.inputs:
+            prev = old_in.get(i.name)
+            if prev is not None:
+                i.records += prev.records
+                i.bytes += prev.bytes
+                i.files_opened += prev.files_opened
+                i.files_closed += prev.files_closed
+                i.files_rotated += prev.files_rotated
+        for o in self.outputs:
+            was = old_out.get(o.name)
+            if was is not None:
+                o.proc_records += was.proc_records
+                o.proc_bytes += was.proc_bytes
+                o.errors += was.errors
+                o.retries += was.retries
+                o.retries_failed += was.retries_failed
+                o.dropped_records += was.dropped_records
+                # the health window spans the reload: a reload does not make an agent healthy
+                o.error_times.extendleft(reversed(was.error_times))
+                o.retry_failure_times.extendleft(reversed(was.retry_failure_times))
+
+    def live_inputs(self) -> list[InputStats]:
+        """One per name: during a reload the running instance, not its successor."""
+        return _first_per_name(self.inputs)
+
+    def live_outputs(self) -> list[OutputStats]:
+        return _first_per_name(self.outputs)
+
+
+_S = TypeVar("_S", InputStats, OutputStats)
+
+
+def _first_per_name(stats: list[_S]) -> list[_S]:
+    seen: set[str] = set()
+    out: list[_S] = []
+    for s in stats:
+        if s.name not in seen:
+            seen.add(s.name)
+            out.append(s)
+    return out
 
 
 REGISTRY = Registry()
@@ -105,6 +181,7 @@ def session_switched(stats: InputStats, link: str, target: str) -> None:
 def output_retry(stats: OutputStats, attempt: int, delay: float, reason: str) -> None:
     stats.retries += 1
     stats.errors += 1
+    stats.error_times.append(time.monotonic())
     stats.consecutive_errors += 1
     _plugin_log(stats.name).warning("delivery failed (%s); retry %d in %.2fs", reason,
                                     attempt, delay)
@@ -112,6 +189,7 @@ def output_retry(stats: OutputStats, attempt: int, delay: float, reason: str) ->
 
 def output_dropped(stats: OutputStats, records: int, reason: str) -> None:
     stats.errors += 1
+    stats.error_times.append(time.monotonic())
     stats.dropped_records += records
     stats.consecutive_errors += 1
     _plugin_log(stats.name).error("dropped %d records: %s", records, reason)
@@ -119,6 +197,7 @@ def output_dropped(stats: OutputStats, records: int, reason: str) -> None:
 
 def output_retries_exhausted(stats: OutputStats, records: int, reason: str) -> None:
     stats.retries_failed += 1
+    stats.retry_failure_times.append(time.monotonic())
     output_dropped(stats, records, f"retry limit reached ({reason})")
 
 
@@ -126,3 +205,13 @@ def output_delivered(stats: OutputStats, records: int, nbytes: int) -> None:
     stats.proc_records += records
     stats.proc_bytes += nbytes
     stats.consecutive_errors = 0
+
+
+def reload_done(count: int, source: str) -> None:
+    REGISTRY.reloads = count
+    log.info("configuration reloaded from %s (reload %d)", source, count)
+
+
+def reload_refused(err: Exception) -> None:
+    REGISTRY.reloads_refused += 1
+    log.error("reload refused, the running configuration stays: %s", err)

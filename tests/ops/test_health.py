@@ -1,0 +1,159 @@
+"""Health: Fluent Bit's rule (errors or failed retries above their counts within HC_Period)
+in-process, then end to end: an output that keeps failing flips /api/v1/health to `error`,
+and it comes back to `ok` once deliveries succeed for a whole period."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from shipper import metrics, telemetry
+from shipper.config.service import ServiceOptions
+from tests.agent import Agent, wait_for
+from tests.ops.conftest import NumberedWriter, free_port, get_json, request, write_conf
+
+SERVICE = ServiceOptions(health_check=True, hc_errors_count=2, hc_retry_failure_count=1,
+                         hc_period=10.0)
+
+
+def test_rule_counts_only_the_period_and_is_strict() -> None:
+    reg = telemetry.Registry()
+    out = reg.output("http.0")
+    for _ in range(3):
+        telemetry.output_retry(out, 1, 0.0, "boom")
+    now = out.error_times[-1]
+    assert metrics.health(SERVICE, reg, now).status == "error"  # 3 > 2
+    assert metrics.health(SERVICE, reg, now + 11).status == "ok"  # all older than the period
+    out.error_times.popleft()
+    assert metrics.health(SERVICE, reg, now).status == "ok"  # 2 is not above 2
+    off = ServiceOptions(health_check=False, hc_errors_count=0)
+    assert metrics.health(off, reg, now).healthy
+
+
+def test_failed_retries_count_on_their_own() -> None:
+    reg = telemetry.Registry()
+    out = reg.output("stdout.0")
+    telemetry.output_retries_exhausted(out, 10, "down")
+    state = metrics.health(SERVICE, reg)
+    assert (state.status, state.errors, state.retries_failed) == ("ok", 1, 1)
+    telemetry.output_retries_exhausted(out, 10, "down")
+    state = metrics.health(SERVICE, reg)
+    assert (state.status, state.errors, state.retries_failed) == ("error", 2, 2)
+    assert state.as_dict()["retry_failure_limit"] == 1
+
+
+def test_reload_keeps_counters_and_the_error_window() -> None:
+    reg = telemetry.Registry()
+    old_in, old_out = reg.input("tail.0"), reg.output("stdout.0")
+    old_in.records, old_in.files_open = 7, 3
+    for _ in range(3):
+        telemetry.output_retry(old_out, 1, 0.0, "boom")
+    mark = reg.mark()
+    new_in, _ = reg.input("tail.0"), reg.output("stdout.0")
+    assert reg.live_inputs() == [old_in]  # the running one until the switch
+    reg.retire(mark)
+    assert reg.live_inputs() == [new_in]
+    assert (new_in.records, new_in.files_open) == (7, 0)  # counters carried, gauges not
+    assert metrics.health(SERVICE, reg).status == "error"
+    mark = reg.mark()
+    reg.input("tail.0")
+    reg.rollback(mark)  # a refused config leaves no trace
+    assert reg.inputs == [new_in]
+
+
+class FifoReader:
+    """The reading end of the agent's stdout: a named pipe this test can close and reopen.
+    With no reader, the agent's writes fail (EPIPE) and the stdout output retries."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        self.path = path
+        self.lines = 0
+        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def writer_fd(self) -> int:
+        return os.open(self.path, os.O_WRONLY)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                fd = self._fd
+                if fd >= 0 and select.select([fd], [], [], 0.02)[0]:
+                    with contextlib.suppress(BlockingIOError):
+                        self.lines += os.read(fd, 1 << 16).count(b"\n")
+            if fd < 0:
+                self._stop.wait(0.02)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+            self._fd = -1
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.close()
+
+
+@pytest.mark.timeout(90)
+def test_health_flips_when_stdout_keeps_failing_and_back(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    cfg = write_conf(tmp_path / "c.conf", tail={"Path": str(log)},
+                     service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1",
+                              "HTTP_Port": port, "Health_Check": "on", "HC_Errors_Count": 3,
+                              "HC_Retry_Failure_Count": 100, "HC_Period": 2,
+                              "scheduler.base": 0.1, "scheduler.cap": 0.2})
+    reader = FifoReader(tmp_path / "stdout.fifo")
+    wfd = reader.writer_fd()
+    writer = NumberedWriter(log, pause=0.002)
+    agent = Agent(["-c", str(cfg)], stdout=wfd)
+    os.close(wfd)  # the agent holds it now
+    try:
+        agent.wait_stderr("initial scan done")
+        writer.start()
+        wait_for(lambda: reader.lines > 50, what="records through the pipe")
+        status, _, body = request(port, "/api/v1/health")
+        assert (status, body) == (200, b"ok\n")
+
+        reader.close()  # nobody reads stdout any more: every write fails
+        wait_for(lambda: request(port, "/api/v1/health")[0] == 500, 30, "health: error")
+        status, _, body = request(port, "/api/v1/health")
+        assert (status, body) == (500, b"error\n")
+        status, state = get_json(port, "/api/v2/health")
+        assert status == 500 and state["status"] == "error" and state["errors"] > 3
+        assert (state["error_limit"], state["period_limit"]) == (3, 2)
+        _, m = get_json(port, "/api/v1/metrics")
+        assert m["output"]["stdout.0"]["retries"] > 3
+
+        reader.reopen()  # the consumer is back: retries succeed, errors age out of HC_Period
+        before = reader.lines
+        wait_for(lambda: reader.lines > before + 50, 30, "records flowing again")
+        wait_for(lambda: request(port, "/api/v1/health")[0] == 200, 30, "health: ok again")
+        assert request(port, "/api/v1/health")[2] == b"ok\n"
+        assert get_json(port, "/api/v2/health")[1]["status"] == "ok"
+    finally:
+        writer.finish()
+        agent.proc.send_signal(15)
+        try:
+            agent.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+        reader.stop()
+        agent.kill()
