@@ -16,7 +16,7 @@ from collections.abc import Callable
 from shipper import telemetry
 from shipper.config.model import Document
 from shipper.config.service import ServiceOptions
-from shipper.pipeline import Pipeline
+from shipper.pipeline import Pipeline, log_level
 from shipper.reload import hand_over
 from shipper.server import HttpServer
 
@@ -135,6 +135,9 @@ class App:
             telemetry.REGISTRY.retire(mark)
             self.doc, self.pipeline = doc, new
             await self._move_server(old.service, new.service)
+            if new.service.log_level != old.service.log_level:
+                # only when the file changed it: a -v/-q given at start stays otherwise
+                logging.getLogger("shipper").setLevel(log_level(new.service.log_level))
             tasks = await new.start()
             self.reloads += 1
             telemetry.reload_done(self.reloads, doc.source)

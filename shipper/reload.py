@@ -18,6 +18,7 @@ import logging
 
 from shipper.pipeline import Pipeline
 from shipper.plugins import Input
+from shipper.tail.handover import key_of
 from shipper.tail.input import TailInput
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,13 @@ def pair_inputs(old: list[Input], new: list[Input]) -> list[tuple[TailInput, Tai
         if not isinstance(o, TailInput):
             continue
         for n in free:
-            if n.handover_key == o.handover_key:
+            if key_of(n.opts) == key_of(o.opts):
                 pairs.append((o, n))
                 free.remove(n)
                 break
         else:
             log.info("%s (Path %s) is not in the new configuration: it stops", o.name,
-                     ",".join(o.handover_key))
+                     ",".join(key_of(o.opts)))
     return pairs
 
 

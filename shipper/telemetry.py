@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from shipper.config.model import ConfigError
+
 log = logging.getLogger("shipper")
 
 START_TIME = time.time()
@@ -209,9 +211,11 @@ def output_delivered(stats: OutputStats, records: int, nbytes: int) -> None:
 
 def reload_done(count: int, source: str) -> None:
     REGISTRY.reloads = count
-    log.info("configuration reloaded from %s (reload %d)", source, count)
+    _plugin_log("reload").info("configuration reloaded from %s (reload %d)", source, count)
 
 
 def reload_refused(err: Exception) -> None:
     REGISTRY.reloads_refused += 1
-    log.error("reload refused, the running configuration stays: %s", err)
+    # A ConfigError names file:line and key itself; anything else a plugin raised gets its type.
+    what = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
+    _plugin_log("reload").error("reload refused, the running configuration stays: %s", what)

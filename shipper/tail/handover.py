@@ -12,9 +12,12 @@ go along too, so a rotated file already finished is not read again from its star
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from shipper.lines import LineHandler
 from shipper.tail.identity import FINGERPRINT_BYTES, FileId, read_fingerprint
 from shipper.tail.options import TailOptions
 from shipper.tail.reader import TailedFile
@@ -73,3 +76,14 @@ def export_files(files: dict[FileId, TailedFile]) -> list[HandedFile]:
                               skipping=f.skipping and f.acked_pos == f.line_pos))
         f.fd = -1
     return out
+
+
+def revive(h: HandedFile, handler: LineHandler, tag: str,
+           notify: Callable[[TailedFile, int], None]) -> TailedFile:
+    """The successor's TailedFile: the same descriptor, read again from the acked offset by
+    a fresh line handler (so nothing half-parsed crosses the reload)."""
+    f = TailedFile(fid=h.fid, fd=h.fd, path=h.path, real_path=h.real_path, offset=h.offset,
+                   fingerprint=h.fingerprint, handler=handler, tag=tag, notify=notify)
+    f.cur_path, f.size, f.deleted, f.skipping = h.cur_path, h.size, h.deleted, h.skipping
+    f.last_change = time.monotonic()  # Rotate_Wait counts from the handover
+    return f

@@ -22,7 +22,7 @@ from shipper.chunk import Chunk, Record
 from shipper.lines import HandlerFactory, SourceContext
 from shipper.tail import discovery
 from shipper.tail.checkpoints import Checkpoints
-from shipper.tail.handover import TailState, export_files, key_of
+from shipper.tail.handover import TailState, export_files, revive
 from shipper.tail.identity import FINGERPRINT_BYTES, FileId, read_fingerprint, same_content
 from shipper.tail.options import TailOptions
 from shipper.tail.reader import LineRules, TailedFile, drain_partial
@@ -89,8 +89,7 @@ class TailInput:
             self.db.open()
         if self.opts.inotify_watcher:
             self._watcher.start()
-        # A successor at a hot reload reads files new to it from their head, as a running
-        # input does: they appeared while nobody was reading.
+        # after a hot reload, files new to us appeared while nobody read: read them from head
         await self._scan(initial=not self._adopted)
         log.info("%s: initial scan done, following %d file(s)", self.name, len(self.files))
         next_refresh = time.monotonic() + self.opts.refresh_interval
@@ -146,38 +145,24 @@ class TailInput:
     def idle(self) -> bool:
         return self.in_flight == 0
 
-    # -- hot reload ---------------------------------------------------------------------
-    @property
-    def handover_key(self) -> tuple[str, ...]:
-        return key_of(self.opts)
-
+    # -- hot reload (shipper.tail.handover) ----------------------------------------------
     def export_state(self) -> TailState:
-        """After stop and drain, before close: give open files (descriptor, acked offset)
-        and released files to a successor; this input no longer owns them."""
+        """After stop and drain, before close: open files and released ones go to a successor."""
         state = TailState(files=export_files(self.files), released=dict(self.released))
-        self.files = {}
-        self.released = {}
+        self.files, self.released = {}, {}
         return state
 
     def adopt(self, state: TailState) -> None:
-        """Before run: follow the predecessor's files from their acked offsets, with this
-        input's own options (line handler, Tag, keys)."""
-        mono = time.monotonic()
+        """Before run: go on from the predecessor's acked offsets, with this input's options."""
         for h in state.files:
             ctx = SourceContext(path=h.path, real_path=h.real_path,
                                 path_key=self.opts.path_key, offset_key=self.opts.offset_key)
-            f = TailedFile(fid=h.fid, fd=h.fd, path=h.path, real_path=h.real_path,
-                           offset=h.offset, fingerprint=h.fingerprint,
-                           handler=self.factory(ctx), tag=expand_tag(self.opts.tag, h.path),
-                           notify=self._acknowledged)
-            f.cur_path, f.size, f.deleted, f.skipping = h.cur_path, h.size, h.deleted, h.skipping
-            f.last_change = mono
-            self.files[h.fid] = f
+            self.files[h.fid] = revive(h, self.factory(ctx), expand_tag(self.opts.tag, h.path),
+                                       self._acknowledged)
         self.released.update(state.released)
         self.stats.files_open += len(state.files)
         self._adopted = True
-        log.info("%s: took over %d open file(s) from the previous configuration", self.name,
-                 len(state.files))
+        log.info("%s: took over %d open file(s)", self.name, len(state.files))
 
     # -- discovery ----------------------------------------------------------------------
     def _kick_threadsafe(self) -> None:

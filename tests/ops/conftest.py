@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -15,13 +16,39 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.agent import Agent, wait_for
+
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
+def wait_started(agent: Agent) -> None:
+    """Until the tail input has scanned; an agent that exits instead fails with its log."""
+    def ready() -> bool:
+        return "initial scan done" in agent.err_text() or agent.proc.poll() is not None
+    try:
+        wait_for(ready, what="the agent to start")
+    except AssertionError:
+        raise AssertionError(f"agent did not start:\n{agent.err_text()[-3000:]}") from None
+    assert agent.proc.poll() is None, f"agent exited:\n{agent.err_text()[-3000:]}"
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now, below the ephemeral range: a port the kernel hands out (bind to 0)
+    may meanwhile become the local end of some client connection (the tests poll a lot),
+    and the agent's bind would fail."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(10000, max(low, 10001))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def write_conf(path: Path, *, tail: dict[str, object], service: dict[str, object] | None = None,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent import Agent, wait_for
-from tests.ops.conftest import free_port, reachable, write_conf
+from tests.ops.conftest import free_port, reachable, wait_started, write_conf
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 
@@ -64,7 +64,7 @@ def test_binds_only_where_configured(tmp_path: Path) -> None:
 def test_no_server_when_off(tmp_path: Path) -> None:
     cfg = write_conf(tmp_path / "c.conf", tail={"Path": f"{tmp_path}/*.log"})
     with Agent(["-c", str(cfg)]) as agent:
-        agent.wait_stderr("initial scan done")
+        wait_started(agent)
         assert _listening(agent.proc.pid) == set()
         assert agent.stop() == 0
 

@@ -16,7 +16,14 @@ import pytest
 from shipper import metrics, telemetry
 from shipper.config.service import ServiceOptions
 from tests.agent import Agent, wait_for
-from tests.ops.conftest import NumberedWriter, free_port, get_json, request, write_conf
+from tests.ops.conftest import (
+    NumberedWriter,
+    free_port,
+    get_json,
+    request,
+    wait_started,
+    write_conf,
+)
 
 SERVICE = ServiceOptions(health_check=True, hc_errors_count=2, hc_retry_failure_count=1,
                          hc_period=10.0)
@@ -126,7 +133,7 @@ def test_health_flips_when_stdout_keeps_failing_and_back(tmp_path: Path) -> None
     agent = Agent(["-c", str(cfg)], stdout=wfd)
     os.close(wfd)  # the agent holds it now
     try:
-        agent.wait_stderr("initial scan done")
+        wait_started(agent)
         writer.start()
         wait_for(lambda: reader.lines > 50, what="records through the pipe")
         status, _, body = request(port, "/api/v1/health")
@@ -157,3 +164,81 @@ def test_health_flips_when_stdout_keeps_failing_and_back(tmp_path: Path) -> None
             agent.kill()
         reader.stop()
         agent.kill()
+
+
+class Backend:
+    """A tiny HTTP receiver on 127.0.0.1 that answers 500 while `down`, else 200."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        backend = self
+        self.down = False
+        self.lines = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if backend.down:
+                    self.send_response(500)
+                else:
+                    backend.lines += body.count(b"\n")
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.timeout(90)
+def test_health_flips_with_an_http_output_down_and_back(tmp_path: Path) -> None:
+    from shipper.plugins import OUTPUTS
+
+    if "http" not in OUTPUTS:
+        pytest.skip("the http output is not registered yet")
+    backend = Backend()
+    port = free_port()
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    cfg = write_conf(tmp_path / "c.conf", tail={"Path": str(log)},
+                     service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1",
+                              "HTTP_Port": port, "Health_Check": "on", "HC_Errors_Count": 100,
+                              "HC_Retry_Failure_Count": 1, "HC_Period": 2,
+                              "scheduler.base": 0.05, "scheduler.cap": 0.1},
+                     output={"Name": "http", "Host": "127.0.0.1", "Port": backend.port,
+                             "URI": "/in", "Format": "json_lines", "Retry_Limit": 1})
+    writer = NumberedWriter(log, pause=0.002)
+    try:
+        with Agent(["-c", str(cfg)]) as agent:
+            wait_started(agent)
+            writer.start()
+            wait_for(lambda: backend.lines > 50, what="records at the backend")
+            assert request(port, "/api/v1/health")[0] == 200
+
+            backend.down = True  # batches fail, are retried once, then dropped
+            wait_for(lambda: request(port, "/api/v1/health")[0] == 500, 30, "health: error")
+            status, state = get_json(port, "/api/v2/health")
+            assert status == 500 and state["retries_failed"] > 1
+            _, m = get_json(port, "/api/v1/metrics")
+            assert m["output"]["http.0"]["retries_failed"] > 1
+            assert m["output"]["http.0"]["dropped_records"] > 0
+
+            backend.down = False
+            before = backend.lines
+            wait_for(lambda: backend.lines > before + 50, 30, "records at the backend again")
+            wait_for(lambda: request(port, "/api/v1/health")[0] == 200, 30, "health: ok again")
+            writer.finish()
+            assert agent.stop() == 0
+    finally:
+        writer.finish()
+        backend.close()

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from tests.agent import Agent, wait_for
-from tests.ops.conftest import NumberedWriter, free_port, get_json, reachable, write_conf
+from tests.ops.conftest import (
+    NumberedWriter,
+    free_port,
+    get_json,
+    reachable,
+    wait_started,
+    write_conf,
+)
 
 
 def _markers(agent: Agent, prefix: str = "m") -> Counter[int]:
@@ -58,7 +65,7 @@ def test_reload_under_steady_writer_loses_and_doubles_nothing(tmp_path: Path, vi
     cfg = _conf(tmp_path / "c.conf", log, port)
     writer = NumberedWriter(log)
     with Agent(["-c", str(cfg)]) as agent:
-        agent.wait_stderr("initial scan done")
+        wait_started(agent)
         wait_for(lambda: reachable(port), what="the HTTP server")
         writer.start()
         try:
@@ -96,7 +103,7 @@ def test_bad_config_is_refused_and_the_old_one_keeps_shipping(tmp_path: Path) ->
     good = cfg.read_text()
     writer = NumberedWriter(log)
     with Agent(["-c", str(cfg)]) as agent:
-        agent.wait_stderr("initial scan done")
+        wait_started(agent)
         wait_for(lambda: reachable(port), what="the HTTP server")
         writer.start()
         try:
