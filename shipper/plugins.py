@@ -143,3 +143,11 @@ def registry(kind: str) -> dict[str, Callable[[Section, Context], Any]]:
     tables: dict[str, dict[str, Callable[[Section, Context], Any]]] = {
         "input": INPUTS, "filter": FILTERS, "output": OUTPUTS}
     return tables[kind]
+
+
+def build_stdin(section: Section, ctx: Context) -> Input:
+    from shipper.inputs.stdin import StdinInput
+    return StdinInput.from_section(section, ctx.name)
+
+
+INPUTS["stdin"] = build_stdin

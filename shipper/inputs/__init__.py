@@ -1,0 +1,1 @@
+"""Inputs other than `tail` (which has its own package, shipper/tail)."""
