@@ -145,6 +145,52 @@ def registry(kind: str) -> dict[str, Callable[[Section, Context], Any]]:
     return tables[kind]
 
 
+# -- HTTP outputs and record filters (imported when a config uses them) -----------------------
+def build_http(section: Section, ctx: Context) -> Output:
+    from shipper.outputs import http
+    return http.create(section, name=ctx.name, matcher=matcher_of(section),
+                       delivery=delivery_of(section, ctx))
+
+
+def build_loki(section: Section, ctx: Context) -> Output:
+    from shipper.outputs import loki
+    return loki.create(section, name=ctx.name, matcher=matcher_of(section),
+                       delivery=delivery_of(section, ctx))
+
+
+def build_es(section: Section, ctx: Context) -> Output:
+    from shipper.outputs import es
+    return es.create(section, name=ctx.name, matcher=matcher_of(section),
+                     delivery=delivery_of(section, ctx))
+
+
+def build_opentelemetry(section: Section, ctx: Context) -> Output:
+    from shipper.outputs import otlp
+    return otlp.create(section, name=ctx.name, matcher=matcher_of(section),
+                       delivery=delivery_of(section, ctx))
+
+
+def build_modify(section: Section, ctx: Context) -> Filter:
+    from shipper.filters import modify
+    return modify.create(section, name=ctx.name, matcher=matcher_of(section))
+
+
+def build_record_modifier(section: Section, ctx: Context) -> Filter:
+    from shipper.filters import record_modifier
+    return record_modifier.create(section, name=ctx.name, matcher=matcher_of(section))
+
+
+def build_grep(section: Section, ctx: Context) -> Filter:
+    from shipper.filters import grep
+    return grep.create(section, name=ctx.name, matcher=matcher_of(section))
+
+
+OUTPUTS.update({"http": build_http, "loki": build_loki, "es": build_es,
+                "opentelemetry": build_opentelemetry})
+FILTERS.update({"modify": build_modify, "record_modifier": build_record_modifier,
+                "grep": build_grep})
+
+
 def build_stdin(section: Section, ctx: Context) -> Input:
     from shipper.inputs.stdin import StdinInput
     return StdinInput.from_section(section, ctx.name)

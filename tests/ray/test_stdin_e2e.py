@@ -178,7 +178,8 @@ def test_backpressure_pauses_reading_then_delivers_everything() -> None:
         + "x" * 40 + "\n"
     payload = "".join(line.format(i) for i in range(n)).encode()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shipper", "-i", "stdin", "-p", "Mem_Buf_Limit=256k", "-o", "stdout"],
+        [sys.executable, "-m", "shipper", "-i", "stdin", "-p", "Mem_Buf_Limit=256k",
+         "-o", "stdout"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     written = [0]
 

@@ -1,0 +1,1 @@
+"""Filters: record transformations applied per chunk before routing (Fluent Bit names)."""
