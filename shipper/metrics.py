@@ -111,8 +111,9 @@ def _input_gauges(inputs: list[InputStats]) -> Iterator[Metric]:
     paused = gauge("shipper_input_paused", "1 while reading waits for Mem_Buf_Limit.")
     for s in inputs:
         files_open.add_metric([s.name], s.files_open)
-        behind.add_metric([s.name], sum(s.bytes_behind.values()))
-        lagging = sorted(((n, p) for p, n in s.bytes_behind.items() if n > 0), reverse=True)
+        by_path = s.behind_probe() if s.behind_probe is not None else s.bytes_behind
+        behind.add_metric([s.name], sum(by_path.values()))
+        lagging = sorted(((n, p) for p, n in by_path.items() if n > 0), reverse=True)
         for n, path in lagging[:BEHIND_FILES_MAX]:
             per_file.add_metric([s.name, path], n)
         buffered.add_metric([s.name], s.buffer_bytes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -39,6 +40,8 @@ class InputStats:
     buffer_bytes: int = 0  # gauge: bytes in flight
     buffer_limit: int = 0
     paused: bool = False
+    # set by the input: bytes_behind measured at scrape time (see metrics)
+    behind_probe: Callable[[], dict[str, int]] | None = None
 
 
 @dataclass(slots=True)

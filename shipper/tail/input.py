@@ -63,6 +63,7 @@ class TailInput:
         self.factory = factory
         self.stats = telemetry.REGISTRY.input(name)
         self.stats.buffer_limit = opts.mem_buf_limit
+        self.stats.behind_probe = self._behind_now
         self.files: dict[FileId, TailedFile] = {}
         self.released: dict[FileId, Released] = {}
         self.rules = LineRules(max_line=opts.buffer_max_size, skip_long=opts.skip_long_lines,
@@ -163,6 +164,15 @@ class TailInput:
         self.stats.files_open += len(state.files)
         self._adopted = True
         log.info("%s: took over %d open file(s)", self.name, len(state.files))
+
+    def _behind_now(self) -> dict[str, int]:
+        """Bytes not read per file, by fstat at scrape time (read passes stop while paused)."""
+        out: dict[str, int] = {}
+        for f in self.files.values():
+            if f.fd >= 0:
+                with contextlib.suppress(OSError):
+                    out[f.path] = max(0, os.fstat(f.fd).st_size - f.read_pos)
+        return out
 
     # -- discovery ----------------------------------------------------------------------
     def _kick_threadsafe(self) -> None:

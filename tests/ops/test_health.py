@@ -21,6 +21,8 @@ from tests.ops.conftest import (
     free_port,
     get_json,
     request,
+    sample,
+    scrape,
     wait_started,
     write_conf,
 )
@@ -122,7 +124,7 @@ def test_health_flips_when_stdout_keeps_failing_and_back(tmp_path: Path) -> None
     port = free_port()
     log = tmp_path / "app.log"
     log.write_bytes(b"")
-    cfg = write_conf(tmp_path / "c.conf", tail={"Path": str(log)},
+    cfg = write_conf(tmp_path / "c.conf", tail={"Path": str(log), "Mem_Buf_Limit": "200K"},
                      service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1",
                               "HTTP_Port": port, "Health_Check": "on", "HC_Errors_Count": 3,
                               "HC_Retry_Failure_Count": 100, "HC_Period": 2,
@@ -148,12 +150,22 @@ def test_health_flips_when_stdout_keeps_failing_and_back(tmp_path: Path) -> None
         assert (state["error_limit"], state["period_limit"]) == (3, 2)
         _, m = get_json(port, "/api/v1/metrics")
         assert m["output"]["stdout.0"]["retries"] > 3
+        # Nothing is acknowledged: reading pauses at Mem_Buf_Limit and the file runs ahead.
+        wait_for(lambda: sample(scrape(port), "shipper_input_paused", name="tail.0") == 1,
+                 what="reading paused at Mem_Buf_Limit")
+        wait_for(lambda: (sample(scrape(port), "shipper_input_file_bytes_behind", name="tail.0",
+                                 path=str(log)) or 0) > 1000, what="bytes behind growing")
+        m2 = scrape(port)
+        assert (sample(m2, "shipper_input_buffer_bytes", name="tail.0") or 0) >= 200 * 1024
+        assert sample(m2, "shipper_input_bytes_behind", name="tail.0") == \
+            sample(m2, "shipper_input_file_bytes_behind", name="tail.0", path=str(log))
 
         reader.reopen()  # the consumer is back: retries succeed, errors age out of HC_Period
         before = reader.lines
         wait_for(lambda: reader.lines > before + 50, 30, "records flowing again")
         wait_for(lambda: request(port, "/api/v1/health")[0] == 200, 30, "health: ok again")
         assert request(port, "/api/v1/health")[2] == b"ok\n"
+        assert sample(scrape(port), "shipper_input_paused", name="tail.0") == 0
         assert get_json(port, "/api/v2/health")[1]["status"] == "ok"
     finally:
         writer.finish()
