@@ -57,12 +57,15 @@ def _reloads(port: int) -> int:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("via", ["sighup", "http"])
-def test_reload_under_steady_writer_loses_and_doubles_nothing(tmp_path: Path, via: str) -> None:
+@pytest.mark.parametrize(("via", "db"), [("sighup", False), ("http", False), ("sighup", True)],
+                         ids=["sighup", "http", "sighup-with-db"])
+def test_reload_under_steady_writer_loses_and_doubles_nothing(tmp_path: Path, via: str,
+                                                              db: bool) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")
     port = free_port()
-    cfg = _conf(tmp_path / "c.conf", log, port)
+    extra: dict[str, Any] = {"DB": str(tmp_path / "offsets.db")} if db else {}
+    cfg = _conf(tmp_path / "c.conf", log, port, **extra)
     writer = NumberedWriter(log)
     with Agent(["-c", str(cfg)]) as agent:
         wait_started(agent)
@@ -74,7 +77,7 @@ def test_reload_under_steady_writer_loses_and_doubles_nothing(tmp_path: Path, vi
                 if n == 3:  # a rotated file, still open, is handed over with the rest
                     writer.rotate(f"{log}.1")
                 # The new config changes what records look like: Path_Key on, then off...
-                keys: dict[str, Any] = {"Path_Key": "file"} if n % 2 else {}
+                keys: dict[str, Any] = {"Path_Key": "file", **extra} if n % 2 else extra
                 _conf(cfg, log, port, **keys)
                 if via == "sighup":
                     agent.proc.send_signal(signal.SIGHUP)
