@@ -6,14 +6,19 @@ and `commit` once per loop turn, so a crash re-reads at most what was in flight.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 from shipper.tail.identity import FileId
 
 log = logging.getLogger(__name__)
+
+RETRY_S = 1.0  # seconds between attempts while the DB cannot be written
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -54,6 +59,8 @@ class Checkpoints:
         self._dirty: dict[FileId, Checkpoint] = {}
         self._deleted: set[FileId] = set()
         self._failing = False
+        self._read_only_tried = False
+        self._retry_at = 0.0  # monotonic: while failing, when to try again
 
     def open(self) -> bool:
         """Connect and load the stored offsets. A DB that cannot be opened (missing
@@ -61,6 +68,7 @@ class Checkpoints:
         tried again at every commit."""
         if self._conn is not None:
             return True
+        conn = None
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA journal_mode={self._journal_mode}")
@@ -68,6 +76,13 @@ class Checkpoints:
             conn.execute(_SCHEMA)
             rows = conn.execute(_SELECT_ALL).fetchall()
         except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            if not self._read_only_tried:
+                # A read-only volume: the stored offsets still say where to resume (else a
+                # restart would re-send every file from its head).
+                self._read_only_tried = True
+                self._load_read_only()
             self._report(exc)
             return False
         self._conn = conn
@@ -75,7 +90,24 @@ class Checkpoints:
             self._saved.setdefault(FileId(dev, ino), Checkpoint(bytes(fp), off, name))
         return True
 
+    def _load_read_only(self) -> None:
+        if not os.path.exists(self.path):
+            return
+        try:
+            conn = sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?immutable=1",
+                                   uri=True)
+            try:
+                rows = conn.execute(_SELECT_ALL).fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return
+        for dev, ino, fp, off, name in rows:
+            self._saved.setdefault(FileId(dev, ino), Checkpoint(bytes(fp), off, name))
+        log.info("offsets read from %s (read-only) for %d file(s)", self.path, len(rows))
+
     def _report(self, exc: Exception) -> None:
+        self._retry_at = time.monotonic() + RETRY_S
         if not self._failing:
             log.error("cannot store offsets in %s: %s (keeps shipping, will retry)",
                       self.path, exc)
@@ -93,9 +125,17 @@ class Checkpoints:
         if fid in self._saved:
             self._deleted.add(fid)
 
-    def commit(self) -> None:
-        """Write pending changes. A failing disk is reported once and retried next time."""
+    @property
+    def pending(self) -> bool:
+        """Changes not stored yet (e.g. the last write failed)."""
+        return bool(self._dirty or self._deleted)
+
+    def commit(self, *, force: bool = False) -> None:
+        """Write pending changes. A failing disk is reported once and retried (at most every
+        RETRY_S unless forced), also when nothing new arrives: see TailInput._commit."""
         if not self._dirty and not self._deleted:
+            return
+        if self._failing and not force and time.monotonic() < self._retry_at:
             return
         if not self.open():
             return
@@ -110,8 +150,13 @@ class Checkpoints:
             self._conn.executemany(_DELETE, gone)
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+            # Reconnect at the next attempt: a connection SQLite opened read-only (read-only
+            # volume) stays read-only after the volume is fixed.
+            with contextlib.suppress(sqlite3.Error):
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                self._conn.close()
+            self._conn = None
             self._report(exc)
             return
         if self._failing:
@@ -124,7 +169,7 @@ class Checkpoints:
         self._deleted.clear()
 
     def close(self) -> None:
-        self.commit()
+        self.commit(force=True)
         if self._conn is not None:
             self._conn.close()
             self._conn = None

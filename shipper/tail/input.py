@@ -362,6 +362,8 @@ class TailInput:
     def _commit(self) -> None:
         if self.db is None or not self._dirty:
             self._dirty.clear()
+            if self.db is not None and self.db.pending:
+                self.db.commit()  # a failed write (full or read-only disk): retry it
             return
         for f in self._dirty:
             if len(f.fingerprint) < FINGERPRINT_BYTES and f.fd >= 0 \
