@@ -155,16 +155,20 @@ class Output(abc.ABC):
             self._busy += 1
             try:
                 await self._deliver(batch)
+            except asyncio.CancelledError:
+                # Stopped mid-delivery (Grace ran out): not delivered, so not acknowledged;
+                # the offset stays before it and the next run sends it again.
+                self._busy -= 1
+                raise
             except Exception as exc:  # a bug must not kill the output and stall every input
                 self.log.exception("unexpected error delivering a batch")
                 telemetry.output_dropped(self.stats, sum(len(c.records) for c in batch),
                                          f"unexpected error: {exc!r}")
-            finally:
-                self._busy -= 1
-                for chunk in batch:
-                    chunk.release()
-                if not self._queue and self._busy == 0:
-                    self._idle.set()
+            self._busy -= 1
+            for chunk in batch:
+                chunk.release()
+            if not self._queue and self._busy == 0:
+                self._idle.set()
 
     async def _deliver(self, batch: list[Chunk]) -> None:
         records = [r for chunk in batch for r in chunk.records] if len(batch) > 1 \
