@@ -172,9 +172,14 @@ class Watcher:
         # Creation, deletion and moves only: modifications would cost one event per write.
         self._filter = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,
                         FileMovedEvent, DirMovedEvent]
-        observer = Observer()
-        observer.daemon = True
-        observer.start()
+        try:
+            observer = Observer()  # inotify_init here: fails when out of inotify instances
+            observer.daemon = True
+            observer.start()
+        except OSError as exc:
+            log.warning("filesystem events unavailable (%s): falling back to polling every "
+                        "Refresh_Interval", exc.strerror or exc)
+            return False
         self._observer = observer
         return True
 
