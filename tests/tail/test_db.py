@@ -136,3 +136,47 @@ def test_inode_reused_by_other_content_restarts_at_zero(tmp_path: Path, conf) ->
         second.wait_log("NEW 199")
         assert second.stop() == 0
     assert second.logs()[0] == "NEW 0" and len(second.logs()) == 200
+
+
+def test_grace_timeout_keeps_undelivered_for_next_run(tmp_path: Path, conf) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM while stdout is stuck: Grace runs out with a batch mid-delivery. That batch
+    must not be acknowledged, so the next run delivers it: nothing lost."""
+    import fcntl
+    import subprocess
+    import sys
+    import termios
+
+    from tests.agent import wait_for
+
+    log = tmp_path / "g.log"
+    total = 20000
+    log.write_bytes(b"".join(b"%0100d\n" % i for i in range(total)))
+    cfg = conf(str(log), Ray_Metadata="off", Read_from_Head="on", DB=str(tmp_path / "g.db"),
+               service="    Grace 1")
+    proc = subprocess.Popen([sys.executable, "-m", "shipper", "-c", cfg],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+
+    def in_pipe() -> int:
+        buf = bytearray(4)
+        fcntl.ioctl(proc.stdout, termios.FIONREAD, buf)
+        return int.from_bytes(buf, sys.byteorder)
+
+    try:
+        wait_for(lambda: in_pipe() >= 60000, what="the pipe to fill up")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        first = proc.stdout.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    import json
+    seen = {json.loads(line)["log"] for line in first.splitlines() if line.endswith("}")}
+    assert 0 < len(seen) < total
+    with Agent(["-c", cfg]) as second:
+        second.wait_log("%0100d" % (total - 1))
+        assert second.stop() == 0
+    seen |= set(second.logs())
+    assert seen == {"%0100d" % i for i in range(total)}
