@@ -72,7 +72,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="shipper tail",
         description="Follow a local Ray session: one readable line per record.",
         epilog="Colour: on a terminal, unless NO_COLOR is set; FORCE_COLOR or --color=always "
-               "when piped. Ctrl-C stops.")
+               "when piped. Lines without a timestamp of their own (worker prints) show when "
+               "they were read; in the history, when their file last changed. Ctrl-C stops.")
     p.add_argument("dir", nargs="?", default=DEFAULT_DIR, metavar="TEMP_DIR|SESSION_DIR",
                    help=f"Ray's temp dir (follows its session_latest) or one session "
                         f"directory (default {DEFAULT_DIR})")
@@ -91,7 +92,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="records as JSON lines")
     p.add_argument("--no-follow", action="store_true",
                    help="print the history and exit")
-    p.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto")
+    p.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
+                   help="colour the output (default auto: on a terminal)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="the agent's own log on stderr")
     return p.parse_args(list(argv))

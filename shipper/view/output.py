@@ -104,6 +104,7 @@ class TerminalOutput(Output):
             return
         self.in_history = False
         kept, self._kept = sorted(self._kept), []
+        self._mtimes.clear()
         if self.renderer is not None:
             self.renderer.fit(rec for _, _, rec in kept)
         parts: list[str] = []
