@@ -202,7 +202,10 @@ class TailInput:
                     continue  # a rotated file we finished and that did not grow
             f = self.files.get(fid)
             if f is not None:
-                if f.cur_path != path:
+                # Still matched under the name it has (the same file under several names,
+                # through a symlinked directory): not a rotation.
+                known = found.get(f.cur_path)
+                if f.cur_path != path and (known is None or FileId.of(known.st) != fid):
                     telemetry.file_rotated(self.stats, f.cur_path, path)
                     f.cur_path = path
                 f.matched = True
