@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from shipper.config.schema import opt
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MEM_BUF_LIMIT = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,8 +40,9 @@ class TailOptions:
                        help="SQLite synchronous mode.")
     db_locking: bool = opt("DB.locking", "bool", False, help="Accepted for compatibility.")
     db_journal_mode: str = opt("DB.journal_mode", "str", "WAL", help="SQLite journal mode.")
-    mem_buf_limit: int = opt("Mem_Buf_Limit", "size", 32 * 1024 * 1024,
-                             help="Bytes of records in flight before readers pause.")
+    mem_buf_limit: int = opt("Mem_Buf_Limit", "size", DEFAULT_MEM_BUF_LIMIT,
+                             help="Bytes of records in flight before readers pause (0: the "
+                                  "default, memory stays bounded).")
     buffer_chunk_size: int = opt("Buffer_Chunk_Size", "size", 32 * 1024,
                                  help="Smallest read; a pass reads up to 256k (or this) per file.")
     buffer_max_size: int = opt("Buffer_Max_Size", "size", 32 * 1024,
@@ -62,3 +68,11 @@ class TailOptions:
     exit_on_eof: bool = opt("Exit_On_Eof", "bool", False,
                             help="Stop the agent (gracefully) once every file is read to its "
                                  "end: for batch jobs and benchmarks.")
+
+    def __post_init__(self) -> None:
+        # Fluent Bit reads 0 as "no limit"; here it paused every read for ever (nothing was
+        # ever in budget). Memory stays bounded: 0 means the default.
+        if self.mem_buf_limit <= 0:
+            log.warning("Mem_Buf_Limit %d: no limit in Fluent Bit; shipper keeps memory "
+                        "bounded at the default 32M", self.mem_buf_limit)
+            object.__setattr__(self, "mem_buf_limit", DEFAULT_MEM_BUF_LIMIT)
