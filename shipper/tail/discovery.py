@@ -33,6 +33,13 @@ def _has_glob(part: str) -> bool:
     return any(c in _GLOB_CHARS for c in part)
 
 
+def expand_tag(tag: str, path: str) -> str:
+    """Fluent Bit: '*' in Tag becomes the path with '/' as '.', without the leading dot."""
+    if "*" not in tag:
+        return tag
+    return tag.replace("*", path.replace(os.sep, ".").lstrip("."))
+
+
 def static_prefix(pattern: str) -> str:
     """The directory part of a pattern before its first wildcard."""
     parts = pattern.split(os.sep)

@@ -25,12 +25,14 @@ from shipper.tail.checkpoints import Checkpoints
 from shipper.tail.handover import TailState, export_files, revive
 from shipper.tail.identity import FINGERPRINT_BYTES, FileId, read_fingerprint, same_content
 from shipper.tail.options import TailOptions
-from shipper.tail.reader import LineRules, TailedFile, drain_partial
+from shipper.tail.reader import LineRules, TailedFile, drain_partial, read_all
 
 log = logging.getLogger(__name__)
 
-ACTIVE_TICK = 0.05  # seconds between read passes while files grow
-IDLE_TICK = 0.25  # ... and at most this while nothing grows
+MIN_TICK = 0.02  # seconds between read passes while files grow ...
+DUTY = 10  # ... or ten times what the last pass took, so reading costs at most ~10% of a core
+IDLE_TICK = 0.25  # the wait grows to this while nothing grows
+WINDOW = 8 * 1024 * 1024  # records in flight before reading waits for acknowledgements
 READ_LIMIT = 256 * 1024  # bytes read from one file per pass
 RELEASED_TTL = 60.0  # seconds a released file may go unseen before it is forgotten
 RECORD_OVERHEAD = 350  # approximate bytes of a record dict beyond its line, for Mem_Buf_Limit
@@ -44,13 +46,6 @@ class Released:
     offset: int
     path: str
     last_seen: float  # monotonic time a scan last found it
-
-
-def expand_tag(tag: str, path: str) -> str:
-    """Fluent Bit: '*' in Tag becomes the path with '/' as '.', without the leading dot."""
-    if "*" not in tag:
-        return tag
-    return tag.replace("*", path.replace(os.sep, ".").lstrip("."))
 
 
 class TailInput:
@@ -72,6 +67,7 @@ class TailInput:
         self.db = Checkpoints(opts.db, sync=opts.db_sync, journal_mode=opts.db_journal_mode) \
             if opts.db else None
         self.in_flight = 0
+        self._waiting = False  # reading waits for acknowledgements (WINDOW, Mem_Buf_Limit)
         self._dirty: set[TailedFile] = set()
         self._wake = asyncio.Event()
         self._scan_requested = True
@@ -94,14 +90,16 @@ class TailInput:
         await self._scan(initial=not self._adopted)
         log.info("%s: initial scan done, following %d file(s)", self.name, len(self.files))
         next_refresh = time.monotonic() + self.opts.refresh_interval
-        tick = ACTIVE_TICK
+        tick = MIN_TICK
         while not self._stopping:
             now = time.monotonic()
             if self._scan_requested or now >= next_refresh:
                 self._scan_requested = False
                 await self._scan(initial=False)
                 next_refresh = now + self.opts.refresh_interval
+            started = time.perf_counter()
             busy = await self._read_pass()
+            active_tick = min(1.0, max(MIN_TICK, DUTY * (time.perf_counter() - started)))
             if self.opts.exit_on_eof and busy == "idle" and self._at_eof():
                 log.info("%s: every file read to its end (Exit_On_Eof)", self.name)
                 break
@@ -110,7 +108,7 @@ class TailInput:
             if busy == "more":
                 await asyncio.sleep(0)  # a backlog: read on at once, but let outputs run
                 continue
-            tick = ACTIVE_TICK if busy == "data" else min(IDLE_TICK, tick * 2)
+            tick = active_tick if busy == "data" else max(active_tick, min(IDLE_TICK, tick * 2))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), tick)
@@ -158,8 +156,8 @@ class TailInput:
         for h in state.files:
             ctx = SourceContext(path=h.path, real_path=h.real_path,
                                 path_key=self.opts.path_key, offset_key=self.opts.offset_key)
-            self.files[h.fid] = revive(h, self.factory(ctx), expand_tag(self.opts.tag, h.path),
-                                       self._acknowledged)
+            tag = discovery.expand_tag(self.opts.tag, h.path)
+            self.files[h.fid] = revive(h, self.factory(ctx), tag, self._acknowledged)
         self.released.update(state.released)
         self.stats.files_open += len(state.files)
         self._adopted = True
@@ -254,7 +252,7 @@ class TailInput:
                             offset_key=self.opts.offset_key)
         f = TailedFile(fid=fid, fd=fd, path=path, real_path=real, offset=offset,
                        fingerprint=fingerprint, handler=self.factory(ctx),
-                       tag=expand_tag(self.opts.tag, path), notify=self._acknowledged)
+                       tag=discovery.expand_tag(self.opts.tag, path), notify=self._acknowledged)
         f.last_change = time.monotonic()
         f.size = st.st_size
         self.files[fid] = f
@@ -279,10 +277,13 @@ class TailInput:
     # -- reading ------------------------------------------------------------------------
     async def _read_pass(self) -> str:
         """Read every open file once. Returns 'more' (a backlog), 'data' or 'idle'."""
-        room = self.opts.mem_buf_limit - self.in_flight
+        # Reading runs at most WINDOW ahead of the outputs: more in flight would only cost
+        # memory, the data waits on disk just as well. Mem_Buf_Limit caps even that.
+        room = min(self.opts.mem_buf_limit, WINDOW) - self.in_flight
         self.stats.buffer_bytes = self.in_flight
+        self._waiting = room <= 0
         if room <= 0:
-            if not self.stats.paused:
+            if self.in_flight >= self.opts.mem_buf_limit and not self.stats.paused:
                 self.stats.paused = True
                 log.debug("%s: paused at Mem_Buf_Limit (%d bytes in flight)", self.name,
                           self.in_flight)
@@ -294,7 +295,7 @@ class TailInput:
         # Records take ~4x their raw bytes in memory: read no more than fits the budget.
         per_file = max(4096, min(max(READ_LIMIT, self.opts.buffer_chunk_size),
                                  room // 4 // len(files)))
-        results = await asyncio.to_thread(_read_all, files, per_file)
+        results = await asyncio.to_thread(read_all, files, per_file)
         now = time.time()
         mono = time.monotonic()
         state = "idle"
@@ -339,7 +340,7 @@ class TailInput:
     def _acknowledged(self, f: TailedFile, nbytes: int) -> None:
         self.in_flight -= nbytes
         self._dirty.add(f)
-        if self.stats.paused and self.in_flight < self.opts.mem_buf_limit:
+        if self._waiting and self.in_flight < min(self.opts.mem_buf_limit, WINDOW):
             self._wake.set()
 
     # -- housekeeping -------------------------------------------------------------------
@@ -378,20 +379,6 @@ class TailInput:
                 self.db.set(f.fid, f.fingerprint, f.acked_pos, f.cur_path)
         self._dirty.clear()
         self.db.commit()
-
-
-def _read_all(files: list[TailedFile], limit: int) -> list[
-        tuple[TailedFile, bytes, int, int, OSError | None]]:
-    """One thread hop for the whole pass: fstat + pread of every open file."""
-    out: list[tuple[TailedFile, bytes, int, int, OSError | None]] = []
-    for f in files:
-        try:
-            data, size, nlink = f.read_chunk(limit)
-        except OSError as exc:
-            out.append((f, b"", 0, 1, exc))
-            continue
-        out.append((f, data, size, nlink, None))
-    return out
 
 
 def _still_there(fid: FileId, path: str) -> bool:

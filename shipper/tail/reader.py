@@ -115,12 +115,13 @@ class TailedFile:
         ends: list[int] | None = None
         if cut < 0:
             lines: list[str] = []
-        elif b"\r" in complete or rules.want_offsets or rules.skip_empty or (
-                len(complete) > rules.max_line
-                and max(map(len, complete.split(b"\n"))) > rules.max_line):
+        elif b"\r" in complete or rules.want_offsets or rules.skip_empty:
             lines, ends, long_idx = _split_slow(complete, base, rules)
         else:
             lines = complete.decode("utf-8", "replace").split("\n")
+            # A line of n characters has at most 4n bytes: only then count them exactly.
+            if len(complete) > rules.max_line and max(map(len, lines)) * 4 > rules.max_line:
+                lines, ends, long_idx = _split_slow(complete, base, rules)
         records = self._feed(lines, ends, long_idx, rules, now)
         if len(self.partial) > rules.max_line:  # an unfinished line already too long
             text = self.partial[: rules.max_line].decode("utf-8", "replace")
@@ -229,3 +230,17 @@ def drain_partial(file: TailedFile, now: float) -> list[Record]:
     file.line_pos = file.read_pos
     records += file.handler.flush(now)
     return records
+
+
+def read_all(files: list[TailedFile], limit: int) -> list[
+        tuple[TailedFile, bytes, int, int, OSError | None]]:
+    """One thread hop for the whole pass: fstat + pread of every open file."""
+    out: list[tuple[TailedFile, bytes, int, int, OSError | None]] = []
+    for f in files:
+        try:
+            data, size, nlink = f.read_chunk(limit)
+        except OSError as exc:
+            out.append((f, b"", 0, 1, exc))
+            continue
+        out.append((f, data, size, nlink, None))
+    return out
