@@ -304,8 +304,8 @@ class StdinInput:
     def _emit_records(self, records: list[Record], end: int, nbytes: int = 0) -> None:
         if not records:
             return
-        ack = self.stream.new_ack(end)
         cost = nbytes + RECORD_OVERHEAD * len(records)
+        ack = self.stream.new_ack(end, cost)
         self.in_flight += cost
         self.stats.records += len(records)
         self._emit(Chunk(self.tag, records, cost, on_done=ack))

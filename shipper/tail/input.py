@@ -25,7 +25,7 @@ from shipper.tail.checkpoints import Checkpoints
 from shipper.tail.handover import TailState, export_files, revive
 from shipper.tail.identity import FINGERPRINT_BYTES, FileId, read_fingerprint, same_content
 from shipper.tail.options import TailOptions
-from shipper.tail.reader import LineRules, TailedFile, drain_partial, read_all
+from shipper.tail.reader import Acks, LineRules, RangeAck, TailedFile, drain_partial, read_all
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ MIN_TICK = 0.02  # seconds between read passes while files grow, or longer with 
 PASS_COST = 2e-4  # seconds per open file and pass: fstat, a chunk, its ack (x10: ~10% duty)
 IDLE_TICK = 0.25  # the wait grows to this while nothing grows
 WINDOW = 8 * 1024 * 1024  # records in flight before reading waits for acknowledgements
-READ_LIMIT = 256 * 1024  # bytes read from one file per pass
+READ_LIMIT = 256 * 1024  # bytes read from one file per pass ...
+PASS_READ = 256 * 1024  # ... and from all files together (1 MiB cost 1M page faults per 1M lines)
 RELEASED_TTL = 60.0  # seconds a released file may go unseen before it is forgotten
 RECORD_OVERHEAD = 350  # approximate bytes of a record dict beyond its line, for Mem_Buf_Limit
 
@@ -68,6 +69,7 @@ class TailInput:
             if opts.db else None
         self.in_flight = 0
         self._waiting = False  # reading waits for acknowledgements (WINDOW, Mem_Buf_Limit)
+        self._out: dict[str, tuple[list[Record], list[RangeAck], list[int]]] = {}
         self._dirty: set[TailedFile] = set()
         self._wake = asyncio.Event()
         self._scan_requested = True
@@ -102,9 +104,11 @@ class TailInput:
             # with thousands of files, pass less often (lines wait longer, CPU stays low).
             active_tick = min(1.0, max(MIN_TICK, PASS_COST * len(self.files)))
             if self.opts.exit_on_eof and busy == "idle" and self._at_eof():
+                self._flush_out()
                 log.info("%s: every file read to its end (Exit_On_Eof)", self.name)
                 break
             self._housekeeping(time.monotonic())
+            self._flush_out()
             self._commit()
             if busy == "more":
                 await asyncio.sleep(0)  # a backlog: read on at once, but let outputs run
@@ -129,6 +133,7 @@ class TailInput:
             records = f.flush_held(now)
             if records:
                 self._emit_records(f, records, f.line_pos)
+        self._flush_out()
 
     def close(self) -> None:
         self._watcher.stop()
@@ -207,11 +212,14 @@ class TailInput:
                 if f.cur_path != path and (known is None or FileId.of(known.st) != fid):
                     telemetry.file_rotated(self.stats, f.cur_path, path)
                     f.cur_path = path
+                    f.last_change = mono  # Rotate_Wait counts from the rotation
                 f.matched = True
                 continue
             self._open(path, fid, initial=initial)
         for fid, f in self.files.items():
             if fid not in seen:
+                if f.matched:  # just left the glob (session_latest re-pointed): Rotate_Wait
+                    f.last_change = mono  # for a dying writer's last lines counts from now
                 f.matched = False
         # A scan races with renames (listed as x.1, renamed to x.2 before the stat): one
         # miss proves nothing, so a released file is forgotten only after a long absence.
@@ -294,8 +302,10 @@ class TailInput:
         if not files:
             return "idle"
         # Records take ~4x their raw bytes in memory: read no more than fits the budget.
+        # and keep each pass small: big passes cost more in page faults than they save.
+        per_pass = min(room // 4, PASS_READ)
         per_file = max(4096, min(max(READ_LIMIT, self.opts.buffer_chunk_size),
-                                 room // 4 // len(files)))
+                                 per_pass // len(files)))
         results = await asyncio.to_thread(read_all, files, per_file)
         now = time.time()
         mono = time.monotonic()
@@ -305,8 +315,9 @@ class TailInput:
                 telemetry.file_error(self.stats, f.path, err)
                 continue
             f.size = size
-            if nlink == 0:
+            if nlink == 0 and not f.deleted:
                 f.deleted = True
+                f.last_change = mono  # drained until idle for Rotate_Wait from now
             if size < f.read_pos and not data:
                 telemetry.file_truncated(self.stats, f.path, size, f.read_pos)
                 f.truncated()
@@ -328,15 +339,29 @@ class TailInput:
 
     def _emit_records(self, f: TailedFile, records: list[Record], end: int,
                       nbytes: int = 0) -> None:
+        """Queue a file's new records for this turn's chunk (one per tag, see _flush_out)."""
         if not records:
             if end != f.commit_pos:
                 f.new_ack(end)(None)  # nothing to deliver, but the offset may move
             return
-        ack = f.new_ack(end)
         cost = nbytes + RECORD_OVERHEAD * len(records)
+        ack = f.new_ack(end, cost)
         self.in_flight += cost
         self.stats.records += len(records)
-        self._emit(Chunk(f.tag, records, cost, on_done=ack))
+        out = self._out.get(f.tag)
+        if out is None:
+            self._out[f.tag] = (records, [ack], [cost])
+        else:
+            out[0].extend(records)
+            out[1].append(ack)
+            out[2].append(cost)
+
+    def _flush_out(self) -> None:
+        """Emit what this turn read: one chunk per tag, not one per file (with thousands of
+        files the per-chunk cost of routing and delivery dominated)."""
+        out, self._out = self._out, {}
+        for tag, (records, acks, costs) in out.items():
+            self._emit(Chunk(tag, records, sum(costs), on_done=Acks(acks)))
 
     def _acknowledged(self, f: TailedFile, nbytes: int) -> None:
         self.in_flight -= nbytes

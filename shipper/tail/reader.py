@@ -30,19 +30,35 @@ class LineRules:
 
 
 class RangeAck:
-    """The acknowledgement of one chunk of one file (the chunk's on_done)."""
+    """The acknowledgement of one file's byte range (called when its chunk is done).
 
-    __slots__ = ("done", "end", "file", "generation")
+    `cost` is what the range's records count against the input's memory budget."""
 
-    def __init__(self, file: TailedFile, end: int) -> None:
+    __slots__ = ("cost", "done", "end", "file", "generation")
+
+    def __init__(self, file: TailedFile, end: int, cost: int) -> None:
         self.file = file
         self.end = end
+        self.cost = cost
         self.generation = file.generation
         self.done = False
 
     def __call__(self, chunk: Chunk | None) -> None:
         self.done = True
-        self.file.acknowledge(chunk.nbytes if chunk is not None else 0)
+        self.file.acknowledge(self.cost)
+
+
+class Acks:
+    """on_done of a chunk that holds the ranges of several files (one chunk per pass)."""
+
+    __slots__ = ("acks",)
+
+    def __init__(self, acks: list[RangeAck]) -> None:
+        self.acks = acks
+
+    def __call__(self, chunk: Chunk | None) -> None:
+        for ack in self.acks:
+            ack(chunk)
 
 
 class TailedFile:
@@ -174,8 +190,8 @@ class TailedFile:
         """Emit what the handler holds (flush timeout, file released)."""
         return self.handler.flush(now)
 
-    def new_ack(self, end: int) -> RangeAck:
-        ack = RangeAck(self, end)
+    def new_ack(self, end: int, cost: int = 0) -> RangeAck:
+        ack = RangeAck(self, end, cost)
         self.pending.append(ack)
         self.commit_pos = end
         return ack
