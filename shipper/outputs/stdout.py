@@ -15,8 +15,8 @@ import threading
 from dataclasses import dataclass
 
 from shipper.chunk import Record
-from shipper.formats import DateFormat, encode_json_array, encode_json_lines
 from shipper.config.schema import opt
+from shipper.formats import DateFormat, encode_json_array, encode_json_lines
 from shipper.outputs.base import DeliveryError, Output
 
 
