@@ -35,6 +35,7 @@ class App:
         self.should_reload = asyncio.Event()
         self.force_exit = False
         self.reloads = 0
+        self.exit_code = 0
         self.reloading = False
         self.server: HttpServer | None = None
 
@@ -81,7 +82,7 @@ class App:
                  len(self.pipeline.outputs), self.doc.source)
         # Bind before reading anything: a port in use fails the start, not half of it.
         await self._start_server(self.pipeline.service)
-        return await self.pipeline.start()
+        return await self.pipeline.start(on_fatal=self._on_fatal)
 
     async def main_loop(self, tasks: list[asyncio.Task[None]]) -> int:
         while True:
@@ -109,12 +110,17 @@ class App:
                 self.should_reload.clear()
                 tasks = await self.reload(tasks)
 
+    def _on_fatal(self, reason: str) -> None:
+        """An output can never deliver again (stdout closed): stop, and say so by exit code."""
+        self.exit_code = 1
+        self.should_exit.set()
+
     async def shutdown(self, tasks: list[asyncio.Task[None]]) -> int:
         grace = self.pipeline.service.grace
         log.info("shutting down: draining for up to %.1fs", grace)
         await self.pipeline.shutdown(tasks, grace=grace)
         log.info("stopped")
-        return 0
+        return self.exit_code
 
     async def reload(self, tasks: list[asyncio.Task[None]]) -> list[asyncio.Task[None]]:
         """Build and validate the new pipeline first: a bad config keeps the old one running.
@@ -141,7 +147,7 @@ class App:
             if new.service.log_level != old.service.log_level:
                 # only when the file changed it: a -v/-q given at start stays otherwise
                 logging.getLogger("shipper").setLevel(log_level(new.service.log_level))
-            tasks = await new.start()
+            tasks = await new.start(on_fatal=self._on_fatal)
             self.reloads += 1
             telemetry.reload_done(self.reloads, doc.source)
             return tasks

@@ -11,7 +11,7 @@ import orjson
 
 from shipper.chunk import Record
 
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 
 
 def _iso8601(t: float) -> str:

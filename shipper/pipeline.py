@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shipper.chunk import Chunk
@@ -93,8 +94,10 @@ class Pipeline:
                     out.submit(chunk)
         chunk.release()
 
-    async def start(self) -> list[asyncio.Task[None]]:
+    async def start(self, *, on_fatal: Callable[[str], None] | None = None
+                    ) -> list[asyncio.Task[None]]:
         for out in self.outputs:
+            out.on_fatal = on_fatal
             await out.start()
         return [asyncio.create_task(inp.run(self.emit), name=f"input-{inp.name}")
                 for inp in self.inputs]

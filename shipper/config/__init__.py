@@ -1,1 +1,1 @@
-"""Configuration: Fluent Bit's classic and YAML formats -> one neutral structure -> typed options."""
+"""Configuration: Fluent Bit's classic and YAML formats -> one neutral structure -> options."""

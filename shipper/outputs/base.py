@@ -10,6 +10,7 @@ import asyncio
 import collections
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shipper import telemetry
@@ -22,11 +23,13 @@ log = logging.getLogger(__name__)
 class DeliveryError(Exception):
     """A failed send. `retryable` decides between backoff and dropping the batch."""
 
-    def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None,
+                 fatal: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
         self.retry_after = retry_after
+        self.fatal = fatal  # the destination is gone for good (stdout closed): stop the agent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +75,8 @@ class Output(abc.ABC):
         self._idle.set()
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
+        # Called when delivery can never succeed again; the app then stops (exit code 1).
+        self.on_fatal: Callable[[str], None] | None = None
 
     # -- plugin interface -------------------------------------------------------------
     @abc.abstractmethod
@@ -181,6 +186,11 @@ class Output(abc.ABC):
             try:
                 await self.send(payload, records)
             except DeliveryError as err:
+                if err.fatal:
+                    self.log.error("%s: stopping", err.reason)
+                    if self.on_fatal is not None:
+                        self.on_fatal(err.reason)
+                    await asyncio.Event().wait()  # never acknowledged: wait to be cancelled
                 if not err.retryable:
                     telemetry.output_dropped(self.stats, len(records), err.reason)
                     return

@@ -65,6 +65,9 @@ class StdoutOutput(Output):
         self._jobs.put((payload, fut))
         try:
             await fut
+        except BrokenPipeError:
+            raise DeliveryError("standard output was closed by its reader", retryable=False,
+                                fatal=True) from None
         except OSError as exc:
             raise DeliveryError(f"cannot write to standard output: {exc.strerror}",
                                 retryable=True) from None

@@ -176,7 +176,7 @@ def test_grace_timeout_keeps_undelivered_for_next_run(tmp_path: Path, conf) -> N
     seen = {json.loads(line)["log"] for line in first.splitlines() if line.endswith("}")}
     assert 0 < len(seen) < total
     with Agent(["-c", cfg]) as second:
-        second.wait_log("%0100d" % (total - 1))
+        second.wait_log(f"{total - 1:0100d}")
         assert second.stop() == 0
     seen |= set(second.logs())
-    assert seen == {"%0100d" % i for i in range(total)}
+    assert seen == {f"{i:0100d}" for i in range(total)}

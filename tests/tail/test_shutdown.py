@@ -72,3 +72,25 @@ def test_ignore_older(tmp_path: Path, conf) -> None:  # type: ignore[no-untyped-
         agent.wait_stderr("following 1 file")
         assert agent.stop() == 0
     assert agent.logs() == ["fresh"]
+
+
+def test_stdout_closed_by_its_reader_stops_the_agent(tmp_path: Path, conf) -> None:  # type: ignore[no-untyped-def]
+    """`shipper | head -1`: once the reader is gone the agent says so and exits 1 instead of
+    retrying for ever."""
+    log = tmp_path / "h.log"
+    log.write_bytes(b"".join(b"line %d\n" % i for i in range(5000)))
+    cfg = conf(str(log), Ray_Metadata="off", Read_from_Head="on", service="    Grace 1")
+    proc = subprocess.Popen([sys.executable, "-m", "shipper", "-c", cfg],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away
+    with open(log, "ab") as f:  # more to write, into the closed pipe
+        f.write(b"".join(b"more %d\n" % i for i in range(5000)))
+    rc = proc.wait(timeout=30)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    assert first.startswith(b'{"date":')
+    assert rc == 1
+    assert "standard output was closed" in err
