@@ -151,6 +151,29 @@ def load_document(config: str | None, cli_doc: Document | None) -> Document:
     return parse_classic_text(DEFAULT_CONFIG, file="<default>", env=dict(os.environ))
 
 
+def plugin_help(kind: str, plugin: str) -> int:
+    """Print a plugin's key table: the same table that validates its section."""
+    from shipper.config.schema import key_table
+    from shipper.plugins import key_table_of
+
+    table = key_table_of(kind, plugin)
+    if table is None:
+        print(f"shipper: no {kind} plugin named {plugin!r}", file=sys.stderr)
+        return 1
+    lines = [f"{kind} plugin '{plugin}' keys (case-insensitive):", ""]
+    for row in key_table(table):
+        default = row["default"]
+        shown = "" if default in (None, (), "") else f" (default: {default})"
+        kind_text = "/".join(row["choices"]) if row["choices"] else row["kind"]
+        repeat = ", repeatable" if row["multi"] else ""
+        lines += [f"  {row['key']:<26} {kind_text}{repeat}{shown}", f"  {'':<26} {row['help']}"]
+    try:
+        print("\n".join(lines))
+    except BrokenPipeError:  # `| head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "tail":
@@ -165,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     if opts["help"]:
+        plugins = [sec for sec in (cli_doc.sections if cli_doc else ()) if sec.kind != "service"]
+        if plugins:  # `shipper -i tail -h`: the plugin's keys, as Fluent Bit's -h does
+            return plugin_help(plugins[-1].kind, plugins[-1].plugin)
         print(USAGE.format(drop_in="/fluent-bit/etc/fluent-bit.conf"))
         return 0
     if opts["version"]:

@@ -105,7 +105,7 @@ COMMON_KEYS = {
 
 
 def key_table(cls: type[Any]) -> list[dict[str, Any]]:
-    """The key rows of an options dataclass (for docs and `--help-plugin`)."""
+    """The key rows of an options dataclass (for `shipper -i PLUGIN -h`)."""
     rows = []
     for f in dataclasses.fields(cls):
         if "key" in f.metadata:

@@ -1,0 +1,28 @@
+"""`shipper -i PLUGIN -h` prints the key table that also validates the plugin's section."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(("flag", "plugin", "key"), [
+    ("-i", "tail", "Rotate_Wait"), ("-i", "stdin", "Buffer_Size"), ("-o", "stdout", "Format"),
+    ("-o", "http", "tls.verify"), ("-o", "loki", "Labels"), ("-o", "es", "Logstash_Format"),
+    ("-o", "opentelemetry", "Logs_uri"), ("-F", "grep", "Regex"), ("-F", "modify", "Rename"),
+])
+def test_plugin_help_lists_its_keys(flag: str, plugin: str, key: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "shipper", flag, plugin, "-h"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert f"plugin '{plugin}' keys" in out.stdout
+    keys = {line.split()[0].lower() for line in out.stdout.splitlines()[2::2] if line.strip()}
+    assert key.lower() in keys
+
+
+def test_unknown_plugin_help_fails() -> None:
+    out = subprocess.run([sys.executable, "-m", "shipper", "-o", "kafka", "-h"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "kafka" in out.stderr
