@@ -1,6 +1,6 @@
 """Declarative key tables: each plugin's options are a frozen dataclass whose fields carry the
 Fluent Bit key name, type, default and help. The same table validates a Section and documents
-the plugin (`shipper --help-plugin NAME`).
+the plugin (`shipper -i tail -h`).
 """
 
 from __future__ import annotations
