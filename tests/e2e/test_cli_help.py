@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -26,3 +27,18 @@ def test_unknown_plugin_help_fails() -> None:
     out = subprocess.run([sys.executable, "-m", "shipper", "-o", "kafka", "-h"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1 and "kafka" in out.stderr
+
+
+def test_no_config_runs_the_embedded_default(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`shipper` alone: the embedded default (tail /tmp/ray/session_latest/logs/* to stdout).
+    The drop-in path is pointed at a file that does not exist, so the default is used."""
+    from tests.agent import Agent
+
+    env = {"SHIPPER_DEFAULT_CONFIG": str(tmp_path / "absent.conf")}
+    dry = subprocess.run([sys.executable, "-m", "shipper", "--dry-run"], capture_output=True,
+                         text=True, timeout=30, env={**os.environ, **env})
+    assert dry.returncode == 0 and "<default>" in dry.stdout
+    with Agent([], env=env) as agent:
+        agent.wait_stderr("initial scan done")
+        assert "from <default>" in agent.err_text()
+        assert agent.stop() == 0
