@@ -388,6 +388,8 @@ class TailInput:
                 telemetry.file_closed(self.stats, f.path, why)
                 if not f.deleted:
                     self.released[fid] = Released(f.fingerprint, f.read_pos, f.cur_path, mono)
+                else:
+                    self._dirty.add(f)  # _commit forgets its DB row
 
     def _commit(self) -> None:
         if self.db is None or not self._dirty:
