@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MIN_TICK = 0.02  # seconds between read passes while files grow, or longer with many files:
 PASS_COST = 2e-4  # seconds per open file and pass: fstat, a chunk, its ack (x10: ~10% duty)
-IDLE_TICK = 0.25  # the wait grows to this while nothing grows
+IDLE_TICK = 1.0  # the wait doubles up to this while nothing grows (idle: 0.05% of a core)
 WINDOW = 8 * 1024 * 1024  # records in flight before reading waits for acknowledgements
 READ_LIMIT = 256 * 1024  # bytes read from one file per pass ...
 PASS_READ = 256 * 1024  # ... and from all files together (1 MiB cost 1M page faults per 1M lines)
