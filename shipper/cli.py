@@ -176,6 +176,11 @@ def plugin_help(kind: str, plugin: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    from shipper.limits import raise_fd_limit
+    from shipper.memory import tune_allocator
+
+    tune_allocator()
+    raise_fd_limit()
     if args and args[0] == "tail":
         from shipper.view import main as view_main
 
@@ -214,9 +219,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             Pipeline.build(doc)
             print(f"configuration test is successful ({doc.source})")
             return 0
-        from shipper.memory import tune_allocator
-
-        tune_allocator()
         return asyncio.run(_run(doc, reload_doc))
     except ConfigError as exc:
         log.error("configuration error: %s", exc)

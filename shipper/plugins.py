@@ -101,12 +101,27 @@ def parse_retry_limit(prop: Prop | None) -> int | None:
     return value
 
 
+def parse_workers(prop: Prop | None) -> int:
+    """Workers: concurrent deliveries of one output (1 to 64)."""
+    if prop is None:
+        return 1
+    try:
+        value = parse_int(prop.value)
+    except ValueError as exc:
+        raise ConfigError(f"bad value: {exc}", file=prop.file, line=prop.line,
+                          key=prop.key) from None
+    if not 1 <= value <= 64:
+        raise ConfigError("must be between 1 and 64", file=prop.file, line=prop.line,
+                          key=prop.key)
+    return value
+
+
 def delivery_of(section: Section, ctx: Context) -> Delivery:
-    workers = section.get("workers")
-    return Delivery(flush=ctx.service.flush, retry_limit=parse_retry_limit(section.get(
-        "retry_limit")), backoff_base=ctx.service.scheduler_base,
-        backoff_cap=ctx.service.scheduler_cap,
-        workers=parse_int(workers.value) if workers else 1)
+    return Delivery(flush=ctx.service.flush,
+                    retry_limit=parse_retry_limit(section.get("retry_limit")),
+                    backoff_base=ctx.service.scheduler_base,
+                    backoff_cap=ctx.service.scheduler_cap,
+                    workers=parse_workers(section.get("workers")))
 
 
 def matcher_of(section: Section) -> Matcher:

@@ -236,9 +236,6 @@ def test_five_thousand_files_in_one_directory(tmp_path: Path, results) -> None: 
     assert not tally.missing and tally.duplicated == 0
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (cli/app, not tail): the soft RLIMIT_NOFILE "
-                   "is not raised; at the common 1024 default only ~1,000 files are followed, "
-                   "the rest wait unread with one 'Too many open files' warning each")
 @pytest.mark.timeout(120)
 def test_two_thousand_files_at_a_1024_fd_soft_limit(tmp_path: Path) -> None:
     """Many container runtimes and systemd units start processes with a soft limit of 1024

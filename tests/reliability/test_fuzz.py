@@ -91,8 +91,7 @@ def sections(draw: Any) -> tuple[str, str, list[tuple[str, str]]]:
     name = draw(st.one_of(st.sampled_from(PLUGINS.get(kind, []) or ["x"]), VALUES)) \
         if kind != "service" else ""
     props = draw(st.lists(st.tuples(st.one_of(st.sampled_from(ALL_KEYS),
-                                              # "Workers": see test_workers_not_an_int
-                                              st.sampled_from(["Match", "Tag", "Alias",
+                                              st.sampled_from(["Match", "Tag", "Alias", "Workers",
                                                                "Retry_Limit", "Log_Level",
                                                                "Mem_Buf_Limit"])),
                                     VALUES), max_size=6))
@@ -209,13 +208,10 @@ def test_dry_run_in_process_never_raises(fuzz_dir: Path, text: str, ext: str) ->
         assert "error" in err.lower(), err
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, shipper/plugins.py delivery_of: "
-                   "parse_int(Workers) raises ValueError, not ConfigError (a traceback on "
-                   "`shipper --dry-run`); remove this mark (and add Workers back to the fuzz "
-                   "keys above) once fixed")
 @pytest.mark.parametrize("plugin", ["stdout", "http", "es"])
 def test_workers_not_an_int(fuzz_dir: Path, plugin: str) -> None:
-    """Found by test_dry_run_in_process_never_raises: `Workers 1e309` on any output."""
+    """Found by test_dry_run_in_process_never_raises: `Workers 1e309` on any output (it was a
+    ValueError traceback; now a ConfigError naming the key)."""
     path = fuzz_dir / f"workers-{plugin}.conf"
     path.write_text(f"[INPUT]\n    Name tail\n    Path /tmp/none/*.log\n[OUTPUT]\n"
                     f"    Name {plugin}\n    Match *\n    Format json_lines\n    Workers abc\n")
