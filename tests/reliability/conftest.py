@@ -30,8 +30,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         # rows added by this test get its verdict
         for row in harness.RESULTS:
             if row.outcome == "?" and row.test == item.nodeid:
-                row.outcome = "pass" if report.passed else (
-                    "skip" if report.skipped else "FAIL")
+                row.outcome = "pass" if report.passed else ("skip" if report.skipped else "FAIL")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

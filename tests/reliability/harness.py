@@ -35,6 +35,7 @@ def scaled(ci: float, long: float) -> float:
 
 # -- results table ---------------------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class Row:
     scenario: str
@@ -72,18 +73,38 @@ def format_table(rows: Sequence[Row]) -> str:
             return f"{v:,}"
         return str(v)
 
-    head = ["scenario", "result", "lines written", "delivered", "lost", "duplicated",
-            "peak RSS", "open fds at end", "notes"]
-    body = [[r.scenario, r.outcome, cell(r.written), cell(r.delivered), cell(r.lost),
-             cell(r.duplicated),
-             "-" if r.peak_rss_kb is None else f"{r.peak_rss_kb / 1024:.0f} MB",
-             cell(r.fds_end), r.note] for r in rows]
+    head = [
+        "scenario",
+        "result",
+        "lines written",
+        "delivered",
+        "lost",
+        "duplicated",
+        "peak RSS",
+        "open fds at end",
+        "notes",
+    ]
+    body = [
+        [
+            r.scenario,
+            r.outcome,
+            cell(r.written),
+            cell(r.delivered),
+            cell(r.lost),
+            cell(r.duplicated),
+            "-" if r.peak_rss_kb is None else f"{r.peak_rss_kb / 1024:.0f} MB",
+            cell(r.fds_end),
+            r.note,
+        ]
+        for r in rows
+    ]
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     out += ["| " + " | ".join(line) + " |" for line in body]
     return "\n".join(out)
 
 
 # -- /proc probes ----------------------------------------------------------------------------
+
 
 def proc_status(pid: int, key: str) -> int:
     """A `kB` field of /proc/PID/status (VmRSS, VmHWM); 0 once the process is gone."""
@@ -120,6 +141,7 @@ def fd_count(pid: int) -> int:
 
 # -- the agent -------------------------------------------------------------------------------
 
+
 class AgentProc:
     """`python -m shipper ARGS` with stdout read by a thread the test can pause.
 
@@ -128,16 +150,27 @@ class AgentProc:
     another program (setpriv, unshare) that execs it, so the PID stays the agent's.
     """
 
-    def __init__(self, args: Sequence[str], *, prefix: Sequence[str] = (),
-                 env: dict[str, str] | None = None, keep_records: bool = False,
-                 cwd: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        prefix: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        keep_records: bool = False,
+        cwd: str | Path | None = None,
+    ) -> None:
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env.setdefault("PYTHONPATH", str(ROOT))
-        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "shipper", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, env=full_env,
-                                     cwd=cwd or ROOT, bufsize=0)
+        self.proc = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "shipper", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=cwd or ROOT,
+            bufsize=0,
+        )
         self.pid = self.proc.pid
         self.logs: list[str] = []  # `log` of every complete record, in arrival order
         self.records: list[dict[str, Any]] = []  # whole records, when keep_records
@@ -150,9 +183,11 @@ class AgentProc:
         self._gate = threading.Event()
         self._gate.set()
         self._eof = threading.Event()
-        self._threads = [threading.Thread(target=self._read_out, daemon=True),
-                         threading.Thread(target=self._read_err, daemon=True),
-                         threading.Thread(target=self._sample, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._read_out, daemon=True),
+            threading.Thread(target=self._read_err, daemon=True),
+            threading.Thread(target=self._sample, daemon=True),
+        ]
         for t in self._threads:
             t.start()
 
@@ -171,7 +206,7 @@ class AgentProc:
             if cut < 0:
                 rest = buf
                 continue
-            rest = buf[cut + 1:]
+            rest = buf[cut + 1 :]
             self._parse(buf[:cut].split(b"\n"))
         self.torn_tail = rest
         self._eof.set()
@@ -232,6 +267,7 @@ class AgentProc:
         import array
         import fcntl
         import termios
+
         buf = array.array("i", [0])
         try:
             assert self.proc.stdout is not None
@@ -261,18 +297,26 @@ class AgentProc:
         return False
 
     def wait_stderr(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
-        wait_for(lambda: self.err_text().count(text) >= count or not self.alive(), timeout,
-                 f"{text!r} x{count} on stderr; stderr tail:\n{self.err_text()[-3000:]}")
-        assert self.err_text().count(text) >= count, \
+        wait_for(
+            lambda: self.err_text().count(text) >= count or not self.alive(),
+            timeout,
+            f"{text!r} x{count} on stderr; stderr tail:\n{self.err_text()[-3000:]}",
+        )
+        assert self.err_text().count(text) >= count, (
             f"agent exited (rc={self.proc.poll()}) before {text!r}:\n{self.err_text()[-3000:]}"
+        )
 
     def wait_count(self, n: int, timeout: float = 30.0) -> None:
-        wait_for(lambda: self.count() >= n or not self.alive(), timeout,
-                 f"{n} records (have {self.count()}); stderr:\n{self.err_text()[-2000:]}")
+        wait_for(
+            lambda: self.count() >= n or not self.alive(),
+            timeout,
+            f"{n} records (have {self.count()}); stderr:\n{self.err_text()[-2000:]}",
+        )
         assert self.count() >= n, f"agent exited early:\n{self.err_text()[-3000:]}"
 
-    def wait_logs(self, wanted: Iterable[str], timeout: float = 30.0,
-                  also: Iterable[str] = ()) -> None:
+    def wait_logs(
+        self, wanted: Iterable[str], timeout: float = 30.0, also: Iterable[str] = ()
+    ) -> None:
         """Until every line of `wanted` was delivered (by this agent or in `also`)."""
         missing = set(wanted) - set(also)
         seen = 0
@@ -284,10 +328,17 @@ class AgentProc:
             seen = len(logs)
             return not missing or not self.alive()
 
-        wait_until(done, timeout, lambda: f"{len(missing)} lines, e.g. {sorted(missing)[:3]}; "
-                                          f"stderr:\n{self.err_text()[-2000:]}")
-        assert not missing, f"agent exited with {len(missing)} lines undelivered:\n" \
-                            f"{self.err_text()[-3000:]}"
+        wait_until(
+            done,
+            timeout,
+            lambda: (
+                f"{len(missing)} lines, e.g. {sorted(missing)[:3]}; "
+                f"stderr:\n{self.err_text()[-2000:]}"
+            ),
+        )
+        assert not missing, (
+            f"agent exited with {len(missing)} lines undelivered:\n{self.err_text()[-3000:]}"
+        )
 
     # -- control ---------------------------------------------------------------------------
     def pause(self) -> None:
@@ -305,8 +356,9 @@ class AgentProc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"agent did not stop within {timeout}s after {sig!r}:\n"
-                                 f"{self.err_text()[-3000:]}") from None
+            raise AssertionError(
+                f"agent did not stop within {timeout}s after {sig!r}:\n{self.err_text()[-3000:]}"
+            ) from None
         self.resume()
         if not self._eof.wait(60):
             raise AssertionError("stdout of the stopped agent not read to its end in 60s")
@@ -335,8 +387,9 @@ class AgentProc:
                 s.close()
 
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str | Callable[[], str],
-               interval: float = 0.05) -> Any:
+def wait_until(
+    cond: Callable[[], Any], timeout: float, what: str | Callable[[], str], interval: float = 0.05
+) -> Any:
     """`wait_for` with a message computed only when the deadline passes."""
     end = time.monotonic() + timeout
     while True:
@@ -351,8 +404,12 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str | Callable[[],
 
 # -- configs ---------------------------------------------------------------------------------
 
-def classic(inputs: Sequence[dict[str, object]], outputs: Sequence[dict[str, object]],
-            service: dict[str, object] | None = None) -> str:
+
+def classic(
+    inputs: Sequence[dict[str, object]],
+    outputs: Sequence[dict[str, object]],
+    service: dict[str, object] | None = None,
+) -> str:
     svc: dict[str, object] = {"Flush": "0.2", "Grace": "5", "Log_Level": "info"}
     svc.update(service or {})
     out = ["[SERVICE]"] + [f"    {k} {v}" for k, v in svc.items()]
@@ -361,15 +418,21 @@ def classic(inputs: Sequence[dict[str, object]], outputs: Sequence[dict[str, obj
     for sec in outputs:
         out += ["[OUTPUT]"]
         for k, v in sec.items():
-            for one in (v if isinstance(v, list) else [v]):
+            for one in v if isinstance(v, list) else [v]:
                 out.append(f"    {k} {one}")
     return "\n".join(out) + "\n"
 
 
 def tail_input(path: str, **keys: object) -> dict[str, object]:
-    sec: dict[str, object] = {"Name": "tail", "Path": path, "Tag": "t",
-                              "Refresh_Interval": "1", "Rotate_Wait": "1",
-                              "Read_from_Head": "on", "Ray_Metadata": "off"}
+    sec: dict[str, object] = {
+        "Name": "tail",
+        "Path": path,
+        "Tag": "t",
+        "Refresh_Interval": "1",
+        "Rotate_Wait": "1",
+        "Read_from_Head": "on",
+        "Ray_Metadata": "off",
+    }
     sec.update(keys)
     return sec
 
@@ -383,6 +446,7 @@ def write_conf(path: Path, text: str) -> str:
 
 
 # -- accounting ------------------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class Tally:
@@ -408,9 +472,14 @@ class Tally:
         return [k for k in self.seen if k not in known]
 
     def row(self, scenario: str, **kw: Any) -> Row:
-        return Row(scenario, written=len(self.written),
-                   delivered=sum(1 for w in set(self.written) if w in self.seen),
-                   lost=len(self.missing), duplicated=self.duplicated, **kw)
+        return Row(
+            scenario,
+            written=len(self.written),
+            delivered=sum(1 for w in set(self.written) if w in self.seen),
+            lost=len(self.missing),
+            duplicated=self.duplicated,
+            **kw,
+        )
 
 
 def numbered(prefix: str, a: int, b: int, pad: int = 0) -> list[str]:
@@ -426,8 +495,15 @@ def append_lines(path: str | Path, lines: Sequence[str]) -> None:
 class SteadyWriter(threading.Thread):
     """Appends numbered lines to a few files at a steady pace until stopped."""
 
-    def __init__(self, paths: Sequence[Path], *, rate: int = 2000, batch: int = 20,
-                 prefix: str = "w", pad: int = 60) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        rate: int = 2000,
+        batch: int = 20,
+        prefix: str = "w",
+        pad: int = 60,
+    ) -> None:
         super().__init__(daemon=True)
         self.paths = list(paths)
         self.rate, self.batch, self.prefix, self.pad = rate, batch, prefix, pad
@@ -463,14 +539,19 @@ class SteadyWriter(threading.Thread):
 
 # -- the offsets DB --------------------------------------------------------------------------
 
+
 def db_rows(db: str | Path) -> list[tuple[int, int, bytes, int, str]]:
     """(dev, ino, fingerprint, offset, name) of every stored file; [] before the table."""
     if not os.path.exists(db):
         return []
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
-        return [(d, i, bytes(fp), off, name) for d, i, fp, off, name in
-                conn.execute("SELECT dev, ino, fingerprint, offset, name FROM files")]
+        return [
+            (d, i, bytes(fp), off, name)
+            for d, i, fp, off, name in conn.execute(
+                "SELECT dev, ino, fingerprint, offset, name FROM files"
+            )
+        ]
     except sqlite3.OperationalError:
         return []
     finally:
@@ -479,12 +560,14 @@ def db_rows(db: str | Path) -> list[tuple[int, int, bytes, int, str]]:
 
 def free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 # -- an HTTP receiver that misbehaves on request ---------------------------------------------
+
 
 class Receiver:
     """An NDJSON sink on 127.0.0.1 (aiohttp in its own thread) whose `mode` the test flips:
@@ -521,6 +604,7 @@ class Receiver:
 
     def _call(self, coro: Any, timeout: float = 30) -> Any:
         import asyncio
+
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _start(self) -> None:
@@ -555,6 +639,7 @@ class Receiver:
             self.requests[mode] += 1
         if request.headers.get("Content-Encoding") == "gzip":
             import gzip
+
             body = gzip.decompress(body)
         lines = [json.loads(x)["log"] for x in body.split(b"\n") if x.strip()]
         if mode in ("refuse", "reset"):
@@ -568,8 +653,9 @@ class Receiver:
         if mode == "503":
             return web.Response(status=503, text="down for maintenance")
         if mode == "echo":  # a careless server quoting the credentials it refuses
-            return web.Response(status=401, text=f"denied: {dict(request.headers)} "
-                                                 f"url={request.path_qs}")
+            return web.Response(
+                status=401, text=f"denied: {dict(request.headers)} url={request.path_qs}"
+            )
         if mode == "429":
             return web.Response(status=429, headers={"Retry-After": "1"}, text="slow down")
         if mode == "slow":
@@ -599,12 +685,14 @@ class Receiver:
     def close(self) -> None:
         async def down() -> None:
             import asyncio
+
             await self._unlisten()
             await self._runner.cleanup()
             others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in others:  # handlers still sleeping in `slow` mode
                 t.cancel()
             await asyncio.gather(*others, return_exceptions=True)
+
         try:
             self._call(down())
         finally:

@@ -35,8 +35,11 @@ from tests.reliability.harness import (
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
     path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}): needs root")
     try:
@@ -71,16 +74,20 @@ def test_db_disk_full_keeps_shipping_and_recovers(tmp_path: Path, results) -> No
     row = results.add(Row(f"offsets DB {fault} under a running agent"))
     with tmpfs(tmp_path / "dbfs", "8m") as fs:
         db = fs / "offsets.db"
-        cfg = write_conf(tmp_path / "s.conf", classic(
-            [tail_input(f"{logs}/*.log", DB=str(db))], [STDOUT]))
+        cfg = write_conf(
+            tmp_path / "s.conf", classic([tail_input(f"{logs}/*.log", DB=str(db))], [STDOUT])
+        )
         first = logs / "f000.log"
         lines = numbered("a", 0, 100)
         append_lines(first, lines)
         tally.written += lines
         with AgentProc(["-c", cfg]) as agent:
             agent.wait_logs(lines)
-            wait_until(lambda: stored(db).get(str(first)) == first.stat().st_size, 30,
-                       "the first file's offset stored")
+            wait_until(
+                lambda: stored(db).get(str(first)) == first.stat().st_size,
+                30,
+                "the first file's offset stored",
+            )
             # the fault
             filler = fill(fs)
             # many new files: new rows the DB cannot store
@@ -98,8 +105,11 @@ def test_db_disk_full_keeps_shipping_and_recovers(tmp_path: Path, results) -> No
             filler.unlink()
             agent.wait_stderr("stored in", timeout=30)  # "offsets stored in ... again"
             sizes = {str(p): p.stat().st_size for p in logs.glob("*.log")}
-            wait_until(lambda: stored(db) == sizes, 30,
-                       lambda: f"all offsets stored (have {len(stored(db))}/{len(sizes)})")
+            wait_until(
+                lambda: stored(db) == sizes,
+                30,
+                lambda: f"all offsets stored (have {len(stored(db))}/{len(sizes)})",
+            )
             row.fds_end = agent.fds()
             assert agent.stop() == 0
             err = agent.err_text()
@@ -114,8 +124,12 @@ def test_db_disk_full_keeps_shipping_and_recovers(tmp_path: Path, results) -> No
             assert again.stop() == 0
         tally.add_run(again.snapshot())
     r = tally.row(row.scenario)
-    row.written, row.delivered, row.lost, row.duplicated = r.written, r.delivered, r.lost, \
-        r.duplicated
+    row.written, row.delivered, row.lost, row.duplicated = (
+        r.written,
+        r.delivered,
+        r.lost,
+        r.duplicated,
+    )
     row.note = "error once, shipping on, stored again after recovery"
     assert "Traceback" not in err, err[-3000:]
     assert err.count("cannot store offsets") == 1, "reported once, not once per commit"
@@ -125,8 +139,11 @@ def test_db_disk_full_keeps_shipping_and_recovers(tmp_path: Path, results) -> No
 
 @pytest.mark.parametrize("leftover", ["no-wal-files", "wal-files-left"])
 @pytest.mark.timeout(180)
-def test_db_read_only_at_start_keeps_shipping_and_recovers(tmp_path: Path, results,  # type: ignore[no-untyped-def]
-                                                           leftover: str) -> None:
+def test_db_read_only_at_start_keeps_shipping_and_recovers(
+    tmp_path: Path,
+    results,  # type: ignore[no-untyped-def]
+    leftover: str,
+) -> None:
     """A read-only filesystem cannot be produced under an open DB (remount ro is refused,
     EBUSY, while a file is open for writing; the kernel does it only on fs errors): the DB's
     volume is read-only when the agent starts (mounted so by mistake), then fixed.
@@ -140,8 +157,9 @@ def test_db_read_only_at_start_keeps_shipping_and_recovers(tmp_path: Path, resul
     row = results.add(Row(f"offsets DB read-only at start, writable later ({leftover})"))
     with tmpfs(tmp_path / "dbfs", "8m") as fs:
         db = fs / "offsets.db"
-        cfg = write_conf(tmp_path / "s.conf", classic(
-            [tail_input(f"{logs}/*.log", DB=str(db))], [STDOUT]))
+        cfg = write_conf(
+            tmp_path / "s.conf", classic([tail_input(f"{logs}/*.log", DB=str(db))], [STDOUT])
+        )
         first = logs / "f000.log"
         tally.written += numbered("a", 0, 100)
         append_lines(first, tally.written)
@@ -163,9 +181,14 @@ def test_db_read_only_at_start_keeps_shipping_and_recovers(tmp_path: Path, resul
             two.wait_stderr("cannot store offsets")
             subprocess.run(["mount", "-o", "remount,rw", str(fs)], check=True)
             sizes = {str(p): p.stat().st_size for p in logs.glob("*.log")}
-            wait_until(lambda: stored(db) == sizes, 30,
-                       lambda: f"offsets stored after the fix (have {stored(db)}, want {sizes}); "
-                               f"stderr:\n{two.err_text()[-3000:]}")
+            wait_until(
+                lambda: stored(db) == sizes,
+                30,
+                lambda: (
+                    f"offsets stored after the fix (have {stored(db)}, want {sizes}); "
+                    f"stderr:\n{two.err_text()[-3000:]}"
+                ),
+            )
             row.fds_end = two.fds()
             assert two.stop() == 0
             err = two.err_text()
@@ -179,8 +202,12 @@ def test_db_read_only_at_start_keeps_shipping_and_recovers(tmp_path: Path, resul
             assert three.stop() == 0
         tally.add_run(three.snapshot())
     r = tally.row(row.scenario)
-    row.written, row.delivered, row.lost, row.duplicated = r.written, r.delivered, r.lost, \
-        r.duplicated
+    row.written, row.delivered, row.lost, row.duplicated = (
+        r.written,
+        r.delivered,
+        r.lost,
+        r.duplicated,
+    )
     row.note = "stored offsets read at start although the volume is read-only"
     assert "Traceback" not in err, err[-3000:]
     assert not tally.missing

@@ -30,8 +30,11 @@ from tests.reliability.harness import (
 
 # Root reads any file whatever its mode (CAP_DAC_OVERRIDE): run the agent without the two
 # capabilities that bypass permissions, as an unprivileged agent (the image's) would be.
-NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
-          "--inh-caps=-dac_override,-dac_read_search"]
+NO_DAC = [
+    "setpriv",
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--inh-caps=-dac_override,-dac_read_search",
+]
 
 
 def _no_dac_prefix() -> list[str]:
@@ -42,10 +45,12 @@ def _no_dac_prefix() -> list[str]:
     return NO_DAC
 
 
-def _cfg(tmp_path: Path, path: str, *, service: dict[str, object] | None = None,
-         **keys: object) -> str:
-    return write_conf(tmp_path / "s.conf",
-                      classic([tail_input(path, **keys)], [STDOUT], service=service))
+def _cfg(
+    tmp_path: Path, path: str, *, service: dict[str, object] | None = None, **keys: object
+) -> str:
+    return write_conf(
+        tmp_path / "s.conf", classic([tail_input(path, **keys)], [STDOUT], service=service)
+    )
 
 
 def _finish(row: Row, tally: Tally, agent: AgentProc, note: str = "") -> None:
@@ -56,6 +61,7 @@ def _finish(row: Row, tally: Tally, agent: AgentProc, note: str = "") -> None:
 
 
 # -- permissions -----------------------------------------------------------------------------
+
 
 @pytest.mark.timeout(120)
 def test_unreadable_then_readable_again(tmp_path: Path, results) -> None:  # type: ignore[no-untyped-def]
@@ -101,15 +107,22 @@ def test_unreadable_then_readable_again(tmp_path: Path, results) -> None:  # typ
         assert agent.stop() == 0
     tally.add_run(agent.snapshot())
     err = agent.err_text()
-    _finish(row, tally, agent, "agent without CAP_DAC_OVERRIDE (setpriv); an unlistable "
-                               "directory is skipped without a warning" if
-            "sub" not in err else "agent without CAP_DAC_OVERRIDE (setpriv)")
+    _finish(
+        row,
+        tally,
+        agent,
+        "agent without CAP_DAC_OVERRIDE (setpriv); an unlistable "
+        "directory is skipped without a warning"
+        if "sub" not in err
+        else "agent without CAP_DAC_OVERRIDE (setpriv)",
+    )
     assert not tally.missing and tally.duplicated == 0
     assert err.count(f"cannot read {bad}") == 1, "one warning per episode, not per scan"
     assert "Traceback" not in err
 
 
 # -- a file replaced by a directory ----------------------------------------------------------
+
 
 @pytest.mark.timeout(120)
 def test_file_replaced_by_directory(tmp_path: Path, results) -> None:  # type: ignore[no-untyped-def]
@@ -145,6 +158,7 @@ def test_file_replaced_by_directory(tmp_path: Path, results) -> None:  # type: i
 
 # -- symlink loops ---------------------------------------------------------------------------
 
+
 @pytest.mark.timeout(120)
 def test_symlink_loops_in_glob(tmp_path: Path, results) -> None:  # type: ignore[no-untyped-def]
     logs = tmp_path / "logs"
@@ -159,8 +173,12 @@ def test_symlink_loops_in_glob(tmp_path: Path, results) -> None:  # type: ignore
     row = results.add(Row("symlink loops in the glob"))
     tally.written += numbered("a", 0, 100)
     append_lines(a, tally.written)
-    cfg = _cfg(tmp_path, f"{logs}/*.log, {logs}/*/*.log, {logs}/*/*/*.log",
-               service={"Log_Level": "debug"}, Refresh_Interval="0.5")
+    cfg = _cfg(
+        tmp_path,
+        f"{logs}/*.log, {logs}/*/*.log, {logs}/*/*/*.log",
+        service={"Log_Level": "debug"},
+        Refresh_Interval="0.5",
+    )
     with AgentProc(["-c", cfg]) as agent:
         agent.wait_logs(tally.written)
         # a writer that pauses longer than Rotate_Wait between bursts, over several scans
@@ -171,15 +189,22 @@ def test_symlink_loops_in_glob(tmp_path: Path, results) -> None:  # type: ignore
             agent.wait_logs(more)
             time.sleep(2.5)  # idle: > Rotate_Wait (1 s), several scans (pacing, not a check)
         row.fds_end = agent.fds()
-        open_a = sum(1 for t in os.listdir(f"/proc/{agent.pid}/fd")
-                     if os.path.realpath(f"/proc/{agent.pid}/fd/{t}") == str(a))
+        open_a = sum(
+            1
+            for t in os.listdir(f"/proc/{agent.pid}/fd")
+            if os.path.realpath(f"/proc/{agent.pid}/fd/{t}") == str(a)
+        )
         assert agent.stop() == 0
     tally.add_run(agent.snapshot())
     err = agent.err_text()
     rotated = err.count("rotated ")
     closes = err.count(f"close {a}") + err.count(f"close {logs}/self/a.log")
-    _finish(row, tally, agent, f"same file under 3 names: {rotated} 'rotated' reports, "
-                               f"{closes} close/reopen")
+    _finish(
+        row,
+        tally,
+        agent,
+        f"same file under 3 names: {rotated} 'rotated' reports, {closes} close/reopen",
+    )
     assert not tally.missing and tally.duplicated == 0
     assert open_a == 1, "one descriptor for one file, whatever its names"
     assert "Traceback" not in err
@@ -188,6 +213,7 @@ def test_symlink_loops_in_glob(tmp_path: Path, results) -> None:  # type: ignore
 
 
 # -- 5,000 files -----------------------------------------------------------------------------
+
 
 def _cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
@@ -226,23 +252,33 @@ def test_five_thousand_files_in_one_directory(tmp_path: Path, results) -> None: 
         agent.wait_logs(more, timeout=60)
         # all deleted: every descriptor released after Rotate_Wait
         shutil.rmtree(logs)
-        wait_until(lambda: agent.fds() < 100, 120,
-                   lambda: f"descriptors of deleted files released (have {agent.fds()})")
+        wait_until(
+            lambda: agent.fds() < 100,
+            120,
+            lambda: f"descriptors of deleted files released (have {agent.fds()})",
+        )
         row.fds_end = agent.fds()
         assert agent.stop() == 0
     tally.add_run(agent.snapshot())
-    _finish(row, tally, agent, f"all read in {first_pass:.0f}s; {fds_full} fds while all "
-                               f"open; idle CPU {idle_cpu:.0%} of a core")
+    _finish(
+        row,
+        tally,
+        agent,
+        f"all read in {first_pass:.0f}s; {fds_full} fds while all "
+        f"open; idle CPU {idle_cpu:.0%} of a core",
+    )
     assert not tally.missing and tally.duplicated == 0
 
 
 @pytest.mark.timeout(120)
-def test_two_thousand_files_at_a_1024_fd_soft_limit(tmp_path: Path) -> None:
+def test_two_thousand_files_at_a_1024_fd_soft_limit(tmp_path: Path, results) -> None:  # type: ignore[no-untyped-def]
     """Many container runtimes and systemd units start processes with a soft limit of 1024
     open files (the hard limit is higher): an agent that keeps every followed file open must
     raise its soft limit (as Go programs do at start) or it silently follows only part."""
-    hard = int(subprocess.run(["sh", "-c", "ulimit -Hn"], capture_output=True,
-                              text=True).stdout.strip() or 0)
+    hard = int(
+        subprocess.run(["sh", "-c", "ulimit -Hn"], capture_output=True, text=True).stdout.strip()
+        or 0
+    )
     if hard < 4096:
         pytest.skip(f"hard fd limit {hard}: too low for this scenario")
     logs = tmp_path / "logs"
@@ -254,28 +290,42 @@ def test_two_thousand_files_at_a_1024_fd_soft_limit(tmp_path: Path) -> None:
         written += line
     cfg = _cfg(tmp_path, f"{logs}/*.log")
     prefix = ["sh", "-c", 'ulimit -Sn 1024 && exec "$0" "$@"']
+    row = results.add(Row("2,000 files under a 1024 soft fd limit"))
     with AgentProc(["-c", cfg], prefix=prefix) as agent:
         want = set(written)
-        wait_until(lambda: want <= set(agent.snapshot()) or "Too many open files"
-                   in agent.err_text() or not agent.alive(), 60, "all lines or EMFILE")
+        wait_until(
+            lambda: (
+                want <= set(agent.snapshot())
+                or "Too many open files" in agent.err_text()
+                or not agent.alive()
+            ),
+            60,
+            "all lines or EMFILE",
+        )
         assert "Too many open files" not in agent.err_text()
         agent.wait_logs(written, timeout=60)
+        row.fds_end = agent.fds()
         assert agent.stop() == 0
+    tally = Tally(written=written)
+    tally.add_run(agent.snapshot())
+    _finish(row, tally, agent, "soft limit raised to the hard one at start")
+    assert not tally.missing and tally.duplicated == 0
 
 
 # -- inotify unavailable ---------------------------------------------------------------------
+
 
 def _userns_prefix(limit: str) -> list[str]:
     """Run the agent in a user namespace of its own whose inotify limit is 0: the host's
     settings (shared with everyone) stay untouched."""
     if shutil.which("unshare") is None:
         pytest.skip("no unshare")
-    probe = subprocess.run(["unshare", "-U", "-r", "sh", "-c",
-                            f"echo 0 > /proc/sys/user/{limit}"], capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "-U", "-r", "sh", "-c", f"echo 0 > /proc/sys/user/{limit}"], capture_output=True
+    )
     if probe.returncode != 0:
         pytest.skip(f"cannot set {limit} in a user namespace: {probe.stderr!r}")
-    return ["unshare", "-U", "-r", "sh", "-c",
-            f'echo 0 > /proc/sys/user/{limit} && exec "$0" "$@"']
+    return ["unshare", "-U", "-r", "sh", "-c", f'echo 0 > /proc/sys/user/{limit} && exec "$0" "$@"']
 
 
 @pytest.mark.parametrize("how", ["no-instances", "no-watches", "Inotify_Watcher-off"])
@@ -323,6 +373,7 @@ def test_inotify_unavailable_falls_back_to_polling(tmp_path: Path, results, how:
 
 # -- one 50 MB line --------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("skip", [False, True], ids=["cut", "Skip_Long_Lines"])
 @pytest.mark.timeout(240)
@@ -367,10 +418,14 @@ def test_fifty_megabyte_line(tmp_path: Path, results, skip: bool) -> None:  # ty
     records = agent.records
     cut = [r for r in records if r.get("truncated")]
     tally.add_run(r["log"] for r in records if not r.get("truncated"))
-    _finish(row, tally, agent, f"RSS {base // 1024} MB before the line, peak +"
-                               f"{(peak - base) // 1024} MB; the line "
-                               + ("skipped (Skip_Long_Lines)" if skip else
-                                  "cut to 32 KiB, truncated: true"))
+    _finish(
+        row,
+        tally,
+        agent,
+        f"RSS {base // 1024} MB before the line, peak +"
+        f"{(peak - base) // 1024} MB; the line "
+        + ("skipped (Skip_Long_Lines)" if skip else "cut to 32 KiB, truncated: true"),
+    )
     row.written += 1
     row.delivered += 0 if skip else len(cut)
     assert not tally.missing and tally.duplicated == 0

@@ -38,12 +38,27 @@ def test_output_flapping_loses_nothing(tmp_path: Path, results) -> None:  # type
     for f in files:
         f.touch()
     recv = Receiver(slow_s=3.0)
-    cfg = write_conf(tmp_path / "s.conf", classic(
-        [tail_input(str(tmp_path / "*.log"))],
-        [{"Name": "http", "Match": "*", "Host": "127.0.0.1", "Port": recv.port,
-          "URI": "/ingest", "Format": "json_lines", "Retry_Limit": "no_limits",
-          "Workers": "2", "net.io_timeout": "1", "net.connect_timeout": "1"}],
-        service={"scheduler.base": "0.3", "scheduler.cap": "2"}))
+    cfg = write_conf(
+        tmp_path / "s.conf",
+        classic(
+            [tail_input(str(tmp_path / "*.log"))],
+            [
+                {
+                    "Name": "http",
+                    "Match": "*",
+                    "Host": "127.0.0.1",
+                    "Port": recv.port,
+                    "URI": "/ingest",
+                    "Format": "json_lines",
+                    "Retry_Limit": "no_limits",
+                    "Workers": "2",
+                    "net.io_timeout": "1",
+                    "net.connect_timeout": "1",
+                }
+            ],
+            service={"scheduler.base": "0.3", "scheduler.cap": "2"},
+        ),
+    )
     row = results.add(Row(f"output flapping {seconds:.0f}s (http: refused/503/429/reset/slow)"))
     writer = SteadyWriter(files, rate=500, batch=5)
     modes_seen: Counter[str] = Counter()
@@ -61,9 +76,14 @@ def test_output_flapping_loses_nothing(tmp_path: Path, results) -> None:  # type
             recv.set_mode("up")
             written = writer.stop()
             want = set(written)
-            wait_until(lambda: want <= set(recv.snapshot()) or not agent.alive(), 120,
-                       lambda: f"{len(want - set(recv.snapshot()))} lines at the receiver; "
-                               f"stderr:\n{agent.err_text()[-2000:]}")
+            wait_until(
+                lambda: want <= set(recv.snapshot()) or not agent.alive(),
+                120,
+                lambda: (
+                    f"{len(want - set(recv.snapshot()))} lines at the receiver; "
+                    f"stderr:\n{agent.err_text()[-2000:]}"
+                ),
+            )
             row.fds_end = agent.fds()
             assert agent.stop() == 0
             row.peak_rss_kb = agent.peak_rss_kb
@@ -77,8 +97,10 @@ def test_output_flapping_loses_nothing(tmp_path: Path, results) -> None:  # type
     unexplained = [k for k in dups if k not in recv.unsure]
     row.written, row.delivered, row.lost = len(written), len(want & set(got)), len(missing)
     row.duplicated = sum(v - 1 for v in dups.values())
-    row.note = (f"requests by mode {dict(recv.requests)}; duplicates only from dropped or "
-                f"late answers: {not unexplained}")
+    row.note = (
+        f"requests by mode {dict(recv.requests)}; duplicates only from dropped or "
+        f"late answers: {not unexplained}"
+    )
     assert not missing, f"{len(missing)} lost, e.g. {missing[:3]}"
     assert not unexplained, f"duplicates the server had acknowledged: {unexplained[:3]}"
     assert set(got) <= want, "records nobody wrote"

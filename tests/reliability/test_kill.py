@@ -46,7 +46,7 @@ def check_db_on_line_boundaries(db: Path, files: list[Path]) -> None:
         if not data.startswith(fp):
             continue  # a stale row for a reused inode: the fingerprint sorts it out
         assert off <= len(data), (name, off, len(data))
-        assert off == 0 or data[off - 1:off] == b"\n", f"{name}: offset {off} inside a line"
+        assert off == 0 or data[off - 1 : off] == b"\n", f"{name}: offset {off} inside a line"
 
 
 @pytest.mark.slow
@@ -59,12 +59,13 @@ def test_sigkill_ten_times_during_steady_writer(tmp_path: Path, results) -> None
     for f in files:
         f.touch()
     db = tmp_path / "offsets.db"
-    cfg = write_conf(tmp_path / "s.conf", classic(
-        [tail_input(str(tmp_path / "*.log"), DB=str(db), Mem_Buf_Limit="1M")], [STDOUT]))
+    cfg = write_conf(
+        tmp_path / "s.conf",
+        classic([tail_input(str(tmp_path / "*.log"), DB=str(db), Mem_Buf_Limit="1M")], [STDOUT]),
+    )
     writer = SteadyWriter(files, rate=2000, batch=10)
     runs: list[list[str]] = []
-    row = results.add(Row(f"SIGKILL x{kills} during a steady writer (DB)",
-                          note=f"seed {seed}"))
+    row = results.add(Row(f"SIGKILL x{kills} during a steady writer (DB)", note=f"seed {seed}"))
     peak = fds = 0
     writer.start()
     try:
@@ -101,8 +102,10 @@ def test_sigkill_ten_times_during_steady_writer(tmp_path: Path, results) -> None
     row.written, row.delivered = len(written), len(written) - len(missing)
     row.lost, row.duplicated = len(missing), sum(v - 1 for v in seen.values() if v > 1)
     row.peak_rss_kb, row.fds_end = peak, fds
-    row.note += f"; re-sent per kill max {max(dup_per_kill) // 1024} KiB " \
-                f"(bound: Mem_Buf_Limit 1 MiB + one read)"
+    row.note += (
+        f"; re-sent per kill max {max(dup_per_kill) // 1024} KiB "
+        f"(bound: Mem_Buf_Limit 1 MiB + one read)"
+    )
     assert not missing, f"{len(missing)} lost, e.g. {missing[:3]} (seed {seed})"
     assert not phantom, phantom[:3]
     # the last run was graceful: it re-sent only what the last kill left unacknowledged

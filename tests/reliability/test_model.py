@@ -110,10 +110,21 @@ class TailModel(RuleBasedStateMachine):
         self.paused = False
         self.truncations: Counter[str] = Counter()
         self.cfg = self.root / "shipper.conf"
-        self.cfg.write_text(classic(
-            [tail_input(f"{self.link}/logs/*", DB=str(self.db), Mem_Buf_Limit="64k",
-                        Rotate_Wait="1", Refresh_Interval="1")],
-            [STDOUT], service={"Grace": "2", "Flush": "0.2"}))
+        self.cfg.write_text(
+            classic(
+                [
+                    tail_input(
+                        f"{self.link}/logs/*",
+                        DB=str(self.db),
+                        Mem_Buf_Limit="64k",
+                        Rotate_Wait="1",
+                        Refresh_Interval="1",
+                    )
+                ],
+                [STDOUT],
+                service={"Grace": "2", "Flush": "0.2"},
+            )
+        )
         self.new_session()
         TOTALS.examples += 1
 
@@ -183,8 +194,7 @@ class TailModel(RuleBasedStateMachine):
         assert self.agent is not None
         done = {x for logs, _ in self.runs for x in logs}
         try:
-            self.agent.wait_logs([x for x in lines if x not in self.maybe], timeout=WAIT,
-                                 also=done)
+            self.agent.wait_logs([x for x in lines if x not in self.maybe], timeout=WAIT, also=done)
         except AssertionError as exc:
             raise AssertionError(f"{what}: {exc}\n{self.diagnose()}") from None
 
@@ -193,10 +203,12 @@ class TailModel(RuleBasedStateMachine):
         out = [f"runs so far: {[(len(logs), how) for logs, how in self.runs]}"]
         if self.agent is not None:
             out.append(f"agent fds: {fd_targets(self.agent.pid)}")
-            out.append(f"agent records now: {self.agent.count()}, torn tail "
-                       f"{self.agent.torn_tail[:80]!r}, paused {self.paused}, "
-                       f"reader threads alive {[t.is_alive() for t in self.agent._threads]}, "
-                       f"bytes waiting in the pipe {self.agent.pipe_bytes()}")
+            out.append(
+                f"agent records now: {self.agent.count()}, torn tail "
+                f"{self.agent.torn_tail[:80]!r}, paused {self.paused}, "
+                f"reader threads alive {[t.is_alive() for t in self.agent._threads]}, "
+                f"bytes waiting in the pipe {self.agent.pipe_bytes()}"
+            )
         for p in sorted(self.root.glob("session_*/logs/*")):
             st_ = p.stat()
             out.append(f"  {p.relative_to(self.root)} ino {st_.st_ino} size {st_.st_size}")
@@ -216,8 +228,9 @@ class TailModel(RuleBasedStateMachine):
             seen = set(agent.snapshot()) | {x for logs, _ in self.runs for x in logs}
             return all(x in seen or x in self.maybe for x in f.lines)
 
-        wait_until(ok, WAIT, lambda: f"the agent to open {path}; stderr:\n"
-                                     f"{agent.err_text()[-2000:]}")
+        wait_until(
+            ok, WAIT, lambda: f"the agent to open {path}; stderr:\n{agent.err_text()[-2000:]}"
+        )
 
     def unreachable(self, f: PFile) -> bool:
         return f.path is None or f.session != self.session
@@ -247,8 +260,9 @@ class TailModel(RuleBasedStateMachine):
             if not data.startswith(fp):
                 continue  # a stale row of a reused inode or a truncated file
             assert off <= len(data), f"offset {off} past the end of {p} ({len(data)})"
-            assert off == 0 or data[off - 1:off] == b"\n", \
-                f"offset {off} of {p} is inside a line: {data[max(0, off - 20):off + 20]!r}"
+            assert off == 0 or data[off - 1 : off] == b"\n", (
+                f"offset {off} of {p} is inside a line: {data[max(0, off - 20) : off + 20]!r}"
+            )
 
     # -- the agent ---------------------------------------------------------------------------
     @initialize()
@@ -421,8 +435,11 @@ class TailModel(RuleBasedStateMachine):
         seen = self.delivered()
         with open(f.path, "r+b") as fh:
             fh.truncate(0)
-        why = "copytruncate: written between copy and truncate" if self.running() else \
-            "copytruncate while the agent was down"
+        why = (
+            "copytruncate: written between copy and truncate"
+            if self.running()
+            else "copytruncate while the agent was down"
+        )
         for x in f.lines:
             if x not in seen:
                 self.maybe.setdefault(x, why)
@@ -431,8 +448,9 @@ class TailModel(RuleBasedStateMachine):
             assert self.agent is not None
             matched = f"{self.link}/logs/{f.path.name}"  # the agent names it as globbed
             self.truncations[matched] += 1
-            self.agent.wait_stderr(f"{matched} truncated", count=self.truncations[matched],
-                                   timeout=WAIT)
+            self.agent.wait_stderr(
+                f"{matched} truncated", count=self.truncations[matched], timeout=WAIT
+            )
 
     @rule(last_words=st.integers(0, 5))
     def repoint_session(self, last_words: int) -> None:
@@ -500,8 +518,9 @@ class TailModel(RuleBasedStateMachine):
                 if prev_how == "graceful":
                     assert not again, f"run {i}: re-sent after a graceful stop: {again[:3]}"
                 else:
-                    assert nbytes <= DUP_BOUND, \
+                    assert nbytes <= DUP_BOUND, (
                         f"run {i}: {nbytes} bytes re-sent after a {prev_how}"
+                    )
             seen.update(mine)
             before |= set(mine)
         written = set(self.written)
@@ -515,28 +534,46 @@ class TailModel(RuleBasedStateMachine):
         for x, why in self.maybe.items():
             if x not in seen:
                 TOTALS.inherent[why] += 1
-        assert not missing, f"{len(missing)} lines lost, e.g. {missing[:3]} (in " \
-                            f"{[str(self.home[x].path) for x in missing[:3]]})"
+        assert not missing, (
+            f"{len(missing)} lines lost, e.g. {missing[:3]} (in "
+            f"{[str(self.home[x].path) for x in missing[:3]]})"
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_tail_model(results) -> None:  # type: ignore[no-untyped-def]
-    row = results.add(Row("model-based: write/partial/burst, rotate, copytruncate, delete, "
-                          "re-create, re-point session, SIGTERM/SIGKILL, stalled output"))
+    row = results.add(
+        Row(
+            "model-based: write/partial/burst, rotate, copytruncate, delete, "
+            "re-create, re-point session, SIGTERM/SIGKILL, stalled output"
+        )
+    )
     try:
-        run_state_machine_as_test(TailModel, settings=settings(
-            max_examples=int(os.environ.get("SHIPPER_MODEL_EXAMPLES", 60 if LONG else 14)),
-            stateful_step_count=60 if LONG else 25,
-            deadline=None, database=None, print_blob=True,
-            phases=[Phase.explicit, Phase.generate, *([Phase.shrink] if LONG else [])],
-            suppress_health_check=list(HealthCheck)))
+        run_state_machine_as_test(
+            TailModel,
+            settings=settings(
+                max_examples=int(os.environ.get("SHIPPER_MODEL_EXAMPLES", 60 if LONG else 14)),
+                stateful_step_count=60 if LONG else 25,
+                deadline=None,
+                database=None,
+                print_blob=True,
+                phases=[Phase.explicit, Phase.generate, *([Phase.shrink] if LONG else [])],
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
     finally:
         t = TOTALS
-        row.written, row.delivered, row.lost, row.duplicated = t.written, t.delivered, \
-            t.lost, t.duplicated
+        row.written, row.delivered, row.lost, row.duplicated = (
+            t.written,
+            t.delivered,
+            t.lost,
+            t.duplicated,
+        )
         row.peak_rss_kb, row.fds_end = t.peak_rss_kb, t.fds_end
         inherent = "; ".join(f"{n} {why}" for why, n in t.inherent.most_common())
         steps = ", ".join(f"{k} {v}" for k, v in sorted(t.steps.items()))
-        row.note = (f"{t.examples} runs; steps: {steps}; max re-sent after a kill or "
-                    f"stalled stop {t.max_dup_bytes} B; modelled losses: {inherent or 'none'}")
+        row.note = (
+            f"{t.examples} runs; steps: {steps}; max re-sent after a kill or "
+            f"stalled stop {t.max_dup_bytes} B; modelled losses: {inherent or 'none'}"
+        )

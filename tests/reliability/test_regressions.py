@@ -29,8 +29,11 @@ def _session(root: Path, n: int) -> Path:
 
 @pytest.mark.parametrize("how", ["session re-pointed", "renamed, writer keeps its fd"])
 @pytest.mark.timeout(60)
-def test_last_lines_of_a_quiet_file_after_it_moved_away(tmp_path: Path, results,  # type: ignore[no-untyped-def]
-                                                        how: str) -> None:
+def test_last_lines_of_a_quiet_file_after_it_moved_away(
+    tmp_path: Path,
+    results,  # type: ignore[no-untyped-def]
+    how: str,
+) -> None:
     """A file idle for longer than Rotate_Wait, then moved away (session_latest re-pointed,
     or renamed): its writer's next lines still arrive (Rotate_Wait counts from the move).
     Before the fix they were lost: the file was let go of at the first scan."""
@@ -42,8 +45,10 @@ def test_last_lines_of_a_quiet_file_after_it_moved_away(tmp_path: Path, results,
     tally = Tally()
     tally.written += numbered("first", 0, 5)
     append_lines(log, tally.written)
-    cfg = write_conf(tmp_path / "s.conf", classic(
-        [tail_input(f"{link}/logs/*", Rotate_Wait="2", Refresh_Interval="1")], [STDOUT]))
+    cfg = write_conf(
+        tmp_path / "s.conf",
+        classic([tail_input(f"{link}/logs/*", Rotate_Wait="2", Refresh_Interval="1")], [STDOUT]),
+    )
     row = results.add(Row(f"last lines of a quiet file after it moved away ({how})"))
     with open(log, "ab", buffering=0) as writer, AgentProc(["-c", cfg]) as agent:
         agent.wait_logs(tally.written)
@@ -69,8 +74,12 @@ def test_last_lines_of_a_quiet_file_after_it_moved_away(tmp_path: Path, results,
         assert agent.stop() == 0
     tally.add_run(agent.snapshot())
     r = tally.row(row.scenario)
-    row.written, row.delivered, row.lost, row.duplicated = r.written, r.delivered, r.lost, \
-        r.duplicated
+    row.written, row.delivered, row.lost, row.duplicated = (
+        r.written,
+        r.delivered,
+        r.lost,
+        r.duplicated,
+    )
     row.peak_rss_kb = agent.peak_rss_kb
     assert not tally.missing and tally.duplicated == 0
 
@@ -84,9 +93,14 @@ def test_deleted_files_leave_no_offsets_behind(tmp_path: Path, results) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     db = tmp_path / "offsets.db"
-    cfg = write_conf(tmp_path / "s.conf", classic(
-        [tail_input(f"{logs}/*.log", DB=str(db), Rotate_Wait="1")], [STDOUT],
-        service={"Log_Level": "debug"}))
+    cfg = write_conf(
+        tmp_path / "s.conf",
+        classic(
+            [tail_input(f"{logs}/*.log", DB=str(db), Rotate_Wait="1")],
+            [STDOUT],
+            service={"Log_Level": "debug"},
+        ),
+    )
     tally = Tally()
     row = results.add(Row("deleted files leave no offsets behind (DB rows)"))
     with AgentProc(["-c", cfg]) as agent:
@@ -103,13 +117,20 @@ def test_deleted_files_leave_no_offsets_behind(tmp_path: Path, results) -> None:
         append_lines(logs / "live.log", keep)  # something to commit after the deletions
         tally.written += keep
         agent.wait_logs(keep)
-        wait_until(lambda: [r[4] for r in db_rows(db)] == [str(logs / "live.log")], 30,
-                   lambda: f"only the live file's row left (have {len(db_rows(db))} rows)")
+        wait_until(
+            lambda: [r[4] for r in db_rows(db)] == [str(logs / "live.log")],
+            30,
+            lambda: f"only the live file's row left (have {len(db_rows(db))} rows)",
+        )
         row.fds_end = agent.fds()
         assert agent.stop() == 0
     tally.add_run(agent.snapshot())
     r = tally.row(row.scenario)
-    row.written, row.delivered, row.lost, row.duplicated = r.written, r.delivered, r.lost, \
-        r.duplicated
+    row.written, row.delivered, row.lost, row.duplicated = (
+        r.written,
+        r.delivered,
+        r.lost,
+        r.duplicated,
+    )
     row.peak_rss_kb = agent.peak_rss_kb
     assert not tally.missing and tally.duplicated == 0

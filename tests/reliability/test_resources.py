@@ -90,10 +90,16 @@ def test_rotation_storm_no_fd_or_memory_growth(tmp_path: Path, results) -> None:
     seconds = 120.0 if LONG else 25.0
     logs = tmp_path / "logs"
     logs.mkdir()
-    cfg = write_conf(tmp_path / "s.conf", classic(
-        [tail_input(f"{logs}/*", Rotate_Wait="1", Refresh_Interval="1")], [STDOUT]))
-    row = results.add(Row(f"rotation storm {seconds:.0f}s ({FILES} files, rotate every "
-                          f"64 KiB, 1 or {BACKUPS} backups)"))
+    cfg = write_conf(
+        tmp_path / "s.conf",
+        classic([tail_input(f"{logs}/*", Rotate_Wait="1", Refresh_Interval="1")], [STDOUT]),
+    )
+    row = results.add(
+        Row(
+            f"rotation storm {seconds:.0f}s ({FILES} files, rotate every "
+            f"64 KiB, 1 or {BACKUPS} backups)"
+        )
+    )
     writer = RotatingWriter(logs, seconds, rate=8000, rotate_at=64 * 1024)
     samples: list[tuple[float, int, int, int]] = []  # (t, rss kB, fds, deleted fds)
     with AgentProc(["-c", cfg]) as agent:
@@ -103,30 +109,46 @@ def test_rotation_storm_no_fd_or_memory_growth(tmp_path: Path, results) -> None:
         t0 = time.monotonic()
         while writer.is_alive():
             fds = fd_targets(agent.pid)
-            samples.append((time.monotonic() - t0, agent.rss_kb(), len(fds),
-                            sum(1 for t in fds if t.endswith("(deleted)"))))
+            samples.append(
+                (
+                    time.monotonic() - t0,
+                    agent.rss_kb(),
+                    len(fds),
+                    sum(1 for t in fds if t.endswith("(deleted)")),
+                )
+            )
             writer.join(0.5)
         assert writer.error is None, writer.error
         agent.wait_logs(writer.written, timeout=120)
         # after the storm: every rotated/deleted file let go of within Rotate_Wait + a scan
-        wait_until(lambda: not any(t.endswith("(deleted)") for t in fd_targets(agent.pid))
-                   and agent.fds() <= base_fds + FILES * (BACKUPS + 1), 60,
-                   lambda: f"descriptors released; open: {fd_targets(agent.pid)}")
+        wait_until(
+            lambda: (
+                not any(t.endswith("(deleted)") for t in fd_targets(agent.pid))
+                and agent.fds() <= base_fds + FILES * (BACKUPS + 1)
+            ),
+            60,
+            lambda: f"descriptors released; open: {fd_targets(agent.pid)}",
+        )
         row.fds_end = agent.fds()
         assert agent.stop() == 0
     tally = Tally(written=writer.written)
     tally.add_run(agent.snapshot())
     third = len(samples) // 3
-    mid = max(s[1] for s in samples[third:2 * third])
-    end = max(s[1] for s in samples[2 * third:])
+    mid = max(s[1] for s in samples[third : 2 * third])
+    end = max(s[1] for s in samples[2 * third :])
     peak_fds = max(s[2] for s in samples)
     peak_deleted = max(s[3] for s in samples)
     row.written, row.delivered = len(tally.written), len(tally.written) - len(tally.missing)
-    row.lost, row.duplicated, row.peak_rss_kb = len(tally.missing), tally.duplicated, \
-        agent.peak_rss_kb
-    row.note = (f"{writer.rotations} rotations; RSS max middle third {mid // 1024} MB, last "
-                f"third {end // 1024} MB; fds peak {peak_fds} ({peak_deleted} of deleted "
-                f"files), baseline {base_fds}")
+    row.lost, row.duplicated, row.peak_rss_kb = (
+        len(tally.missing),
+        tally.duplicated,
+        agent.peak_rss_kb,
+    )
+    row.note = (
+        f"{writer.rotations} rotations; RSS max middle third {mid // 1024} MB, last "
+        f"third {end // 1024} MB; fds peak {peak_fds} ({peak_deleted} of deleted "
+        f"files), baseline {base_fds}"
+    )
     assert not tally.missing and tally.duplicated == 0
     assert writer.rotations >= 50
     # no growth: the last third of the storm needs no more memory than the middle one
@@ -144,11 +166,20 @@ def test_stalled_output_ten_times_mem_buf_limit(tmp_path: Path, results) -> None
     backlog_mb = limit_mb * (40 if LONG else 10)
     log = tmp_path / "backlog.log"
     log.touch()
-    cfg = write_conf(tmp_path / "s.conf", classic(
-        [tail_input(str(log), Mem_Buf_Limit=f"{limit_mb}M")], [STDOUT],
-        service={"Log_Level": "debug"}))
-    row = results.add(Row(f"stalled output, {backlog_mb} MB backlog = "
-                          f"{backlog_mb // limit_mb}x Mem_Buf_Limit {limit_mb} MB"))
+    cfg = write_conf(
+        tmp_path / "s.conf",
+        classic(
+            [tail_input(str(log), Mem_Buf_Limit=f"{limit_mb}M")],
+            [STDOUT],
+            service={"Log_Level": "debug"},
+        ),
+    )
+    row = results.add(
+        Row(
+            f"stalled output, {backlog_mb} MB backlog = "
+            f"{backlog_mb // limit_mb}x Mem_Buf_Limit {limit_mb} MB"
+        )
+    )
     written: list[str] = []
     line_len = 120
     with AgentProc(["-c", cfg]) as agent:
