@@ -47,19 +47,31 @@ def render(*, glob: str, flush: float, output: Output, variant: str, note: str =
         "    Refresh_Interval  5",
     ]
     if variant == "ray":
-        lines += ["    # shipper only: Ray's multi-line parser (Fluent Bit knows no 'ray')",
-                  "    multiline.parser  ray"]
+        lines += [
+            "    # shipper only: Ray's multi-line parser (Fluent Bit knows no 'ray')",
+            "    multiline.parser  ray",
+        ]
     elif variant == "plain":
-        lines += ["    # shipper only: no Ray keys, the records Fluent Bit makes",
-                  "    Ray_Metadata      off"]
+        lines += [
+            "    # shipper only: no Ray keys, the records Fluent Bit makes",
+            "    Ray_Metadata      off",
+        ]
     lines += ["", "[OUTPUT]"]
     if output.kind == "stdout":
-        lines += ["    Name              stdout", "    Match             *",
-                  "    Format            json_lines"]
+        lines += [
+            "    Name              stdout",
+            "    Match             *",
+            "    Format            json_lines",
+        ]
     elif output.kind == "http":
-        lines += ["    Name              http", "    Match             *",
-                  "    Host              127.0.0.1", f"    Port              {output.port}",
-                  "    URI               /ingest", "    Format            json_lines"]
+        lines += [
+            "    Name              http",
+            "    Match             *",
+            "    Host              127.0.0.1",
+            f"    Port              {output.port}",
+            "    URI               /ingest",
+            "    Format            json_lines",
+        ]
     else:
         raise ValueError(f"unknown output {output.kind!r}")
     return "\n".join(lines) + "\n"

@@ -54,8 +54,15 @@ def default_agent_command() -> str:
 class Agent:
     """A running agent. `stdout`: 'null' or 'count' (a Tally reader)."""
 
-    def __init__(self, argv: list[str], *, stdout: str, stderr: Path, timed: bool = False,
-                 head: Path | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        stdout: str,
+        stderr: Path,
+        timed: bool = False,
+        head: Path | None = None,
+    ) -> None:
         self.argv = argv
         self._profiler: subprocess.Popen[bytes] | None = None
         self.tally = Tally(timed=timed) if stdout == "count" else None
@@ -64,8 +71,9 @@ class Agent:
         self._head_path = head
         self._head = bytearray()
         out = subprocess.PIPE if stdout == "count" else subprocess.DEVNULL
-        self.proc = subprocess.Popen(argv, stdout=out, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, cwd=REPO)
+        self.proc = subprocess.Popen(
+            argv, stdout=out, stderr=self._err, stdin=subprocess.DEVNULL, cwd=REPO
+        )
         self.pid = self.proc.pid
         self.spawned = time.time()
         self._tree = [self.pid]
@@ -111,8 +119,7 @@ class Agent:
     def exited(self) -> bool:
         """True once the agent has exited (it is not reaped: wait4 comes in stop)."""
         try:
-            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) \
-                is not None
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
         except ChildProcessError:
             return True
 
@@ -146,9 +153,12 @@ class Agent:
         """Start a sampling profiler on the running agent (`argv` + `--pid PID`): it is not
         part of the agent's process tree, so its own CPU is not counted."""
         with open(log, "wb") as out:
-            self._profiler = subprocess.Popen([*argv, "--pid", str(self.pid)], stdout=out,
-                                              stderr=subprocess.STDOUT,
-                                              stdin=subprocess.DEVNULL)
+            self._profiler = subprocess.Popen(
+                [*argv, "--pid", str(self.pid)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
     def stderr_tail(self, n: int = 3) -> str:
         try:
@@ -166,8 +176,9 @@ class Sink:
         if timed:
             argv.append("--timed")
         self._err = open(stderr, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._err,
-                                     env=harness_env(), cwd=REPO, text=True)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=self._err, env=harness_env(), cwd=REPO, text=True
+        )
         assert self.proc.stdout is not None
         first = self.proc.stdout.readline().split()
         if len(first) != 2 or first[0] != "PORT":
@@ -205,9 +216,14 @@ class Writer:
 
     def __init__(self, spec: Path, stderr: Path) -> None:
         self._err = open(stderr, "wb")  # noqa: SIM115 - closed in wait()
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.writer", str(spec)],
-                                     stdout=subprocess.PIPE, stderr=self._err,
-                                     env=harness_env(), cwd=REPO, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.writer", str(spec)],
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            env=harness_env(),
+            cwd=REPO,
+            text=True,
+        )
         assert self.proc.stdout is not None
         first = self.proc.stdout.readline().split()
         if len(first) != 2 or first[0] != "START":

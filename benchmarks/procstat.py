@@ -20,7 +20,7 @@ def _stat_fields(pid: int) -> list[str] | None:
             raw = fh.read().decode("ascii", "replace")
     except OSError:
         return None
-    return raw[raw.rfind(")") + 2:].split()  # fields from `state` on (comm may hold spaces)
+    return raw[raw.rfind(")") + 2 :].split()  # fields from `state` on (comm may hold spaces)
 
 
 def descendants(pid: int) -> list[int]:

@@ -26,7 +26,7 @@ def _short(path: str) -> str:
     for marker in ("/site-packages/", "/lib/python3.", "/work/"):
         i = path.find(marker)
         if i >= 0:
-            rest = path[i + len(marker):]
+            rest = path[i + len(marker) :]
             return rest.split("/", 1)[1] if marker != "/site-packages/" and "/" in rest else rest
     return path
 
@@ -68,8 +68,7 @@ def pyspy_summary(path: Path, top: int = 25, top_lines: int = 12) -> str:
         return f"(no samples in {path.name})"
     rows = ["| self % | total % | function (file) |", "|---|---|---|"]
     for func, n in self_c.most_common(top):
-        rows.append(f"| {100 * n / samples:.1f} | {100 * total_c[func] / samples:.1f} | "
-                    f"`{func}` |")
+        rows.append(f"| {100 * n / samples:.1f} | {100 * total_c[func] / samples:.1f} | `{func}` |")
     rows += ["", "| self % | hottest lines |", "|---|---|"]
     for where, n in lines_c.most_common(top_lines):
         rows.append(f"| {100 * n / samples:.1f} | `{where}` |")

@@ -12,27 +12,81 @@ from typing import Any
 from benchmarks.scenarios import Run
 from benchmarks.tally import median
 
-NUMERIC = ("lines_per_s", "cpu_per_1m", "cpu_pct", "peak_rss_mb", "p50_ms", "p99_ms", "max_ms",
-           "startup_s", "cpu_s", "window_s", "total_cpu_s")
+NUMERIC = (
+    "lines_per_s",
+    "cpu_per_1m",
+    "cpu_pct",
+    "peak_rss_mb",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "startup_s",
+    "cpu_s",
+    "window_s",
+    "total_cpu_s",
+)
 WORST = ("lost", "duplicated", "unexpected")  # the worst repeat counts, not the median
 COLUMNS: tuple[tuple[str, str], ...] = (
-    ("lines_per_s", "lines/s"), ("cpu_per_1m", "CPU s/1M lines"), ("cpu_pct", "CPU % core"),
-    ("cpu_s", "CPU s (window)"), ("peak_rss_mb", "peak RSS MB"), ("p50_ms", "p50 ms"),
-    ("p99_ms", "p99 ms"), ("max_ms", "max ms"), ("lost", "lost"), ("duplicated", "dup"),
+    ("lines_per_s", "lines/s"),
+    ("cpu_per_1m", "CPU s/1M lines"),
+    ("cpu_pct", "CPU % core"),
+    ("cpu_s", "CPU s (window)"),
+    ("peak_rss_mb", "peak RSS MB"),
+    ("p50_ms", "p50 ms"),
+    ("p99_ms", "p99 ms"),
+    ("max_ms", "max ms"),
+    ("lost", "lost"),
+    ("duplicated", "dup"),
     ("startup_s", "startup s"),
 )
 # Which figures each scenario produces (others are shown as "-").
 FIGURES: dict[str, tuple[str, ...]] = {
     "null": ("lines_per_s", "cpu_per_1m", "cpu_s", "peak_rss_mb", "startup_s"),
-    "stdout": ("lines_per_s", "cpu_per_1m", "cpu_s", "peak_rss_mb", "lost", "duplicated",
-               "startup_s"),
-    "http": ("lines_per_s", "cpu_per_1m", "cpu_s", "peak_rss_mb", "lost", "duplicated",
-             "startup_s"),
-    "live": ("lines_per_s", "cpu_per_1m", "cpu_pct", "cpu_s", "peak_rss_mb", "p50_ms", "p99_ms",
-             "max_ms", "lost", "duplicated", "startup_s"),
+    "stdout": (
+        "lines_per_s",
+        "cpu_per_1m",
+        "cpu_s",
+        "peak_rss_mb",
+        "lost",
+        "duplicated",
+        "startup_s",
+    ),
+    "http": (
+        "lines_per_s",
+        "cpu_per_1m",
+        "cpu_s",
+        "peak_rss_mb",
+        "lost",
+        "duplicated",
+        "startup_s",
+    ),
+    "live": (
+        "lines_per_s",
+        "cpu_per_1m",
+        "cpu_pct",
+        "cpu_s",
+        "peak_rss_mb",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+        "lost",
+        "duplicated",
+        "startup_s",
+    ),
     "idle": ("cpu_pct", "cpu_s", "peak_rss_mb", "lost", "duplicated", "startup_s"),
-    "many": ("lines_per_s", "cpu_per_1m", "cpu_pct", "cpu_s", "peak_rss_mb", "p50_ms", "p99_ms",
-             "max_ms", "lost", "duplicated", "startup_s"),
+    "many": (
+        "lines_per_s",
+        "cpu_per_1m",
+        "cpu_pct",
+        "cpu_s",
+        "peak_rss_mb",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+        "lost",
+        "duplicated",
+        "startup_s",
+    ),
 }
 _STATUS_ORDER = ("ok", "incomplete", "skipped", "failed")
 
@@ -48,9 +102,15 @@ class Row:
     figures: dict[str, float | int | None]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "variant": self.variant, "agent": self.agent,
-                "repeats": self.repeats, "status": self.status, "note": self.note,
-                **self.figures}
+        return {
+            "scenario": self.scenario,
+            "variant": self.variant,
+            "agent": self.agent,
+            "repeats": self.repeats,
+            "status": self.status,
+            "note": self.note,
+            **self.figures,
+        }
 
 
 def aggregate(runs: list[Run]) -> list[Row]:
@@ -98,8 +158,15 @@ def results_table(rows: list[Row], labels: dict[str, str]) -> str:
         shown = FIGURES.get(row.scenario, ())
         cells = [_fmt(n, row.figures.get(n)) if n in shown else "-" for n, _ in COLUMNS]
         status = row.status + (f" ({row.note})" if row.note else "")
-        body.append([labels.get(row.scenario, row.scenario), row.variant, row.agent, *cells,
-                     status.replace("|", "/")])
+        body.append(
+            [
+                labels.get(row.scenario, row.scenario),
+                row.variant,
+                row.agent,
+                *cells,
+                status.replace("|", "/"),
+            ]
+        )
     return _table(header, body)
 
 
@@ -122,15 +189,29 @@ def ratios(rows: list[Row], agent: str, vs: str, same_config: bool) -> list[Row]
         figs["_lost_vs"] = other.figures.get("lost")
         figs["_dup"] = r.figures.get("duplicated")
         figs["_dup_vs"] = other.figures.get("duplicated")
-        out.append(Row(r.scenario, r.variant, f"{agent} / {vs}", r.repeats,
-                       "ok" if r.status == other.status == "ok" else f"{r.status}/{other.status}",
-                       "", figs))
+        out.append(
+            Row(
+                r.scenario,
+                r.variant,
+                f"{agent} / {vs}",
+                r.repeats,
+                "ok" if r.status == other.status == "ok" else f"{r.status}/{other.status}",
+                "",
+                figs,
+            )
+        )
     return out
 
 
 def ratio_table(rows: list[Row], labels: dict[str, str]) -> str:
-    header = ["scenario", "parsing", "ratio", *(t for n, t in COLUMNS if n not in WORST),
-              "lost (a vs b)", "dup (a vs b)"]
+    header = [
+        "scenario",
+        "parsing",
+        "ratio",
+        *(t for n, t in COLUMNS if n not in WORST),
+        "lost (a vs b)",
+        "dup (a vs b)",
+    ]
     body = []
     for row in rows:
         shown = FIGURES.get(row.scenario, ())
@@ -144,46 +225,83 @@ def ratio_table(rows: list[Row], labels: dict[str, str]) -> str:
         def pair(a: str, b: str, r: Row = row) -> str:
             x, y = r.figures.get(a), r.figures.get(b)
             return "-" if x is None and y is None else f"{_fmt('lost', x)} vs {_fmt('lost', y)}"
-        body.append([labels.get(row.scenario, row.scenario), row.variant, row.agent, *cells,
-                     pair("_lost", "_lost_vs"), pair("_dup", "_dup_vs")])
+
+        body.append(
+            [
+                labels.get(row.scenario, row.scenario),
+                row.variant,
+                row.agent,
+                *cells,
+                pair("_lost", "_lost_vs"),
+                pair("_dup", "_dup_vs"),
+            ]
+        )
     return _table(header, body)
 
 
-def write_json(path: Path, meta: dict[str, Any], runs: list[Run], rows: list[Row],
-               ratio_rows: list[Row]) -> None:
-    path.write_text(json.dumps({"meta": meta, "summary": [r.as_dict() for r in rows],
-                                "ratios": [r.as_dict() for r in ratio_rows],
-                                "runs": [r.as_dict() for r in runs]}, indent=2, default=str))
+def write_json(
+    path: Path, meta: dict[str, Any], runs: list[Run], rows: list[Row], ratio_rows: list[Row]
+) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "summary": [r.as_dict() for r in rows],
+                "ratios": [r.as_dict() for r in ratio_rows],
+                "runs": [r.as_dict() for r in runs],
+            },
+            indent=2,
+            default=str,
+        )
+    )
 
 
-def write_chart(path: Path, rows: list[Row], labels: dict[str, str],
-                say: Callable[[str], None]) -> bool:
+def write_chart(
+    path: Path, rows: list[Row], labels: dict[str, str], say: Callable[[str], None]
+) -> bool:
     """Throughput and latency side by side (PNG); False when matplotlib is missing."""
     try:
         matplotlib = importlib.import_module("matplotlib")
         matplotlib.use("Agg")
         plt = importlib.import_module("matplotlib.pyplot")
     except ImportError:
-        say("chart skipped: matplotlib is not installed (pip install matplotlib to get "
-            f"{path.name})")
+        say(
+            "chart skipped: matplotlib is not installed (pip install matplotlib to get "
+            f"{path.name})"
+        )
         return False
-    thr = [r for r in rows if r.figures.get("lines_per_s") and r.scenario in ("null", "stdout",
-                                                                             "http")]
+    thr = [
+        r for r in rows if r.figures.get("lines_per_s") and r.scenario in ("null", "stdout", "http")
+    ]
     lat = [r for r in rows if r.figures.get("p99_ms") is not None]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.5))
 
     def name(r: Row) -> str:
         return f"{labels.get(r.scenario, r.scenario)}\n{r.variant} / {r.agent}"
-    ax1.barh([name(r) for r in thr], [float(r.figures["lines_per_s"] or 0) for r in thr],
-             color=["tab:blue" if r.agent == "shipper" else "tab:orange" for r in thr])
+
+    ax1.barh(
+        [name(r) for r in thr],
+        [float(r.figures["lines_per_s"] or 0) for r in thr],
+        color=["tab:blue" if r.agent == "shipper" else "tab:orange" for r in thr],
+    )
     ax1.set_xlabel("lines/s (higher is better)")
     ax1.set_title("Backlog throughput")
     ax1.invert_yaxis()
     ys = list(range(len(lat)))
-    ax2.barh([y - 0.2 for y in ys], [float(r.figures["p50_ms"] or 0) for r in lat], height=0.4,
-             label="p50", color="tab:green")
-    ax2.barh([y + 0.2 for y in ys], [float(r.figures["p99_ms"] or 0) for r in lat], height=0.4,
-             label="p99", color="tab:red")
+    ax2.barh(
+        [y - 0.2 for y in ys],
+        [float(r.figures["p50_ms"] or 0) for r in lat],
+        height=0.4,
+        label="p50",
+        color="tab:green",
+    )
+    ax2.barh(
+        [y + 0.2 for y in ys],
+        [float(r.figures["p99_ms"] or 0) for r in lat],
+        height=0.4,
+        label="p99",
+        color="tab:red",
+    )
     ax2.set_yticks(ys, [name(r) for r in lat])
     ax2.set_xlabel("write-to-emit latency, ms (lower is better)")
     ax2.set_title("Live latency")

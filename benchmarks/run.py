@@ -29,27 +29,49 @@ from benchmarks.configs import FLUENT_BIT, VARIANTS
 from benchmarks.procs import REPO, AgentSpec, default_agent_command
 from benchmarks.scenarios import SCENARIOS, Bench, Run, Settings
 
-SMOKE = {"lines": 2000, "files": 3, "rate": 1000.0, "duration": 1.0, "idle_duration": 0.5,
-         "many_files": 20, "many_rate": 10.0, "flush": 0.2, "settle": 0.3, "stall": 6.0}
+SMOKE = {
+    "lines": 2000,
+    "files": 3,
+    "rate": 1000.0,
+    "duration": 1.0,
+    "idle_duration": 0.5,
+    "many_files": 20,
+    "many_rate": 10.0,
+    "flush": 0.2,
+    "settle": 0.3,
+    "stall": 6.0,
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     d = Settings()
     p.add_argument("--lines", type=int, default=d.lines, help="backlog lines (all files)")
     p.add_argument("--files", type=int, default=d.files, help="files of the backlog, live, idle")
     p.add_argument("--rate", type=float, default=d.rate, help="live writer lines/s (all files)")
     p.add_argument("--duration", type=float, default=d.duration, help="live/many writer seconds")
-    p.add_argument("--idle-duration", type=float, default=d.idle_duration,
-                   help="seconds of the idle CPU window")
+    p.add_argument(
+        "--idle-duration",
+        type=float,
+        default=d.idle_duration,
+        help="seconds of the idle CPU window",
+    )
     p.add_argument("--many-files", type=int, default=d.many_files)
     p.add_argument("--many-rate", type=float, default=d.many_rate, help="lines/s per file")
-    p.add_argument("--scenarios", default=",".join(SCENARIOS),
-                   help=f"comma-separated, of {', '.join(SCENARIOS)}")
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help="ray (multiline.parser ray, the default Ray keys) and/or plain "
-                        "(Ray_Metadata off)")
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, of {', '.join(SCENARIOS)}",
+    )
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="ray (multiline.parser ray, the default Ray keys) and/or plain (Ray_Metadata off)",
+    )
     p.add_argument("--repeat", type=int, default=1, help="runs of each; medians are reported")
     p.add_argument("--flush", type=float, default=d.flush, help="[SERVICE] Flush seconds")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -57,15 +79,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, help="where data goes (default: a new temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the data, configs and logs")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: a quick self-test")
-    p.add_argument("--agent", default=default_agent_command(),
-                   help="the agent under test; {config} is the config path")
+    p.add_argument(
+        "--agent",
+        default=default_agent_command(),
+        help="the agent under test; {config} is the config path",
+    )
     p.add_argument("--vs", metavar="CMD", help="another agent, e.g. 'fluent-bit -c {config}'")
     p.add_argument("--vs-label", help="its name in the tables (default: the command's name)")
-    p.add_argument("--vs-same-config", action="store_true",
-                   help="give --vs shipper's own configs (compare two shipper builds) instead "
-                        "of the Fluent Bit variant")
-    p.add_argument("--profile", choices=("py-spy", "cprofile"),
-                   help="run shipper under a profiler and summarize where the time goes")
+    p.add_argument(
+        "--vs-same-config",
+        action="store_true",
+        help="give --vs shipper's own configs (compare two shipper builds) instead "
+        "of the Fluent Bit variant",
+    )
+    p.add_argument(
+        "--profile",
+        choices=("py-spy", "cprofile"),
+        help="run shipper under a profiler and summarize where the time goes",
+    )
     p.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     args = p.parse_args(argv)
     if args.smoke:
@@ -75,8 +106,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _units(args: argparse.Namespace, shipper: AgentSpec, vs: AgentSpec | None,
-           repeat: int) -> list[tuple[str, AgentSpec]]:
+def _units(
+    args: argparse.Namespace, shipper: AgentSpec, vs: AgentSpec | None, repeat: int
+) -> list[tuple[str, AgentSpec]]:
     """(variant, agent) in the order of one scenario; reversed on odd repeats (alternation)."""
     variants = [v for v in args.variants.split(",") if v]
     units = [(v, shipper) for v in variants]
@@ -101,10 +133,20 @@ def labels(s: Settings) -> dict[str, str]:
 
 def _git_rev() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                             capture_output=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "shipper"], cwd=REPO,
-                               text=True, capture_output=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            text=True,
+            capture_output=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "shipper"],
+            cwd=REPO,
+            text=True,
+            capture_output=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return rev + (" (shipper/ modified)" if dirty else "")
@@ -119,8 +161,10 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} CPUs ({model or platform.machine()}), Python " \
-           f"{platform.python_version()}, {platform.system()} {platform.release()}"
+    return (
+        f"{os.cpu_count()} CPUs ({model or platform.machine()}), Python "
+        f"{platform.python_version()}, {platform.system()} {platform.release()}"
+    )
 
 
 def _say(line: str) -> None:
@@ -129,10 +173,15 @@ def _say(line: str) -> None:
 
 def _brief(r: Run) -> str:
     parts = [r.status]
-    for name, fmt in (("lines_per_s", "{:,.0f} lines/s"), ("cpu_per_1m", "{:.3f} CPU s/1M"),
-                      ("cpu_pct", "{:.2f}% CPU"), ("peak_rss_mb", "{:.1f} MB"),
-                      ("p99_ms", "p99 {:.1f} ms"), ("lost", "lost {}"),
-                      ("duplicated", "dup {}")):
+    for name, fmt in (
+        ("lines_per_s", "{:,.0f} lines/s"),
+        ("cpu_per_1m", "{:.3f} CPU s/1M"),
+        ("cpu_pct", "{:.2f}% CPU"),
+        ("peak_rss_mb", "{:.1f} MB"),
+        ("p99_ms", "p99 {:.1f} ms"),
+        ("lost", "lost {}"),
+        ("duplicated", "dup {}"),
+    ):
         v = getattr(r, name)
         if v is not None:
             parts.append(fmt.format(v))
@@ -142,10 +191,19 @@ def _brief(r: Run) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = Settings(lines=args.lines, files=args.files, rate=args.rate,
-                        duration=args.duration, idle_duration=args.idle_duration,
-                        many_files=args.many_files, many_rate=args.many_rate, flush=args.flush,
-                        seed=args.seed, profile=args.profile, py_spy=args.py_spy)
+    settings = Settings(
+        lines=args.lines,
+        files=args.files,
+        rate=args.rate,
+        duration=args.duration,
+        idle_duration=args.idle_duration,
+        many_files=args.many_files,
+        many_rate=args.many_rate,
+        flush=args.flush,
+        seed=args.seed,
+        profile=args.profile,
+        py_spy=args.py_spy,
+    )
     if args.smoke:
         settings.settle, settings.stall = float(SMOKE["settle"]), float(SMOKE["stall"])
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -170,8 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     bench = Bench(settings, work, args.out)
     names = labels(settings)
-    plan = [(rep, sc, v, a) for rep in range(args.repeat) for sc in scenarios
-            for v, a in _units(args, shipper, vs, rep)]
+    plan = [
+        (rep, sc, v, a)
+        for rep in range(args.repeat)
+        for sc in scenarios
+        for v, a in _units(args, shipper, vs, rep)
+    ]
     _say(f"benchmark: {len(plan)} runs, data in {work}, results in {args.out}")
     runs: list[Run] = []
     started = time.time()
@@ -179,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i, (rep, sc, variant, agent) in enumerate(plan, 1):
             if sc in ("null", "stdout", "http") and bench.workload_info.get("backlog") is None:
-                _say(f"generating the backlog: {settings.lines:,} lines in {settings.files} "
-                     "files ...")
+                _say(
+                    f"generating the backlog: {settings.lines:,} lines in {settings.files} "
+                    "files ..."
+                )
                 bench.backlog()
             run = bench.run(sc, variant, agent, rep)
             runs.append(run)
@@ -191,12 +255,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = report.aggregate(runs)
     ratio_rows = report.ratios(rows, "shipper", vs.label, args.vs_same_config) if vs else []
     meta: dict[str, Any] = {
-        "command": "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in
-                                                        (sys.argv[1:] if argv is None else argv)),
-        "machine": _machine(), "git": _git_rev(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "elapsed_s": round(time.time() - started, 1), "settings": asdict(settings),
-        "workload": bench.workload_info, "labels": names, "agent": args.agent, "vs": args.vs,
-        "repeat": args.repeat, "load_before": load_before,
+        "command": "python -m benchmarks.run "
+        + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "machine": _machine(),
+        "git": _git_rev(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "elapsed_s": round(time.time() - started, 1),
+        "settings": asdict(settings),
+        "workload": bench.workload_info,
+        "labels": names,
+        "agent": args.agent,
+        "vs": args.vs,
+        "repeat": args.repeat,
+        "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()],
     }
     md = _markdown(meta, rows, ratio_rows, names, vs.label if vs else None)
@@ -212,26 +283,40 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bad else 0
 
 
-def _markdown(meta: dict[str, Any], rows: list[report.Row], ratio_rows: list[report.Row],
-              names: dict[str, str], vs: str | None) -> str:
+def _markdown(
+    meta: dict[str, Any],
+    rows: list[report.Row],
+    ratio_rows: list[report.Row],
+    names: dict[str, str],
+    vs: str | None,
+) -> str:
     wl = meta["workload"].get("backlog")
     parts = [
-        "# shipper benchmark", "",
-        f"Command: `{meta['command']}`  ", f"Date: {meta['date']}, git {meta['git']}  ",
+        "# shipper benchmark",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Date: {meta['date']}, git {meta['git']}  ",
         f"Machine: {meta['machine']}; load average {meta['load_before'][0]:g} before, "
         f"{meta['load_after'][0]:g} after  ",
         f"Flush {meta['settings']['flush']:g}; medians of {meta['repeat']} run(s) each "
         "(lost/dup: the worst run).",
     ]
     if wl:
-        parts.append(f"Backlog: {wl['lines']:,} lines ({wl['marked']:,} records), "
-                     f"{wl['bytes'] / 1e6:.1f} MB, {wl['avg_line_bytes']} B/line, "
-                     f"{wl['files']} files.")
+        parts.append(
+            f"Backlog: {wl['lines']:,} lines ({wl['marked']:,} records), "
+            f"{wl['bytes'] / 1e6:.1f} MB, {wl['avg_line_bytes']} B/line, "
+            f"{wl['files']} files."
+        )
     parts += ["", "## Results", "", report.results_table(rows, names), ""]
     if ratio_rows and vs:
-        parts += [f"## Ratios: shipper / {vs}", "",
-                  "Below 1 is better for CPU, RSS, latency and start-up; above 1 for lines/s.",
-                  "", report.ratio_table(ratio_rows, names), ""]
+        parts += [
+            f"## Ratios: shipper / {vs}",
+            "",
+            "Below 1 is better for CPU, RSS, latency and start-up; above 1 for lines/s.",
+            "",
+            report.ratio_table(ratio_rows, names),
+            "",
+        ]
     parts += ["What the figures mean: benchmarks/README.md.", ""]
     return "\n".join(parts)
 

@@ -96,8 +96,10 @@ class Bench:
             layout = workload.make_layout(self.work / "backlog", self.s.files)
             written = workload.write_backlog(layout, self.s.lines, self.s.seed)
             self._backlog = (layout, written)
-            self.workload_info["backlog"] = {**workload.describe(written),
-                                             "generate_s": round(time.monotonic() - t, 2)}
+            self.workload_info["backlog"] = {
+                **workload.describe(written),
+                "generate_s": round(time.monotonic() - t, 2),
+            }
         return self._backlog
 
     def _run_dir(self, name: str) -> Path:
@@ -106,11 +108,25 @@ class Bench:
         d.mkdir(parents=True)
         return d
 
-    def _launch(self, run: Run, agent: AgentSpec, d: Path, *, glob: str, output: configs.Output,
-                stdout: str, timed: bool = False) -> Agent:
-        cfg = configs.write(d / f"{run.variant}.conf", glob=glob, flush=self.s.flush,
-                            output=output, variant=run.variant,
-                            note=f"scenario {run.scenario}")
+    def _launch(
+        self,
+        run: Run,
+        agent: AgentSpec,
+        d: Path,
+        *,
+        glob: str,
+        output: configs.Output,
+        stdout: str,
+        timed: bool = False,
+    ) -> Agent:
+        cfg = configs.write(
+            d / f"{run.variant}.conf",
+            glob=glob,
+            flush=self.s.flush,
+            output=output,
+            variant=run.variant,
+            note=f"scenario {run.scenario}",
+        )
         run.config = str(cfg)
         argv = agent.argv(cfg)
         if self._profiled(agent) and self.s.profile == "cprofile":
@@ -118,8 +134,9 @@ class Bench:
             argv = [argv[0], "-m", "cProfile", "-o", str(prof), *argv[1:]]
         if self._profiled(agent):
             run.note = f"profiled ({self.s.profile}): figures are not comparable"
-        return Agent(argv, stdout=stdout, stderr=d / "agent.stderr", timed=timed,
-                     head=d / "stdout-head.txt")
+        return Agent(
+            argv, stdout=stdout, stderr=d / "agent.stderr", timed=timed, head=d / "stdout-head.txt"
+        )
 
     def _profiled(self, agent: AgentSpec) -> bool:
         return bool(self.s.profile) and agent.label == "shipper"
@@ -128,8 +145,20 @@ class Bench:
         """py-spy joins once the work starts (start-up is left out of the profile)."""
         if self._profiled(agent) and self.s.profile == "py-spy":
             prof = self.out / f"profile-{run.scenario}-{run.variant}.txt"
-            a.attach([self.s.py_spy, "record", "--nonblocking", "--format", "raw", "-r", "250",
-                      "-o", str(prof)], d / "py-spy.log")
+            a.attach(
+                [
+                    self.s.py_spy,
+                    "record",
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "-r",
+                    "250",
+                    "-o",
+                    str(prof),
+                ],
+                d / "py-spy.log",
+            )
 
     # -- scenarios ---------------------------------------------------------------------
     def run(self, scenario: str, variant: str, agent: AgentSpec, repeat: int) -> Run:
@@ -142,8 +171,14 @@ class Bench:
             elif scenario == "live":
                 self._live_run(run, agent, d, self.s.files, self.s.rate, self.s.duration)
             elif scenario == "many":
-                self._live_run(run, agent, d, self.s.many_files,
-                               self.s.many_files * self.s.many_rate, self.s.duration)
+                self._live_run(
+                    run,
+                    agent,
+                    d,
+                    self.s.many_files,
+                    self.s.many_files * self.s.many_rate,
+                    self.s.duration,
+                )
             elif scenario == "idle":
                 self._idle_run(run, agent, d)
             else:
@@ -168,8 +203,14 @@ class Bench:
             (d / "expect.json").write_text(json.dumps(expected))
             sink = Sink(expect=d / "expect.json", stderr=d / "sink.stderr")
             output = configs.Output("http", sink.port)
-        a = self._launch(run, agent, d, glob=layout.glob, output=output,
-                         stdout="count" if run.scenario == "stdout" else "null")
+        a = self._launch(
+            run,
+            agent,
+            d,
+            glob=layout.glob,
+            output=output,
+            stdout="count" if run.scenario == "stdout" else "null",
+        )
         prefix = str(layout.logs) + "/"
         t0 = cpu0 = None
         series: list[tuple[float, int]] = []
@@ -193,8 +234,7 @@ class Bench:
                     value, done = a.tally.received, a.tally.distinct >= marked
                 else:
                     rchar, value = procstat.io_counters(a.tree())
-                    done = (t0 is not None and rchar >= total_bytes
-                            and now - last_change >= quiet)
+                    done = t0 is not None and rchar >= total_bytes and now - last_change >= quiet
                 if value != last:
                     last, last_change = value, now
                     series.append((now, value))
@@ -216,8 +256,22 @@ class Bench:
             series = list(a.tally.progress)
             self._count_figures(run, a.tally.summary(expected), latency=False)
         elif summary:
-            self._count_figures(run, Summary(**{k: summary[k] for k in (  # type: ignore[arg-type]
-                "received", "distinct", "lost", "duplicated", "unexpected")}), latency=False)
+            self._count_figures(
+                run,
+                Summary(
+                    **{
+                        k: summary[k]
+                        for k in (  # type: ignore[arg-type]
+                            "received",
+                            "distinct",
+                            "lost",
+                            "duplicated",
+                            "unexpected",
+                        )
+                    }
+                ),
+                latency=False,
+            )
         if t0 is None or cpu0 is None or not series:
             run.status, run.note = "failed", "the agent never opened a log file or wrote nothing"
             return
@@ -225,8 +279,9 @@ class Bench:
         # file: the last record of each file can be held for Multiline_Flush, a timer).
         final = series[-1][1]
         per_record = final / marked if run.scenario == "null" else 1.0
-        done_at = max(final / 2, final - max((1 - DONE_FRACTION) * final,
-                                             2 * len(layout.files) * per_record))
+        done_at = max(
+            final / 2, final - max((1 - DONE_FRACTION) * final, 2 * len(layout.files) * per_record)
+        )
         t_end = next(t for t, v in series if v >= done_at)
         run.startup_s = t0 - a.spawned
         run.window_s = max(t_end - t0, POLL)  # t0 and t_end are polled: +-POLL
@@ -248,22 +303,37 @@ class Bench:
             time.sleep(0.05)
         return time.time()
 
-    def _live_run(self, run: Run, agent: AgentSpec, d: Path, n_files: int, rate: float,
-                  duration: float) -> None:
+    def _live_run(
+        self, run: Run, agent: AgentSpec, d: Path, n_files: int, rate: float, duration: float
+    ) -> None:
         layout = workload.make_layout(d, n_files)
         workload.write_headers(layout, self.s.seed)
-        a = self._launch(run, agent, d, glob=layout.glob, output=configs.Output("stdout"),
-                         stdout="count", timed=True)
+        a = self._launch(
+            run,
+            agent,
+            d,
+            glob=layout.glob,
+            output=configs.Output("stdout"),
+            stdout="count",
+            timed=True,
+        )
         try:
             ready = self._wait_ready(a, str(layout.logs) + "/", n_files)
             run.startup_s = ready - a.spawned
             self._attach_profiler(run, agent, a, d)
             time.sleep(self.s.settle)
             spec = d / "writer.json"
-            spec.write_text(json.dumps({
-                "paths": [str(layout.path(f)) for f in layout.files],
-                "files": [asdict(f) for f in layout.files],
-                "rate": rate, "duration": duration, "seed": self.s.seed}))
+            spec.write_text(
+                json.dumps(
+                    {
+                        "paths": [str(layout.path(f)) for f in layout.files],
+                        "files": [asdict(f) for f in layout.files],
+                        "rate": rate,
+                        "duration": duration,
+                        "seed": self.s.seed,
+                    }
+                )
+            )
             w = Writer(spec, d / "writer.stderr")
             cpu0, rss_at = a.cpu(), 0.0
             while not w.done():
@@ -305,8 +375,9 @@ class Bench:
         layout = workload.make_layout(d, self.s.files)
         written = workload.write_headers(layout, self.s.seed, marked=5)
         expected = {i: w.marked for i, w in written.items()}
-        a = self._launch(run, agent, d, glob=layout.glob, output=configs.Output("stdout"),
-                         stdout="count")
+        a = self._launch(
+            run, agent, d, glob=layout.glob, output=configs.Output("stdout"), stdout="count"
+        )
         try:
             ready = self._wait_ready(a, str(layout.logs) + "/", self.s.files)
             run.startup_s = ready - a.spawned

@@ -39,9 +39,14 @@ class Summary:
         return {"p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99), "max_ms": lat[-1]}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"received": self.received, "distinct": self.distinct, "lost": self.lost,
-                "duplicated": self.duplicated, "unexpected": self.unexpected,
-                **self.latency()}
+        return {
+            "received": self.received,
+            "distinct": self.distinct,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "unexpected": self.unexpected,
+            **self.latency(),
+        }
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:
@@ -104,8 +109,7 @@ class Tally:
                 unexpected += 1
             dup += c - 1
         total = sum(expected.values())
-        return Summary(sum(counts.values()), len(counts), total - good, dup, unexpected,
-                       tuple(lat))
+        return Summary(sum(counts.values()), len(counts), total - good, dup, unexpected, tuple(lat))
 
 
 class LineSplitter:

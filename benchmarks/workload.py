@@ -182,8 +182,13 @@ class RecordMaker:
 
     def _fill(self, text: str) -> str:
         r = self.rng
-        return text.format(h=f"{r.getrandbits(64):016x}", n=r.randrange(1000, 99999),
-                           m=r.randrange(1, 999), k=r.randrange(1, 999), x=f"{r.random():.4f}")
+        return text.format(
+            h=f"{r.getrandbits(64):016x}",
+            n=r.randrange(1000, 99999),
+            m=r.randrange(1, 999),
+            k=r.randrange(1, 999),
+            x=f"{r.random():.4f}",
+        )
 
     def record(self, stamp: str, marker: str, room: int) -> list[str]:
         """One record: a marked line, sometimes followed by an unmarked traceback (only when
@@ -261,5 +266,10 @@ def describe(written: dict[int, Written]) -> dict[str, float]:
     lines = sum(w.lines for w in written.values())
     nbytes = sum(w.nbytes for w in written.values())
     marked = sum(w.marked for w in written.values())
-    return {"files": len(written), "lines": lines, "marked": marked, "bytes": nbytes,
-            "avg_line_bytes": round(nbytes / lines, 1) if lines else 0.0}
+    return {
+        "files": len(written),
+        "lines": lines,
+        "marked": marked,
+        "bytes": nbytes,
+        "avg_line_bytes": round(nbytes / lines, 1) if lines else 0.0,
+    }

@@ -27,8 +27,6 @@ _STAMP, _MARK = "\x00S\x00", "\x00M\x00"
 POOL_TOTAL = 10_000  # records made ahead (over all files), then cycled: cheap writes
 
 
-
-
 class Pool:
     """A file's records made once with placeholders; per write only the stamp and marker."""
 
@@ -42,8 +40,14 @@ class Pool:
         return [rec[0].replace(_STAMP, stamp).replace(_MARK, marker), *rec[1:]]
 
 
-def run(paths: list[str], files: list[LogFile], rate: float, duration: float, seed: int,
-        tick: float = 0.01) -> dict[str, object]:
+def run(
+    paths: list[str],
+    files: list[LogFile],
+    rate: float,
+    duration: float,
+    seed: int,
+    tick: float = 0.01,
+) -> dict[str, object]:
     n = len(files)
     per_file = rate / n
     size = max(8, min(512, POOL_TOTAL // n))
@@ -55,8 +59,7 @@ def run(paths: list[str], files: list[LogFile], rate: float, duration: float, se
     # When each file's next record is due: int(per_file * t + phase) > written.
     due_at = [((1 - phases[i]) / per_file, i) for i in range(n) if total[i] > 0]
     heapq.heapify(due_at)
-    fds = [os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-           for p in paths]
+    fds = [os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644) for p in paths]
     try:
         t_start = time.time()
         mono0 = time.monotonic()
@@ -91,16 +94,26 @@ def run(paths: list[str], files: list[LogFile], rate: float, duration: float, se
     finally:
         for fd in fds:
             os.close(fd)
-    return {"t_start": t_start, "t_end": t_end, "lines": lines_total,
-            "written": {str(f.index): w for f, w in zip(files, written, strict=True)}}
+    return {
+        "t_start": t_start,
+        "t_end": t_end,
+        "lines": lines_total,
+        "written": {str(f.index): w for f, w in zip(files, written, strict=True)},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(args[0]).read_text())
     files = [LogFile(**f) for f in spec["files"]]
-    result = run(spec["paths"], files, float(spec["rate"]), float(spec["duration"]),
-                 int(spec["seed"]), float(spec.get("tick", 0.01)))
+    result = run(
+        spec["paths"],
+        files,
+        float(spec["rate"]),
+        float(spec["duration"]),
+        int(spec["seed"]),
+        float(spec.get("tick", 0.01)),
+    )
     print(json.dumps(result), flush=True)
     return 0
 

@@ -66,8 +66,12 @@ class App:
                 tasks = await self.startup()
             except OSError as exc:
                 service = self.pipeline.service
-                log.error("cannot serve HTTP on %s:%d (HTTP_Listen, HTTP_Port): %s",
-                          service.http_listen, service.http_port, exc.strerror or exc)
+                log.error(
+                    "cannot serve HTTP on %s:%d (HTTP_Listen, HTTP_Port): %s",
+                    service.http_listen,
+                    service.http_port,
+                    exc.strerror or exc,
+                )
                 for inp in self.pipeline.inputs:
                     inp.close()
                 return 1
@@ -77,9 +81,13 @@ class App:
             self._remove_signals(loop)
 
     async def startup(self) -> list[asyncio.Task[None]]:
-        log.info("shipper starting: %d input(s), %d filter(s), %d output(s) from %s",
-                 len(self.pipeline.inputs), len(self.pipeline.filters),
-                 len(self.pipeline.outputs), self.doc.source)
+        log.info(
+            "shipper starting: %d input(s), %d filter(s), %d output(s) from %s",
+            len(self.pipeline.inputs),
+            len(self.pipeline.filters),
+            len(self.pipeline.outputs),
+            self.doc.source,
+        )
         # Bind before reading anything: a port in use fails the start, not half of it.
         await self._start_server(self.pipeline.service)
         return await self.pipeline.start(on_fatal=self._on_fatal)
@@ -89,8 +97,9 @@ class App:
             exit_wait = asyncio.ensure_future(self.should_exit.wait())
             reload_wait = asyncio.ensure_future(self.should_reload.wait())
             running = [t for t in tasks if not t.done()]
-            await asyncio.wait([exit_wait, reload_wait, *running],
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [exit_wait, reload_wait, *running], return_when=asyncio.FIRST_COMPLETED
+            )
             exit_wait.cancel()
             reload_wait.cancel()
             crashed = [t for t in tasks if t.done() and (t.cancelled() or t.exception())]
@@ -100,8 +109,9 @@ class App:
             if crashed:
                 for t in crashed:
                     exc = t.exception() if not t.cancelled() else None
-                    log.critical("input %s stopped unexpectedly: %r", t.get_name(), exc,
-                                 exc_info=exc)
+                    log.critical(
+                        "input %s stopped unexpectedly: %r", t.get_name(), exc, exc_info=exc
+                    )
                 await self.shutdown(tasks)
                 return 1
             if self.should_exit.is_set():
@@ -138,8 +148,11 @@ class App:
                 telemetry.reload_refused(exc)
                 return tasks
             old = self.pipeline
-            log.info("reloading %s: draining the running pipeline for up to %.1fs",
-                     doc.source, old.service.grace)
+            log.info(
+                "reloading %s: draining the running pipeline for up to %.1fs",
+                doc.source,
+                old.service.grace,
+            )
             await hand_over(old, tasks, new)
             telemetry.REGISTRY.retire(mark)
             self.doc, self.pipeline = doc, new
@@ -173,15 +186,20 @@ class App:
         """Rebind only when HTTP_Server/Listen/Port changed: scrapers keep their connection
         otherwise (the health rule and reload switch are read live from `service`)."""
         where = (new.http_server, new.http_listen, new.http_port)
-        if (old.http_server, old.http_listen, old.http_port) == where and \
-                (self.server is not None) == new.http_server:
+        if (old.http_server, old.http_listen, old.http_port) == where and (
+            self.server is not None
+        ) == new.http_server:
             return
         await self._stop_server()
         try:
             await self._start_server(new)
         except OSError as exc:
-            log.error("reload: cannot serve HTTP on %s:%d: %s; running without it",
-                      new.http_listen, new.http_port, exc.strerror or exc)
+            log.error(
+                "reload: cannot serve HTTP on %s:%d: %s; running without it",
+                new.http_listen,
+                new.http_port,
+                exc.strerror or exc,
+            )
 
     # -- signals ---------------------------------------------------------------------------
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:

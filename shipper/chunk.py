@@ -17,8 +17,13 @@ Record = dict[str, Any]
 class Chunk:
     __slots__ = ("_on_done", "_pending", "nbytes", "records", "tag")
 
-    def __init__(self, tag: str, records: list[Record], nbytes: int,
-                 on_done: Callable[[Chunk], None] | None = None) -> None:
+    def __init__(
+        self,
+        tag: str,
+        records: list[Record],
+        nbytes: int,
+        on_done: Callable[[Chunk], None] | None = None,
+    ) -> None:
         self.tag = tag
         self.records = records
         self.nbytes = nbytes  # raw input bytes this chunk stands for (memory accounting)

@@ -33,8 +33,13 @@ With no -c and no -i/-o: {drop_in} if it exists, else the embedded default
 class _Levels(logging.Formatter):
     """Fluent Bit's log line shape: [2026/11/28 10:07:08] [ info] [tail.0] message."""
 
-    NAMES = {logging.DEBUG: "debug", logging.INFO: " info", logging.WARNING: " warn",
-             logging.ERROR: "error", logging.CRITICAL: "error"}
+    NAMES = {
+        logging.DEBUG: "debug",
+        logging.INFO: " info",
+        logging.WARNING: " warn",
+        logging.ERROR: "error",
+        logging.CRITICAL: "error",
+    }
 
     def format(self, record: logging.LogRecord) -> str:
         when = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(record.created))
@@ -60,14 +65,27 @@ class UsageError(Exception):
     pass
 
 
-_PLUGIN_FLAGS = {"-i": "input", "--input": "input", "-o": "output", "--output": "output",
-                 "-F": "filter", "--filter": "filter"}
+_PLUGIN_FLAGS = {
+    "-i": "input",
+    "--input": "input",
+    "-o": "output",
+    "--output": "output",
+    "-F": "filter",
+    "--filter": "filter",
+}
 
 
 def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], Document | None]:
     """Fluent Bit's CLI: -p/-t/-m apply to the plugin named last."""
-    opts: dict[str, object] = {"config": None, "dry_run": False, "verbose": 0, "quiet": False,
-                               "flush": None, "version": False, "help": False}
+    opts: dict[str, object] = {
+        "config": None,
+        "dry_run": False,
+        "verbose": 0,
+        "quiet": False,
+        "flush": None,
+        "version": False,
+        "help": False,
+    }
     sections: list[tuple[str, list[Prop]]] = []
     src = "<command line>"
     i = 0
@@ -129,8 +147,7 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], Document | None]
             props.append(Prop("Match", "*", src, 0))  # as Fluent Bit's CLI: match everything
         built.append(Section(kind, tuple(props), src, props[0].line))
     if opts["flush"] is not None:
-        built.insert(0, Section("service", (Prop("Flush", str(opts["flush"]), src, 0),),
-                                src, 0))
+        built.insert(0, Section("service", (Prop("Flush", str(opts["flush"]), src, 0),), src, 0))
     return opts, Document(tuple(built), src)
 
 
@@ -188,9 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         opts, cli_doc = parse_args(args)
     except UsageError as exc:
-        print(f"shipper: {exc}\n\n" + USAGE.format(drop_in=default_config_path() or
-                                                    "/fluent-bit/etc/fluent-bit.conf"),
-              file=sys.stderr)
+        print(
+            f"shipper: {exc}\n\n"
+            + USAGE.format(drop_in=default_config_path() or "/fluent-bit/etc/fluent-bit.conf"),
+            file=sys.stderr,
+        )
         return 1
     if opts["help"]:
         plugins = [sec for sec in (cli_doc.sections if cli_doc else ()) if sec.kind != "service"]

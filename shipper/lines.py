@@ -59,10 +59,13 @@ class PlainHandler:
         if offsets is not None and self._offset_key:
             okey = self._offset_key
             if key:
-                return [{"date": now, "log": ln, key: self._path, okey: off}
-                        for ln, off in zip(lines, offsets, strict=True)]
-            return [{"date": now, "log": ln, okey: off}
-                    for ln, off in zip(lines, offsets, strict=True)]
+                return [
+                    {"date": now, "log": ln, key: self._path, okey: off}
+                    for ln, off in zip(lines, offsets, strict=True)
+                ]
+            return [
+                {"date": now, "log": ln, okey: off} for ln, off in zip(lines, offsets, strict=True)
+            ]
         if key:
             path = self._path
             return [{"date": now, "log": ln, key: path} for ln in lines]

@@ -32,7 +32,8 @@ def tune_allocator() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    ok = bool(mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES)) and bool(mallopt(_M_MMAP_THRESHOLD,
-                                                                       KEEP_BYTES))
+    ok = bool(mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES)) and bool(
+        mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES)
+    )
     log.debug("allocator thresholds raised: %s", ok)
     return ok

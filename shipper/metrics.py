@@ -45,8 +45,11 @@ _OUTPUT_COUNTERS = (
     ("fluentbit_output_proc_bytes", "Number of processed output bytes.", "proc_bytes"),
     ("fluentbit_output_errors", "Number of output errors.", "errors"),
     ("fluentbit_output_retries", "Number of output retries.", "retries"),
-    ("fluentbit_output_retries_failed", "Number of abandoned batches because the maximum "
-     "number of re-tries was reached.", "retries_failed"),
+    (
+        "fluentbit_output_retries_failed",
+        "Number of abandoned batches because the maximum number of re-tries was reached.",
+        "retries_failed",
+    ),
     ("fluentbit_output_dropped_records", "Number of dropped records.", "dropped_records"),
 )
 
@@ -65,28 +68,35 @@ class ShipperCollector(Collector):
         yield from _counters(_OUTPUT_COUNTERS, outputs)
         yield from _input_gauges(inputs)
         now = time.time()
-        uptime = GaugeMetricFamily("fluentbit_uptime",
-                                   "Number of seconds that Fluent Bit has been running.",
-                                   labels=["hostname"])
+        uptime = GaugeMetricFamily(
+            "fluentbit_uptime",
+            "Number of seconds that Fluent Bit has been running.",
+            labels=["hostname"],
+        )
         uptime.add_metric([_hostname()], int(now - telemetry.START_TIME))
         yield uptime
-        start = GaugeMetricFamily("process_start_time_seconds",
-                                  "Start time of the process since unix epoch in seconds.",
-                                  labels=["hostname"])
+        start = GaugeMetricFamily(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            labels=["hostname"],
+        )
         start.add_metric([_hostname()], int(telemetry.START_TIME))
         yield start
         info = InfoMetricFamily("fluentbit_build", "Build version information.")
-        info.add_metric([], {"version": __version__, "edition": "shipper",
-                             "os": platform.system().lower()})
+        info.add_metric(
+            [], {"version": __version__, "edition": "shipper", "os": platform.system().lower()}
+        )
         yield info
-        reloads = GaugeMetricFamily("fluentbit_hot_reloaded_times",
-                                    "Number of hot reloads.", labels=["hostname"])
+        reloads = GaugeMetricFamily(
+            "fluentbit_hot_reloaded_times", "Number of hot reloads.", labels=["hostname"]
+        )
         reloads.add_metric([_hostname()], self.registry.reloads)
         yield reloads
 
 
-def _counters(table: tuple[tuple[str, str, str], ...],
-              stats: list[InputStats] | list[OutputStats]) -> Iterator[Metric]:
+def _counters(
+    table: tuple[tuple[str, str, str], ...], stats: list[InputStats] | list[OutputStats]
+) -> Iterator[Metric]:
     for name, doc, attr in table:
         fam = CounterMetricFamily(name, doc, labels=["name"])
         for s in stats:
@@ -99,14 +109,19 @@ def _input_gauges(inputs: list[InputStats]) -> Iterator[Metric]:
         return GaugeMetricFamily(name, doc, labels=["name"])
 
     files_open = gauge("shipper_input_files_open", "Files open now.")
-    behind = gauge("shipper_input_bytes_behind",
-                   "Bytes written to followed files and not read yet (sum over files).")
-    per_file = GaugeMetricFamily("shipper_input_file_bytes_behind",
-                                 f"Bytes not read yet of the {BEHIND_FILES_MAX} files furthest "
-                                 "behind (files caught up have no series).",
-                                 labels=["name", "path"])
-    buffered = gauge("shipper_input_buffer_bytes",
-                     "Bytes of records read and not yet delivered by every output.")
+    behind = gauge(
+        "shipper_input_bytes_behind",
+        "Bytes written to followed files and not read yet (sum over files).",
+    )
+    per_file = GaugeMetricFamily(
+        "shipper_input_file_bytes_behind",
+        f"Bytes not read yet of the {BEHIND_FILES_MAX} files furthest "
+        "behind (files caught up have no series).",
+        labels=["name", "path"],
+    )
+    buffered = gauge(
+        "shipper_input_buffer_bytes", "Bytes of records read and not yet delivered by every output."
+    )
     limit = gauge("shipper_input_buffer_limit_bytes", "Mem_Buf_Limit.")
     paused = gauge("shipper_input_paused", "1 while reading waits for Mem_Buf_Limit.")
     for s in inputs:
@@ -146,15 +161,28 @@ def metrics_json(registry: Registry | None = None) -> dict[str, object]:
     "output": {name: {...}}}."""
     reg = registry or telemetry.REGISTRY
     return {
-        "input": {s.name: {"records": s.records, "bytes": s.bytes,
-                           "files_opened": s.files_opened, "files_closed": s.files_closed,
-                           "files_rotated": s.files_rotated} for s in reg.live_inputs()},
+        "input": {
+            s.name: {
+                "records": s.records,
+                "bytes": s.bytes,
+                "files_opened": s.files_opened,
+                "files_closed": s.files_closed,
+                "files_rotated": s.files_rotated,
+            }
+            for s in reg.live_inputs()
+        },
         "filter": {},
-        "output": {s.name: {"proc_records": s.proc_records, "proc_bytes": s.proc_bytes,
-                            "errors": s.errors, "retries": s.retries,
-                            "retries_failed": s.retries_failed,
-                            "dropped_records": s.dropped_records}
-                   for s in reg.live_outputs()},
+        "output": {
+            s.name: {
+                "proc_records": s.proc_records,
+                "proc_bytes": s.proc_bytes,
+                "errors": s.errors,
+                "retries": s.retries,
+                "retries_failed": s.retries_failed,
+                "dropped_records": s.dropped_records,
+            }
+            for s in reg.live_outputs()
+        },
     }
 
 
@@ -177,8 +205,9 @@ class Health:
         return asdict(self)
 
 
-def health(service: ServiceOptions, registry: Registry | None = None,
-           now: float | None = None) -> Health:
+def health(
+    service: ServiceOptions, registry: Registry | None = None, now: float | None = None
+) -> Health:
     """Unhealthy when, within the last HC_Period, the outputs' errors exceed HC_Errors_Count
     or their failed retries exceed HC_Retry_Failure_Count (both strictly, as Fluent Bit).
     With Health_Check off the agent is healthy while it serves."""
@@ -187,10 +216,17 @@ def health(service: ServiceOptions, registry: Registry | None = None,
     since = mono - service.hc_period
     errors = sum(_count_since(s.error_times, since) for s in reg.live_outputs())
     failed = sum(_count_since(s.retry_failure_times, since) for s in reg.live_outputs())
-    bad = service.health_check and (errors > service.hc_errors_count
-                                    or failed > service.hc_retry_failure_count)
-    return Health("error" if bad else "ok", errors, failed, service.hc_errors_count,
-                  service.hc_retry_failure_count, int(service.hc_period))
+    bad = service.health_check and (
+        errors > service.hc_errors_count or failed > service.hc_retry_failure_count
+    )
+    return Health(
+        "error" if bad else "ok",
+        errors,
+        failed,
+        service.hc_errors_count,
+        service.hc_retry_failure_count,
+        int(service.hc_period),
+    )
 
 
 def _count_since(times: deque[float], since: float) -> int:

@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from shipper.chunk import Chunk
 from shipper.config.model import ConfigError, Document, Section
@@ -22,17 +23,24 @@ from shipper.plugins import Context, Filter, Input, registry
 
 log = logging.getLogger(__name__)
 
-_LEVELS = {"off": logging.CRITICAL + 10, "error": logging.ERROR, "warn": logging.WARNING,
-           "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG,
-           "trace": logging.DEBUG}
+_LEVELS = {
+    "off": logging.CRITICAL + 10,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": logging.DEBUG,
+}
 
 
 def service_of(doc: Document) -> ServiceOptions:
     sections = doc.of_kind("service")
     if not sections:
         return ServiceOptions()
-    merged = Section("service", tuple(p for s in sections for p in s.props), sections[0].file,
-                     sections[0].line)
+    merged = Section(
+        "service", tuple(p for s in sections for p in s.props), sections[0].file, sections[0].line
+    )
     return build(ServiceOptions, merged)
 
 
@@ -59,14 +67,21 @@ class Pipeline:
             plugin = section.plugin
             table = registry(section.kind)
             if not plugin:
-                raise ConfigError(f"[{section.kind.upper()}] section without Name",
-                                  file=section.file, line=section.line, key="Name")
+                raise ConfigError(
+                    f"[{section.kind.upper()}] section without Name",
+                    file=section.file,
+                    line=section.line,
+                    key="Name",
+                )
             if plugin not in table:
                 prop = section.get("name")
                 known = ", ".join(sorted(table)) or "none"
-                raise ConfigError(f"unknown {section.kind} plugin '{plugin}' (known: {known})",
-                                  file=section.file, line=prop.line if prop else section.line,
-                                  key="Name")
+                raise ConfigError(
+                    f"unknown {section.kind} plugin '{plugin}' (known: {known})",
+                    file=section.file,
+                    line=prop.line if prop else section.line,
+                    key="Name",
+                )
             alias = section.get("alias")
             name = alias.value.strip() if alias else f"{plugin}.{counters[plugin]}"
             counters[plugin] += 1
@@ -79,8 +94,12 @@ class Pipeline:
             raise ConfigError("no [INPUT] section", file=doc.source)
         if not built["output"]:
             raise ConfigError("no [OUTPUT] section", file=doc.source)
-        return cls(service, built["input"], built["filter"],  # type: ignore[arg-type]
-                   built["output"])  # type: ignore[arg-type]
+        return cls(
+            service,
+            cast(list[Input], built["input"]),
+            cast(list[Filter], built["filter"]),
+            cast(list[Output], built["output"]),
+        )
 
     def emit(self, chunk: Chunk) -> None:
         """Filters, then route to every matching output, then drop the router's own hold."""
@@ -94,16 +113,19 @@ class Pipeline:
                     out.submit(chunk)
         chunk.release()
 
-    async def start(self, *, on_fatal: Callable[[str], None] | None = None
-                    ) -> list[asyncio.Task[None]]:
+    async def start(
+        self, *, on_fatal: Callable[[str], None] | None = None
+    ) -> list[asyncio.Task[None]]:
         for out in self.outputs:
             out.on_fatal = on_fatal
             await out.start()
-        return [asyncio.create_task(inp.run(self.emit), name=f"input-{inp.name}")
-                for inp in self.inputs]
+        return [
+            asyncio.create_task(inp.run(self.emit), name=f"input-{inp.name}") for inp in self.inputs
+        ]
 
-    async def shutdown(self, tasks: list[asyncio.Task[None]], *, grace: float,
-                       keep_held: bool = True) -> bool:
+    async def shutdown(
+        self, tasks: list[asyncio.Task[None]], *, grace: float, keep_held: bool = True
+    ) -> bool:
         """Stop reading, deliver what is in flight within `grace`, store offsets.
 
         Returns False when Grace ran out before everything was delivered (what was not
@@ -119,8 +141,10 @@ class Pipeline:
             await asyncio.wait_for(asyncio.gather(*(o.drain() for o in self.outputs)), grace)
         except TimeoutError:
             drained = False
-            log.warning("Grace (%.1fs) ran out with records still in flight; their offsets "
-                        "are not stored", grace)
+            log.warning(
+                "Grace (%.1fs) ran out with records still in flight; their offsets are not stored",
+                grace,
+            )
         for out in self.outputs:
             await out.stop()
         for inp in self.inputs:

@@ -61,8 +61,13 @@ def _ray_factory(opts: TailOptions) -> HandlerFactory:
         return PlainHandler
 
     def factory(ctx: SourceContext) -> LineHandler:
-        return make_ray_handler(ctx, ray_metadata=opts.ray_metadata,
-                                multiline=opts.multiline_parser, tz_offset=opts.time_offset)
+        return make_ray_handler(
+            ctx,
+            ray_metadata=opts.ray_metadata,
+            multiline=opts.multiline_parser,
+            tz_offset=opts.time_offset,
+        )
+
     return factory
 
 
@@ -71,9 +76,12 @@ def _multiline_names(section: Section, opts: TailOptions) -> None:
     for name in opts.multiline_parser:
         if name.lower() not in known:
             prop = section.get("multiline.parser")
-            raise ConfigError(f"unknown multiline parser '{name}' (known: python, ray)",
-                              file=section.file, line=prop.line if prop else section.line,
-                              key="multiline.parser")
+            raise ConfigError(
+                f"unknown multiline parser '{name}' (known: python, ray)",
+                file=section.file,
+                line=prop.line if prop else section.line,
+                key="multiline.parser",
+            )
 
 
 def build_tail(section: Section, ctx: Context) -> Input:
@@ -94,8 +102,12 @@ def parse_retry_limit(prop: Prop | None) -> int | None:
     try:
         value = parse_int(text)
     except ValueError as exc:
-        raise ConfigError(f"bad value: {exc} (or false, no_limits, no_retries)",
-                          file=prop.file, line=prop.line, key=prop.key) from None
+        raise ConfigError(
+            f"bad value: {exc} (or false, no_limits, no_retries)",
+            file=prop.file,
+            line=prop.line,
+            key=prop.key,
+        ) from None
     if value < 0:
         raise ConfigError("must be 0 or more", file=prop.file, line=prop.line, key=prop.key)
     return value
@@ -108,20 +120,22 @@ def parse_workers(prop: Prop | None) -> int:
     try:
         value = parse_int(prop.value)
     except ValueError as exc:
-        raise ConfigError(f"bad value: {exc}", file=prop.file, line=prop.line,
-                          key=prop.key) from None
+        raise ConfigError(
+            f"bad value: {exc}", file=prop.file, line=prop.line, key=prop.key
+        ) from None
     if not 1 <= value <= 64:
-        raise ConfigError("must be between 1 and 64", file=prop.file, line=prop.line,
-                          key=prop.key)
+        raise ConfigError("must be between 1 and 64", file=prop.file, line=prop.line, key=prop.key)
     return value
 
 
 def delivery_of(section: Section, ctx: Context) -> Delivery:
-    return Delivery(flush=ctx.service.flush,
-                    retry_limit=parse_retry_limit(section.get("retry_limit")),
-                    backoff_base=ctx.service.scheduler_base,
-                    backoff_cap=ctx.service.scheduler_cap,
-                    workers=parse_workers(section.get("workers")))
+    return Delivery(
+        flush=ctx.service.flush,
+        retry_limit=parse_retry_limit(section.get("retry_limit")),
+        backoff_base=ctx.service.scheduler_base,
+        backoff_cap=ctx.service.scheduler_cap,
+        workers=parse_workers(section.get("workers")),
+    )
 
 
 def matcher_of(section: Section) -> Matcher:
@@ -131,11 +145,17 @@ def matcher_of(section: Section) -> Matcher:
         try:
             return Matcher.build(None, regex.value.strip())
         except Exception as exc:  # re.error
-            raise ConfigError(f"bad regular expression: {exc}", file=regex.file,
-                              line=regex.line, key=regex.key) from None
+            raise ConfigError(
+                f"bad regular expression: {exc}", file=regex.file, line=regex.line, key=regex.key
+            ) from None
     if match is None:
-        log.warning("%s:%d: [%s] %s has no Match: it will receive no records", section.file,
-                    section.line, section.kind.upper(), section.plugin)
+        log.warning(
+            "%s:%d: [%s] %s has no Match: it will receive no records",
+            section.file,
+            section.line,
+            section.kind.upper(),
+            section.plugin,
+        )
     return Matcher.build(match.value.strip() if match else None, None)
 
 
@@ -143,11 +163,15 @@ def build_stdout(section: Section, ctx: Context) -> Output:
     opts = build(StdoutOptions, section)
     if opts.format == "msgpack":
         prop = section.get("format")
-        raise ConfigError("Format msgpack is not supported here: use json_lines or json",
-                          file=section.file, line=prop.line if prop else section.line,
-                          key="Format")
-    return StdoutOutput(opts=opts, name=ctx.name, matcher=matcher_of(section),
-                        delivery=delivery_of(section, ctx))
+        raise ConfigError(
+            "Format msgpack is not supported here: use json_lines or json",
+            file=section.file,
+            line=prop.line if prop else section.line,
+            key="Format",
+        )
+    return StdoutOutput(
+        opts=opts, name=ctx.name, matcher=matcher_of(section), delivery=delivery_of(section, ctx)
+    )
 
 
 INPUTS: dict[str, Callable[[Section, Context], Input]] = {"tail": build_tail}
@@ -157,7 +181,10 @@ OUTPUTS: dict[str, Callable[[Section, Context], Output]] = {"stdout": build_stdo
 
 def registry(kind: str) -> dict[str, Callable[[Section, Context], Any]]:
     tables: dict[str, dict[str, Callable[[Section, Context], Any]]] = {
-        "input": INPUTS, "filter": FILTERS, "output": OUTPUTS}
+        "input": INPUTS,
+        "filter": FILTERS,
+        "output": OUTPUTS,
+    }
     return tables[kind]
 
 
@@ -165,43 +192,67 @@ def registry(kind: str) -> dict[str, Callable[[Section, Context], Any]]:
 def _lazy_output(module: str) -> Callable[[Section, Context], Output]:
     def build_output(section: Section, ctx: Context) -> Output:
         mod = importlib.import_module(module)
-        out: Output = mod.create(section, name=ctx.name, matcher=matcher_of(section),
-                                 delivery=delivery_of(section, ctx))
+        out: Output = mod.create(
+            section, name=ctx.name, matcher=matcher_of(section), delivery=delivery_of(section, ctx)
+        )
         return out
+
     return build_output
 
 
 def _lazy_filter(module: str) -> Callable[[Section, Context], Filter]:
     def build_filter(section: Section, ctx: Context) -> Filter:
-        flt: Filter = importlib.import_module(module).create(section, name=ctx.name,
-                                                             matcher=matcher_of(section))
+        flt: Filter = importlib.import_module(module).create(
+            section, name=ctx.name, matcher=matcher_of(section)
+        )
         return flt
+
     return build_filter
 
 
 def build_stdin(section: Section, ctx: Context) -> Input:
     from shipper.inputs.stdin import StdinInput
+
     return StdinInput.from_section(section, ctx.name)
 
 
 INPUTS["stdin"] = build_stdin
-OUTPUTS.update({name: _lazy_output(f"shipper.outputs.{mod}") for name, mod in
-                [("http", "http"), ("loki", "loki"), ("es", "es"), ("opentelemetry", "otlp")]})
-FILTERS.update({name: _lazy_filter(f"shipper.filters.{name}") for name in
-                ("modify", "record_modifier", "grep")})
+OUTPUTS.update(
+    {
+        name: _lazy_output(f"shipper.outputs.{mod}")
+        for name, mod in [
+            ("http", "http"),
+            ("loki", "loki"),
+            ("es", "es"),
+            ("opentelemetry", "otlp"),
+        ]
+    }
+)
+FILTERS.update(
+    {
+        name: _lazy_filter(f"shipper.filters.{name}")
+        for name in ("modify", "record_modifier", "grep")
+    }
+)
 
 # The key table of each plugin ("module:class"), for `shipper -i tail -h`.
 KEY_TABLES: dict[str, dict[str, str]] = {
-    "input": {"tail": "shipper.tail.options:TailOptions",
-              "stdin": "shipper.inputs.stdin:StdinOptions"},
-    "output": {"stdout": "shipper.outputs.stdout:StdoutOptions",
-               "http": "shipper.outputs.http:HttpOutputOptions",
-               "loki": "shipper.outputs.loki:LokiOptions",
-               "es": "shipper.outputs.es:EsOptions",
-               "opentelemetry": "shipper.outputs.otlp:OtlpOptions"},
-    "filter": {"modify": "shipper.filters.modify:ModifyOptions",
-               "record_modifier": "shipper.filters.record_modifier:RecordModifierOptions",
-               "grep": "shipper.filters.grep:GrepOptions"},
+    "input": {
+        "tail": "shipper.tail.options:TailOptions",
+        "stdin": "shipper.inputs.stdin:StdinOptions",
+    },
+    "output": {
+        "stdout": "shipper.outputs.stdout:StdoutOptions",
+        "http": "shipper.outputs.http:HttpOutputOptions",
+        "loki": "shipper.outputs.loki:LokiOptions",
+        "es": "shipper.outputs.es:EsOptions",
+        "opentelemetry": "shipper.outputs.otlp:OtlpOptions",
+    },
+    "filter": {
+        "modify": "shipper.filters.modify:ModifyOptions",
+        "record_modifier": "shipper.filters.record_modifier:RecordModifierOptions",
+        "grep": "shipper.filters.grep:GrepOptions",
+    },
     "service": {"service": "shipper.config.service:ServiceOptions"},
 }
 

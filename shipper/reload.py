@@ -37,8 +37,11 @@ def pair_inputs(old: list[Input], new: list[Input]) -> list[tuple[TailInput, Tai
                 free.remove(n)
                 break
         else:
-            log.info("%s (Path %s) is not in the new configuration: it stops", o.name,
-                     ",".join(key_of(o.opts)))
+            log.info(
+                "%s (Path %s) is not in the new configuration: it stops",
+                o.name,
+                ",".join(key_of(o.opts)),
+            )
     return pairs
 
 
@@ -60,8 +63,11 @@ async def hand_over(old: Pipeline, tasks: list[asyncio.Task[None]], new: Pipelin
         await asyncio.wait_for(asyncio.gather(*(o.drain() for o in old.outputs)), grace)
     except TimeoutError:
         drained = False
-        log.warning("reload: Grace (%.1fs) ran out with records in flight; the new "
-                    "configuration reads them again", grace)
+        log.warning(
+            "reload: Grace (%.1fs) ran out with records in flight; the new "
+            "configuration reads them again",
+            grace,
+        )
     # Before the old outputs stop: stopping releases the batch being sent, and its offsets
     # must not count as delivered.
     for o, n in pairs:

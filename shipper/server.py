@@ -65,8 +65,9 @@ class HttpServer:
         app.router.add_get("/api/v2/metrics/prometheus", self._prometheus_text)
         app.router.add_route("*", "/api/v2/reload", self._reload)
         # No access log: a probe every few seconds would drown the agent's own log.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               shutdown_timeout=SHUTDOWN_TIMEOUT)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()
@@ -83,18 +84,22 @@ class HttpServer:
 
     # -- handlers -------------------------------------------------------------------------
     async def _root(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "fluent-bit": {"version": __version__, "edition": "shipper", "flags": []},
-            "shipper": {"version": __version__, "python": platform.python_version()},
-        })
+        return web.json_response(
+            {
+                "fluent-bit": {"version": __version__, "edition": "shipper", "flags": []},
+                "shipper": {"version": __version__, "python": platform.python_version()},
+            }
+        )
 
     async def _uptime(self, request: web.Request) -> web.Response:
         secs = int(time.time() - telemetry.START_TIME)
         days, rest = divmod(secs, 86400)
         hours, rest = divmod(rest, 3600)
         minutes, seconds = divmod(rest, 60)
-        human = (f"Fluent Bit has been running:  {days} day, {hours} hour, {minutes} minute "
-                 f"and {seconds} second")
+        human = (
+            f"Fluent Bit has been running:  {days} day, {hours} hour, {minutes} minute "
+            f"and {seconds} second"
+        )
         return web.json_response({"uptime_sec": secs, "uptime_hr": human})
 
     async def _health_v1(self, request: web.Request) -> web.Response:
@@ -117,10 +122,10 @@ class HttpServer:
         if request.method == "GET":
             return web.json_response({"hot_reload_count": self.control.reload_count})
         if request.method not in ("POST", "PUT"):
-            return web.json_response({"reload": "method not allowed", "status": -3},
-                                     status=400)
+            return web.json_response({"reload": "method not allowed", "status": -3}, status=400)
         # Fluent Bit's answer shape. It answers "not enabled" with 200; a 400 makes
         # `curl -f` and deploy scripts notice that nothing will happen.
         answer, status = self.control.request_reload()
-        return web.json_response({"reload": answer, "status": status},
-                                 status=200 if status == 0 else 400)
+        return web.json_response(
+            {"reload": answer, "status": status}, status=200 if status == 0 else 400
+        )

@@ -86,8 +86,8 @@ class Registry:
         return len(self.inputs), len(self.outputs)
 
     def rollback(self, mark: Mark) -> None:
-        del self.inputs[mark[0]:]
-        del self.outputs[mark[1]:]
+        del self.inputs[mark[0] :]
+        del self.outputs[mark[1] :]
 
     def retire(self, mark: Mark) -> None:
         """Keep only the stats made after `mark`. Counters carry over to the instance of the
@@ -165,8 +165,9 @@ def file_rotated(stats: InputStats, old: str, new: str) -> None:
 
 
 def file_truncated(stats: InputStats, path: str, size: int, offset: int) -> None:
-    _plugin_log(stats.name).info("%s truncated (size %d < offset %d): reading from 0",
-                                 path, size, offset)
+    _plugin_log(stats.name).info(
+        "%s truncated (size %d < offset %d): reading from 0", path, size, offset
+    )
 
 
 def file_error(stats: InputStats, path: str, err: OSError) -> None:
@@ -175,8 +176,9 @@ def file_error(stats: InputStats, path: str, err: OSError) -> None:
 
 def long_line(stats: InputStats, path: str, size: int, skipped: bool) -> None:
     what = "skipped" if skipped else "truncated"
-    _plugin_log(stats.name).warning("%s: line longer than Buffer_Max_Size (%d bytes) %s",
-                                    path, size, what)
+    _plugin_log(stats.name).warning(
+        "%s: line longer than Buffer_Max_Size (%d bytes) %s", path, size, what
+    )
 
 
 def session_switched(stats: InputStats, link: str, target: str) -> None:
@@ -188,8 +190,9 @@ def output_retry(stats: OutputStats, attempt: int, delay: float, reason: str) ->
     stats.errors += 1
     stats.error_times.append(time.monotonic())
     stats.consecutive_errors += 1
-    _plugin_log(stats.name).warning("delivery failed (%s); retry %d in %.2fs", reason,
-                                    attempt, delay)
+    _plugin_log(stats.name).warning(
+        "delivery failed (%s); retry %d in %.2fs", reason, attempt, delay
+    )
 
 
 def output_dropped(stats: OutputStats, records: int, reason: str) -> None:

@@ -20,8 +20,12 @@ from typing import Any
 DEADLINE = 20.0
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = DEADLINE, what: str = "condition",
-             interval: float = 0.02) -> Any:
+def wait_for(
+    cond: Callable[[], Any],
+    timeout: float = DEADLINE,
+    what: str = "condition",
+    interval: float = 0.02,
+) -> Any:
     """Poll `cond` until it returns something truthy; fail the test at the deadline."""
     end = time.monotonic() + timeout
     while True:
@@ -36,14 +40,25 @@ def wait_for(cond: Callable[[], Any], timeout: float = DEADLINE, what: str = "co
 class Agent:
     """shipper as a user runs it: `python -m shipper ARGS`, stdout parsed as JSON lines."""
 
-    def __init__(self, args: list[str], *, env: dict[str, str] | None = None,
-                 cwd: str | Path | None = None, stdout: int | None = subprocess.PIPE,
-                 stdin: int | None = subprocess.DEVNULL) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | Path | None = None,
+        stdout: int | None = subprocess.PIPE,
+        stdin: int | None = subprocess.DEVNULL,
+    ) -> None:
         full_env = dict(os.environ)
         full_env.update(env or {})
-        self.proc = subprocess.Popen([sys.executable, "-m", "shipper", *args],
-                                     stdout=stdout, stderr=subprocess.PIPE, stdin=stdin,
-                                     env=full_env, cwd=cwd)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shipper", *args],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            stdin=stdin,
+            env=full_env,
+            cwd=cwd,
+        )
         self.records: list[dict[str, Any]] = []
         self.raw: list[bytes] = []
         self.stderr: list[str] = []
@@ -81,8 +96,11 @@ class Agent:
             return "".join(self.stderr)
 
     def wait_records(self, n: int, timeout: float = DEADLINE) -> list[dict[str, Any]]:
-        wait_for(lambda: len(self.records) >= n or self.proc.poll() is not None, timeout,
-                 f"{n} records (have {len(self.records)}); stderr:\n{self.err_text()[-2000:]}")
+        wait_for(
+            lambda: len(self.records) >= n or self.proc.poll() is not None,
+            timeout,
+            f"{n} records (have {len(self.records)}); stderr:\n{self.err_text()[-2000:]}",
+        )
         assert len(self.records) >= n, f"agent exited early:\n{self.err_text()[-3000:]}"
         return self.snapshot()
 
@@ -92,6 +110,7 @@ class Agent:
                 if rec.get("log") == text:
                     return rec
             return None
+
         return wait_for(find, timeout, f"a record with log {text!r}")  # type: ignore[no-any-return]
 
     def wait_stderr(self, text: str, timeout: float = DEADLINE) -> None:

@@ -27,9 +27,22 @@ REPO = Path(__file__).resolve().parent.parent
 def _bench(tmp_path: Path, *args: str) -> dict[str, Any]:
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out),
-         "--work", str(tmp_path / "work"), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=110)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--smoke",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert (out / "results.md").read_text().count("| scenario |") >= 1
     data: dict[str, Any] = json.loads((out / "results.json").read_text())
@@ -54,8 +67,9 @@ def _check_row(row: dict[str, Any]) -> None:
 def test_smoke_reports_every_figure_with_nothing_lost(tmp_path: Path) -> None:
     data = _bench(tmp_path)
     rows = data["summary"]
-    assert {(r["scenario"], r["variant"]) for r in rows} == \
-        {(s, v) for s in SCENARIOS for v in ("ray", "plain")}
+    assert {(r["scenario"], r["variant"]) for r in rows} == {
+        (s, v) for s in SCENARIOS for v in ("ray", "plain")
+    }
     for row in rows:
         _check_row(row)
     assert data["meta"]["workload"]["backlog"]["lines"] == 2000
@@ -64,8 +78,17 @@ def test_smoke_reports_every_figure_with_nothing_lost(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_smoke_vs_prints_ratios(tmp_path: Path) -> None:
-    data = _bench(tmp_path, "--scenarios", "stdout,live", "--variants", "plain",
-                  "--vs", f"{sys.executable} -m shipper -c {{config}}", "--vs-label", "again")
+    data = _bench(
+        tmp_path,
+        "--scenarios",
+        "stdout,live",
+        "--variants",
+        "plain",
+        "--vs",
+        f"{sys.executable} -m shipper -c {{config}}",
+        "--vs-label",
+        "again",
+    )
     agents = {(r["variant"], r["agent"]) for r in data["summary"]}
     assert agents == {("plain", "shipper"), ("fluent-bit", "again")}
     for row in data["summary"]:
@@ -101,8 +124,11 @@ def test_tally_latency_from_write_times() -> None:
 
 
 def test_fluent_bit_variant_has_no_shipper_only_keys() -> None:
-    common: dict[str, Any] = {"glob": "/tmp/ray/session_latest/logs/*", "flush": 1.0,
-              "output": Output("http", 9999)}
+    common: dict[str, Any] = {
+        "glob": "/tmp/ray/session_latest/logs/*",
+        "flush": 1.0,
+        "output": Output("http", 9999),
+    }
     fb = render(variant="fluent-bit", **common)
     assert "ray_metadata" not in fb.lower() and "multiline.parser" not in fb.lower()
     assert "Ray_Metadata      off" in render(variant="plain", **common)

@@ -40,9 +40,29 @@ BASE_IMAGE = "python:3.11-slim"
 UID = "10001"
 
 # Packages and tools that mean "a compiler or build chain is in the image".
-BUILD_TOOLS = {"gcc", "g++", "cc", "c++", "clang", "make", "cmake", "build-essential",
-               "build-base", "musl-dev", "libc6-dev", "libc-dev", "python3-dev", "python-dev",
-               "rustc", "cargo", "gfortran", "autoconf", "automake", "libtool", "pkg-config"}
+BUILD_TOOLS = {
+    "gcc",
+    "g++",
+    "cc",
+    "c++",
+    "clang",
+    "make",
+    "cmake",
+    "build-essential",
+    "build-base",
+    "musl-dev",
+    "libc6-dev",
+    "libc-dev",
+    "python3-dev",
+    "python-dev",
+    "rustc",
+    "cargo",
+    "gfortran",
+    "autoconf",
+    "automake",
+    "libtool",
+    "pkg-config",
+}
 
 
 def _project() -> dict[str, object]:
@@ -106,8 +126,7 @@ def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
             global_args[name.strip()] = default.strip().strip('"')
         elif ins.cmd == "FROM":
             words = [w for w in ins.args.split() if not w.startswith("--")]
-            base = re.sub(r"\$\{?(\w+)\}?", lambda m: global_args.get(m.group(1), ""),
-                          words[0])
+            base = re.sub(r"\$\{?(\w+)\}?", lambda m: global_args.get(m.group(1), ""), words[0])
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             stages.append(Stage(base, name))
         else:
@@ -177,8 +196,11 @@ def test_final_stage_entrypoint_stopsignal_workdir_labels_port() -> None:
     assert final.last("WORKDIR") is not None
     assert "2020" in [p.split("/")[0] for i in final.all("EXPOSE") for p in i.args.split()]
     labels = " ".join(i.args for i in final.all("LABEL"))
-    for key in ("org.opencontainers.image.title", "org.opencontainers.image.source",
-                "org.opencontainers.image.version"):
+    for key in (
+        "org.opencontainers.image.title",
+        "org.opencontainers.image.source",
+        "org.opencontainers.image.version",
+    ):
         assert key in labels
 
 
@@ -202,7 +224,8 @@ def test_final_stage_has_no_compiler_and_installs_wheels_only() -> None:
     assert "--no-index" in install, "wheels only: nothing downloaded or built"
     assert "--no-cache-dir" in install, "no pip cache left in the image"
     assert "from=builder" in install or any(
-        "--from=builder" in c.args for c in final.all("COPY")), "wheels come from the builder"
+        "--from=builder" in c.args for c in final.all("COPY")
+    ), "wheels come from the builder"
     # Nothing copied from the build context: the source tree stays out of the image.
     assert all("--from=" in c.args for c in final.all("COPY"))
 
@@ -241,7 +264,7 @@ def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
             out, i = out + "[^/]", i + 1
         elif pattern[i] == "[":
             close = pattern.index("]", i)
-            out, i = out + pattern[i:close + 1], close + 1
+            out, i = out + pattern[i : close + 1], close + 1
         else:
             out, i = out + re.escape(pattern[i]), i + 1
     return re.compile(out)
@@ -275,12 +298,20 @@ def _builder_sources() -> list[str]:
 
 
 def test_dockerignore_keeps_the_context_small_but_complete() -> None:
-    patterns = [line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     for needed in ("pyproject.toml", "shipper/__init__.py", "shipper/cli.py"):
         assert not _dockerignored(needed, patterns), needed
-    for unwanted in (".git/config", "tests/test_docker_image.py", ".venv/bin/python",
-                     "shipper/__pycache__/cli.cpython-311.pyc", "benchmarks/out/x.json"):
+    for unwanted in (
+        ".git/config",
+        "tests/test_docker_image.py",
+        ".venv/bin/python",
+        "shipper/__pycache__/cli.cpython-311.pyc",
+        "benchmarks/out/x.json",
+    ):
         assert _dockerignored(unwanted, patterns), unwanted
     sources = _builder_sources()
     assert "pyproject.toml" in sources and "shipper" in sources, sources
@@ -294,17 +325,34 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
 def _clean_env(**extra: str) -> dict[str, str]:
     """This environment (pip's index settings included) minus anything that would let the
     venv see the repository's own copy of the package."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "SHIPPER_DEFAULT_CONFIG",
-                        "PYTHONSTARTUP")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "PYTHONPATH",
+            "PYTHONHOME",
+            "VIRTUAL_ENV",
+            "SHIPPER_DEFAULT_CONFIG",
+            "PYTHONSTARTUP",
+        )
+    }
     env.update(extra)
     return env
 
 
-def _run(cmd: list[str], cwd: Path, timeout: float = 240,
-         **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, env=_clean_env(**env), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def _run(
+    cmd: list[str], cwd: Path, timeout: float = 240, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=_clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @dataclass
@@ -329,8 +377,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
             shutil.copy2(path, context / src)
 
     dist = work / "dist"
-    proc = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist),
-                 str(context)], cwd=work)
+    proc = _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist), str(context)],
+        cwd=work,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     wheels = sorted(dist.glob("shipper-*.whl"))
     assert len(wheels) == 1, wheels
@@ -350,8 +400,7 @@ def test_wheel_is_pure_python_and_has_the_console_script(installed: Installed) -
     with zipfile.ZipFile(installed.wheel) as zf:
         names = zf.namelist()
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-        assert re.search(r"^shipper\s*=\s*shipper\.cli:main$",
-                         zf.read(entry_points).decode(), re.M)
+        assert re.search(r"^shipper\s*=\s*shipper\.cli:main$", zf.read(entry_points).decode(), re.M)
         assert not any(n.startswith(("tests/", "benchmarks/", "k8s/")) for n in names)
         # The default config location lives in the package, not in the image.
         sources = b"".join(zf.read(n) for n in names if n.endswith(".py"))
@@ -369,33 +418,46 @@ def test_installed_shipper_reports_its_version(installed: Installed) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_installed_shipper_reads_the_default_config(installed: Installed,
-                                                    tmp_path: Path) -> None:
+def test_installed_shipper_reads_the_default_config(installed: Installed, tmp_path: Path) -> None:
     """No -c: the config at SHIPPER_DEFAULT_CONFIG (in the image: /fluent-bit/etc/...)."""
     etc = tmp_path / "fluent-bit" / "etc"
     etc.mkdir(parents=True)
     conf = etc / "fluent-bit.conf"
     shutil.copy(SEED_CONF, conf)
-    proc = _run([str(installed.bin / "shipper"), "--dry-run"], cwd=tmp_path, timeout=60,
-                SHIPPER_DEFAULT_CONFIG=str(conf))
+    proc = _run(
+        [str(installed.bin / "shipper"), "--dry-run"],
+        cwd=tmp_path,
+        timeout=60,
+        SHIPPER_DEFAULT_CONFIG=str(conf),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     # ...and it is really that file being read: break it and the same command fails,
     # naming the bad key.
-    conf.write_text(SEED_CONF.read_text(encoding="utf-8").replace("Tag ray", "Tagg ray"),
-                    encoding="utf-8")
-    proc = _run([str(installed.bin / "shipper"), "--dry-run"], cwd=tmp_path, timeout=60,
-                SHIPPER_DEFAULT_CONFIG=str(conf))
+    conf.write_text(
+        SEED_CONF.read_text(encoding="utf-8").replace("Tag ray", "Tagg ray"), encoding="utf-8"
+    )
+    proc = _run(
+        [str(installed.bin / "shipper"), "--dry-run"],
+        cwd=tmp_path,
+        timeout=60,
+        SHIPPER_DEFAULT_CONFIG=str(conf),
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Tagg" in proc.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_installed_shipper_falls_back_to_the_embedded_default(installed: Installed,
-                                                              tmp_path: Path) -> None:
+def test_installed_shipper_falls_back_to_the_embedded_default(
+    installed: Installed, tmp_path: Path
+) -> None:
     """No file at the default location (an image run without a mounted config): the
     embedded default config, which must be valid."""
-    proc = _run([str(installed.bin / "shipper"), "--dry-run"], cwd=tmp_path, timeout=60,
-                SHIPPER_DEFAULT_CONFIG=str(tmp_path / "absent" / "fluent-bit.conf"))
+    proc = _run(
+        [str(installed.bin / "shipper"), "--dry-run"],
+        cwd=tmp_path,
+        timeout=60,
+        SHIPPER_DEFAULT_CONFIG=str(tmp_path / "absent" / "fluent-bit.conf"),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

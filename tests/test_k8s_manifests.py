@@ -159,8 +159,11 @@ def configmap_consumers(
     for other in _load(doc_path):
         for template in pod_templates(other):
             spec = template["spec"]
-            volumes = {v["name"] for v in spec.get("volumes", [])
-                       if v.get("configMap", {}).get("name") == name}
+            volumes = {
+                v["name"]
+                for v in spec.get("volumes", [])
+                if v.get("configMap", {}).get("name") == name
+            }
             for c in _containers(spec):
                 if any(m["name"] in volumes for m in c.get("volumeMounts", [])):
                     found.append((spec, c))
@@ -190,9 +193,15 @@ def shipper_cmd() -> list[str]:
 def dry_run(conf: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k != "SHIPPER_DEFAULT_CONFIG"}
     full_env.update(env)
-    return subprocess.run([*shipper_cmd(), "--dry-run", "-c", str(conf)], env=full_env,
-                          cwd=conf.parent, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(
+        [*shipper_cmd(), "--dry-run", "-c", str(conf)],
+        env=full_env,
+        cwd=conf.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 # -------------------------------------------------------------------- CRD validation
@@ -212,7 +221,8 @@ def close_objects(schema: dict[str, Any]) -> dict[str, Any]:
     if "properties" in node:
         node["properties"] = {k: close_objects(v) for k, v in node["properties"].items()}
         if "additionalProperties" not in node and not node.get(
-                "x-kubernetes-preserve-unknown-fields"):
+            "x-kubernetes-preserve-unknown-fields"
+        ):
             node["additionalProperties"] = False
     if isinstance(node.get("additionalProperties"), dict):
         node["additionalProperties"] = close_objects(node["additionalProperties"])
@@ -256,8 +266,12 @@ def crd_errors(doc: dict[str, Any], *, strict: bool = True) -> list[str]:
 def validate_templates_as_core(doc: dict[str, Any], version: str) -> None:
     """RayCluster metadata and pod templates, as a core PodTemplate (strict)."""
     for template in pod_templates(doc):
-        wrapper = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": doc["metadata"],
-                   "template": template}
+        wrapper = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": doc["metadata"],
+            "template": template,
+        }
         kubernetes_validate.validate(wrapper, version, strict=True)
 
 
@@ -298,8 +312,9 @@ def test_raycluster_matches_crd(path: Path, index: int, doc: dict[str, Any]) -> 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize(("path", "index", "doc"), RAY_DOCS, ids=_ids(RAY_DOCS))
-def test_raycluster_pod_templates_are_valid(path: Path, index: int, doc: dict[str, Any],
-                                            version: str) -> None:
+def test_raycluster_pod_templates_are_valid(
+    path: Path, index: int, doc: dict[str, Any], version: str
+) -> None:
     try:
         validate_templates_as_core(doc, version)
     except kubernetes_validate.ValidationError as exc:
@@ -334,8 +349,9 @@ def test_sidecar_is_the_seed_with_a_new_image() -> None:
 
 
 @pytest.mark.parametrize(("path", "index", "doc"), CONFIGMAPS, ids=_ids(CONFIGMAPS))
-def test_embedded_config_passes_dry_run(path: Path, index: int, doc: dict[str, Any],
-                                        tmp_path: Path) -> None:
+def test_embedded_config_passes_dry_run(
+    path: Path, index: int, doc: dict[str, Any], tmp_path: Path
+) -> None:
     data = doc.get("data", {})
     assert "fluent-bit.conf" in data, "the drop-in config key is fluent-bit.conf"
     for name, text in data.items():  # @INCLUDE'd siblings land next to it, as in the pod
@@ -346,7 +362,8 @@ def test_embedded_config_passes_dry_run(path: Path, index: int, doc: dict[str, A
         proc = dry_run(tmp_path / "fluent-bit.conf", container_env(container))
         assert proc.returncode == 0, (
             f"{_doc_id(path, index, doc)} with {container['name']}'s env: "
-            f"shipper --dry-run exited {proc.returncode}\n{proc.stdout}{proc.stderr}")
+            f"shipper --dry-run exited {proc.returncode}\n{proc.stdout}{proc.stderr}"
+        )
 
 
 @pytest.mark.parametrize(("path", "index", "doc"), CONFIGMAPS, ids=_ids(CONFIGMAPS))
@@ -418,8 +435,7 @@ def _config_for(path: Path, spec: dict[str, Any], container: dict[str, Any]) -> 
     assert mounts, f"{container['name']} does not mount its config at {DROP_IN}"
     volume = next(v for v in spec["volumes"] if v["name"] == mounts[0]["name"])
     cm_name = volume["configMap"]["name"]
-    cms = [d for d in _load(path)
-           if d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm_name]
+    cms = [d for d in _load(path) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm_name]
     assert cms, f"ConfigMap {cm_name} is not in {path.relative_to(ROOT)}"
     return str(cms[0]["data"][mounts[0].get("subPath", "fluent-bit.conf")])
 
@@ -427,8 +443,11 @@ def _config_for(path: Path, spec: dict[str, Any], container: dict[str, Any]) -> 
 def _mount_of(container: dict[str, Any], target: str) -> dict[str, Any] | None:
     """The volume mount whose mountPath holds `target` (the deepest one)."""
     path = PurePosixPath(target)
-    holding = [m for m in container.get("volumeMounts", [])
-               if PurePosixPath(m["mountPath"]) in (path, *path.parents)]
+    holding = [
+        m
+        for m in container.get("volumeMounts", [])
+        if PurePosixPath(m["mountPath"]) in (path, *path.parents)
+    ]
     return max(holding, key=lambda m: len(PurePosixPath(m["mountPath"]).parts), default=None)
 
 
@@ -445,8 +464,7 @@ def test_shipper_containers_are_drop_in(path: Path, index: int, doc: dict[str, A
 
 
 @pytest.mark.parametrize(("path", "index", "doc"), SHIPPER_PODS, ids=_ids(SHIPPER_PODS))
-def test_http_server_ports_and_probes_agree(path: Path, index: int,
-                                            doc: dict[str, Any]) -> None:
+def test_http_server_ports_and_probes_agree(path: Path, index: int, doc: dict[str, Any]) -> None:
     for spec, c in shipper_containers(doc):
         conf = _config_for(path, spec, c)
         if (conf_get(conf, "SERVICE", "HTTP_Server") or "off").lower() not in ("on", "true"):
@@ -487,8 +505,15 @@ def test_shutdown_budget(path: Path, index: int, doc: dict[str, Any]) -> None:
         sleep = int(m.group(1))
         grace = float(conf_get(_config_for(path, spec, c), "SERVICE", "Grace") or 5)
         budget = spec.get("terminationGracePeriodSeconds", K8S_DEFAULT_GRACE)
-        ray = [x for x in spec["containers"] if x is not c and "ray stop" in shlex.join(
-            x.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", []))]
+        ray = [
+            x
+            for x in spec["containers"]
+            if x is not c
+            and "ray stop"
+            in shlex.join(
+                x.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+            )
+        ]
         if ray:
             assert sleep > RAY_STOP_GRACE, f"{c['name']}: sleep {sleep} <= ray stop's grace"
         assert budget >= sleep + grace + 5, f"{c['name']}: {budget} < {sleep} + {grace} + 5"
@@ -521,8 +546,9 @@ def test_daemonset_reads_where_ray_pods_write() -> None:
     for ray in rays:
         for template in pod_templates(ray):
             pod = template["spec"]
-            logs = {v["name"] for v in pod["volumes"] if v.get("hostPath", {}).get("path")
-                    == host_dir}
+            logs = {
+                v["name"] for v in pod["volumes"] if v.get("hostPath", {}).get("path") == host_dir
+            }
             assert logs, "Ray pods must write to the DaemonSet's hostPath"
             for c in _containers(pod):
                 for m in c.get("volumeMounts", []):
@@ -565,9 +591,16 @@ def test_daemonset_records_carry_the_pod_name(tmp_path: Path) -> None:
     records: queue.Queue[dict[str, Any]] = queue.Queue()
     seen: dict[str, dict[str, Any]] = {}
     stderr_path = tmp_path / "shipper.stderr"
-    with stderr_path.open("wb") as stderr, subprocess.Popen(
+    with (
+        stderr_path.open("wb") as stderr,
+        subprocess.Popen(
             [*shipper_cmd(), "-c", str(tmp_path / "fluent-bit.conf")],
-            stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=tmp_path) as proc:
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+            cwd=tmp_path,
+        ) as proc,
+    ):
         out = proc.stdout
         assert out is not None
 

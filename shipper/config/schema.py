@@ -14,8 +14,16 @@ from shipper.config.model import ConfigError, Prop, Section
 
 T = TypeVar("T")
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,
-               "g": 1024**3, "gb": 1024**3}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+}
 _TIME_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _TRUE = {"on", "true", "yes", "1"}
 _FALSE = {"off", "false", "no", "0"}
@@ -69,14 +77,27 @@ def parse_str(text: str) -> str:
 
 
 PARSERS: dict[str, Callable[[str], Any]] = {
-    "str": parse_str, "int": parse_int, "float": parse_float, "bool": parse_bool,
-    "size": parse_size, "time": parse_time, "list": parse_list,
+    "str": parse_str,
+    "int": parse_int,
+    "float": parse_float,
+    "bool": parse_bool,
+    "size": parse_size,
+    "time": parse_time,
+    "list": parse_list,
 }
 
 
-def opt(key: str, kind: str, default: Any = None, *, help: str, multi: bool = False,
-        choices: tuple[str, ...] = (), required: bool = False,
-        convert: Callable[[str], Any] | None = None) -> Any:
+def opt(
+    key: str,
+    kind: str,
+    default: Any = None,
+    *,
+    help: str,
+    multi: bool = False,
+    choices: tuple[str, ...] = (),
+    required: bool = False,
+    convert: Callable[[str], Any] | None = None,
+) -> Any:
     """A dataclass field that is also a row of the key table.
 
     kind: one of PARSERS. multi: the key may repeat (value is a tuple of parsed values).
@@ -84,8 +105,15 @@ def opt(key: str, kind: str, default: Any = None, *, help: str, multi: bool = Fa
     """
     if kind not in PARSERS and convert is None:
         raise TypeError(f"unknown option kind {kind}")
-    meta = {"key": key, "kind": kind, "help": help, "multi": multi, "choices": choices,
-            "required": required, "convert": convert}
+    meta = {
+        "key": key,
+        "kind": kind,
+        "help": help,
+        "multi": multi,
+        "choices": choices,
+        "required": required,
+        "convert": convert,
+    }
     if multi:
         return dataclasses.field(default=tuple(default or ()), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -93,11 +121,28 @@ def opt(key: str, kind: str, default: Any = None, *, help: str, multi: bool = Fa
 
 # Keys every plugin section accepts (handled by the pipeline, not the plugin).
 COMMON_KEYS = {
-    "input": {"name", "tag", "alias", "log_level", "mem_buf_limit", "storage.type", "threaded",
-              "routable", "storage.pause_on_chunks_overlimit"},
+    "input": {
+        "name",
+        "tag",
+        "alias",
+        "log_level",
+        "mem_buf_limit",
+        "storage.type",
+        "threaded",
+        "routable",
+        "storage.pause_on_chunks_overlimit",
+    },
     "filter": {"name", "match", "match_regex", "alias", "log_level"},
-    "output": {"name", "match", "match_regex", "alias", "log_level", "retry_limit", "workers",
-               "storage.total_limit_size"},
+    "output": {
+        "name",
+        "match",
+        "match_regex",
+        "alias",
+        "log_level",
+        "retry_limit",
+        "workers",
+        "storage.total_limit_size",
+    },
     "service": set(),
     "parser": {"name"},
     "multiline_parser": {"name"},
@@ -118,17 +163,26 @@ def _convert(meta: dict[str, Any], prop: Prop) -> Any:
     try:
         value = fn(prop.value)
     except ValueError as exc:
-        raise ConfigError(f"bad value: {exc}", file=prop.file, line=prop.line,
-                          key=prop.key) from None
+        raise ConfigError(
+            f"bad value: {exc}", file=prop.file, line=prop.line, key=prop.key
+        ) from None
     if meta["choices"] and str(value).lower() not in meta["choices"]:
-        raise ConfigError(f"bad value {prop.value!r}: expected one of "
-                          f"{', '.join(meta['choices'])}", file=prop.file, line=prop.line,
-                          key=prop.key)
+        raise ConfigError(
+            f"bad value {prop.value!r}: expected one of {', '.join(meta['choices'])}",
+            file=prop.file,
+            line=prop.line,
+            key=prop.key,
+        )
     return value.lower() if meta["choices"] and isinstance(value, str) else value
 
 
-def build(cls: type[T], section: Section, *, extra_keys: set[str] | None = None,
-          prefix_keys: tuple[str, ...] = ()) -> T:
+def build(
+    cls: type[T],
+    section: Section,
+    *,
+    extra_keys: set[str] | None = None,
+    prefix_keys: tuple[str, ...] = (),
+) -> T:
     """Validate `section` against the key table of `cls` and return the frozen options.
 
     Unknown keys are an error naming file, line and key. `prefix_keys` lets a plugin accept
@@ -147,8 +201,12 @@ def build(cls: type[T], section: Section, *, extra_keys: set[str] | None = None,
             if prop.name in allowed or any(prop.name.startswith(p) for p in prefix_keys):
                 continue
             plugin = section.plugin or section.kind
-            raise ConfigError(f"unknown key for {section.kind} plugin '{plugin}'",
-                              file=prop.file, line=prop.line, key=prop.key)
+            raise ConfigError(
+                f"unknown key for {section.kind} plugin '{plugin}'",
+                file=prop.file,
+                line=prop.line,
+                key=prop.key,
+            )
         value = _convert(dict(field.metadata), prop)
         if field.metadata["multi"]:
             multi.setdefault(field.name, []).append(value)
@@ -158,7 +216,10 @@ def build(cls: type[T], section: Section, *, extra_keys: set[str] | None = None,
         values[name] = tuple(items)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.metadata.get("required") and f.name not in values:
-            raise ConfigError(f"missing required key for {section.kind} plugin "
-                              f"'{section.plugin}'", file=section.file, line=section.line,
-                              key=f.metadata["key"])
+            raise ConfigError(
+                f"missing required key for {section.kind} plugin '{section.plugin}'",
+                file=section.file,
+                line=section.line,
+                key=f.metadata["key"],
+            )
     return cls(**values)

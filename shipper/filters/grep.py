@@ -24,12 +24,19 @@ from shipper.match import Matcher
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GrepOptions:
-    regex: tuple[str, ...] = opt("Regex", "str", (), multi=True,
-                                 help="KEY REGEX: keep records whose KEY matches.")
-    exclude: tuple[str, ...] = opt("Exclude", "str", (), multi=True,
-                                   help="KEY REGEX: drop records whose KEY matches.")
-    logical_op: str = opt("Logical_Op", "str", "legacy", choices=("legacy", "and", "or"),
-                          help="How several rules combine.")
+    regex: tuple[str, ...] = opt(
+        "Regex", "str", (), multi=True, help="KEY REGEX: keep records whose KEY matches."
+    )
+    exclude: tuple[str, ...] = opt(
+        "Exclude", "str", (), multi=True, help="KEY REGEX: drop records whose KEY matches."
+    )
+    logical_op: str = opt(
+        "Logical_Op",
+        "str",
+        "legacy",
+        choices=("legacy", "and", "or"),
+        help="How several rules combine.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +94,10 @@ def create(section: Section, *, name: str, matcher: Matcher) -> GrepFilter:
             raise prop_error(prop, str(exc)) from None
         rule = Rule(prop.name == "regex", acc, compile_regex(prop, parts[1]))
         if opts.logical_op != "legacy" and rules and rules[0].keep != rule.keep:
-            raise prop_error(prop, f"Logical_Op {opts.logical_op.upper()} takes either Regex "
-                                   "or Exclude rules, not both")
+            raise prop_error(
+                prop,
+                f"Logical_Op {opts.logical_op.upper()} takes either Regex "
+                "or Exclude rules, not both",
+            )
         rules.append(rule)
     return GrepFilter(name=name, matcher=matcher, rules=rules, op=opts.logical_op)

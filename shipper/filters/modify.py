@@ -34,27 +34,37 @@ _TWO = ("set", "add", "add_if_not_present", "rename", "hard_rename", "copy", "ha
 class ModifyOptions:
     set: tuple[str, ...] = opt("Set", "str", (), multi=True, help="KEY VALUE: set (overwrite).")
     add: tuple[str, ...] = opt("Add", "str", (), multi=True, help="KEY VALUE: add if absent.")
-    add_if_not_present: tuple[str, ...] = opt("Add_if_not_present", "str", (), multi=True,
-                                              help="Old name of Add.")
+    add_if_not_present: tuple[str, ...] = opt(
+        "Add_if_not_present", "str", (), multi=True, help="Old name of Add."
+    )
     remove: tuple[str, ...] = opt("Remove", "str", (), multi=True, help="KEY: remove.")
-    remove_wildcard: tuple[str, ...] = opt("Remove_wildcard", "str", (), multi=True,
-                                           help="PREFIX*: remove keys with that prefix.")
-    remove_regex: tuple[str, ...] = opt("Remove_regex", "str", (), multi=True,
-                                        help="REGEX: remove keys matching it.")
-    rename: tuple[str, ...] = opt("Rename", "str", (), multi=True,
-                                  help="KEY NEW: rename unless NEW exists.")
-    hard_rename: tuple[str, ...] = opt("Hard_rename", "str", (), multi=True,
-                                       help="KEY NEW: rename, replacing NEW.")
-    copy: tuple[str, ...] = opt("Copy", "str", (), multi=True,
-                                help="KEY NEW: copy unless NEW exists.")
-    hard_copy: tuple[str, ...] = opt("Hard_copy", "str", (), multi=True,
-                                     help="KEY NEW: copy, replacing NEW.")
-    move_to_start: tuple[str, ...] = opt("Move_to_start", "str", (), multi=True,
-                                         help="PREFIX*: move matching keys first.")
-    move_to_end: tuple[str, ...] = opt("Move_to_end", "str", (), multi=True,
-                                       help="PREFIX*: move matching keys last.")
-    condition: tuple[str, ...] = opt("Condition", "str", (), multi=True,
-                                     help="TYPE ARGS: rules apply only when all hold.")
+    remove_wildcard: tuple[str, ...] = opt(
+        "Remove_wildcard", "str", (), multi=True, help="PREFIX*: remove keys with that prefix."
+    )
+    remove_regex: tuple[str, ...] = opt(
+        "Remove_regex", "str", (), multi=True, help="REGEX: remove keys matching it."
+    )
+    rename: tuple[str, ...] = opt(
+        "Rename", "str", (), multi=True, help="KEY NEW: rename unless NEW exists."
+    )
+    hard_rename: tuple[str, ...] = opt(
+        "Hard_rename", "str", (), multi=True, help="KEY NEW: rename, replacing NEW."
+    )
+    copy: tuple[str, ...] = opt(
+        "Copy", "str", (), multi=True, help="KEY NEW: copy unless NEW exists."
+    )
+    hard_copy: tuple[str, ...] = opt(
+        "Hard_copy", "str", (), multi=True, help="KEY NEW: copy, replacing NEW."
+    )
+    move_to_start: tuple[str, ...] = opt(
+        "Move_to_start", "str", (), multi=True, help="PREFIX*: move matching keys first."
+    )
+    move_to_end: tuple[str, ...] = opt(
+        "Move_to_end", "str", (), multi=True, help="PREFIX*: move matching keys last."
+    )
+    condition: tuple[str, ...] = opt(
+        "Condition", "str", (), multi=True, help="TYPE ARGS: rules apply only when all hold."
+    )
 
 
 Rule = Callable[[Record], Record]
@@ -67,21 +77,27 @@ def _prefix(text: str) -> str:
 
 def _rule(kind: str, a: str, b: str, prop: Prop) -> Rule:
     if kind == "set":
+
         def set_(r: Record) -> Record:
             r.pop(a, None)
             r[a] = b
             return r
+
         return set_
     if kind in ("add", "add_if_not_present"):
+
         def add(r: Record) -> Record:
             if a not in r:
                 r[a] = b
             return r
+
         return add
     if kind == "remove":
+
         def remove(r: Record) -> Record:
             r.pop(a, None)
             return r
+
         return remove
     if kind == "remove_wildcard":
         pre = _prefix(a)
@@ -96,6 +112,7 @@ def _rule(kind: str, a: str, b: str, prop: Prop) -> Rule:
             if a not in r or (b in r and not hard) or a == b:
                 return r
             return {(b if k == a else k): v for k, v in r.items() if k != b}
+
         return rename
     if kind in ("copy", "hard_copy"):
         hard = kind == "hard_copy"
@@ -107,6 +124,7 @@ def _rule(kind: str, a: str, b: str, prop: Prop) -> Rule:
             r.pop(b, None)
             r[b] = value
             return r
+
         return copy
     pre = _prefix(a)
     first = kind == "move_to_start"
@@ -115,6 +133,7 @@ def _rule(kind: str, a: str, b: str, prop: Prop) -> Rule:
         hit = {k: v for k, v in r.items() if k.startswith(pre)}
         rest = {k: v for k, v in r.items() if not k.startswith(pre)}
         return {**hit, **rest} if first else {**rest, **hit}
+
     return move
 
 
@@ -127,8 +146,14 @@ def _condition(args: list[str], prop: Prop) -> Condition:
     needs_b = kind.startswith("key_value") or kind.startswith("matching_keys")
     if needs_b and b is None:
         raise prop_error(prop, f"condition {args[0]} needs two arguments")
-    if kind in ("key_exists", "key_does_not_exist", "key_value_equals",
-                "key_value_does_not_equal", "key_value_matches", "key_value_does_not_match"):
+    if kind in (
+        "key_exists",
+        "key_does_not_exist",
+        "key_value_equals",
+        "key_value_does_not_equal",
+        "key_value_matches",
+        "key_value_does_not_match",
+    ):
         try:
             acc = Accessor.parse(a)
         except ValueError as exc:
@@ -148,13 +173,13 @@ def _condition(args: list[str], prop: Prop) -> Condition:
                 return False
             text = acc.string(r)
             return (text is not None and rx.search(text) is not None) != neg
+
         return value_matches
     if kind in ("a_key_matches", "no_key_matches"):
         rx = compile_regex(prop, a)
         neg = kind == "no_key_matches"
         return lambda r: any(rx.search(k) for k in r) != neg
-    if kind in ("matching_keys_have_matching_values",
-                "matching_keys_do_not_have_matching_values"):
+    if kind in ("matching_keys_have_matching_values", "matching_keys_do_not_have_matching_values"):
         krx, vrx = compile_regex(prop, a), compile_regex(prop, b or "")
         neg = kind.startswith("matching_keys_do_not")
 
@@ -167,6 +192,7 @@ def _condition(args: list[str], prop: Prop) -> Condition:
                         ok = False
                         break
             return ok != neg
+
         return keys_values
     raise prop_error(prop, f"unknown condition {args[0]!r}")
 
@@ -174,8 +200,9 @@ def _condition(args: list[str], prop: Prop) -> Condition:
 class ModifyFilter:
     plugin = "modify"
 
-    def __init__(self, *, name: str, matcher: Matcher, rules: list[Rule],
-                 conditions: list[Condition]) -> None:
+    def __init__(
+        self, *, name: str, matcher: Matcher, rules: list[Rule], conditions: list[Condition]
+    ) -> None:
         self.name = name
         self.matcher = matcher
         self.rules = rules
@@ -213,4 +240,3 @@ def create(section: Section, *, name: str, matcher: Matcher) -> ModifyFilter:
             raise prop_error(prop, f"expected {shape}")
         rules.append(_rule(kind, args[0], args[1] if want == 2 else "", prop))
     return ModifyFilter(name=name, matcher=matcher, rules=rules, conditions=conditions)
-

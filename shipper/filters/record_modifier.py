@@ -20,16 +20,25 @@ from shipper.match import Matcher
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecordModifierOptions:
-    record: tuple[str, ...] = opt("Record", "str", (), multi=True,
-                                  help="KEY VALUE to append to every record.")
-    remove_key: tuple[str, ...] = opt("Remove_key", "str", (), multi=True,
-                                      help="Key to remove (KEY* for a prefix).")
-    allowlist_key: tuple[str, ...] = opt("Allowlist_key", "str", (), multi=True,
-                                         help="Key to keep; all others go (KEY* for a prefix).")
-    whitelist_key: tuple[str, ...] = opt("Whitelist_key", "str", (), multi=True,
-                                         help="Old name of Allowlist_key.")
-    uuid_key: tuple[str, ...] = opt("Uuid_key", "str", (), multi=True,
-                                    help="Key that receives a random UUID.")
+    record: tuple[str, ...] = opt(
+        "Record", "str", (), multi=True, help="KEY VALUE to append to every record."
+    )
+    remove_key: tuple[str, ...] = opt(
+        "Remove_key", "str", (), multi=True, help="Key to remove (KEY* for a prefix)."
+    )
+    allowlist_key: tuple[str, ...] = opt(
+        "Allowlist_key",
+        "str",
+        (),
+        multi=True,
+        help="Key to keep; all others go (KEY* for a prefix).",
+    )
+    whitelist_key: tuple[str, ...] = opt(
+        "Whitelist_key", "str", (), multi=True, help="Old name of Allowlist_key."
+    )
+    uuid_key: tuple[str, ...] = opt(
+        "Uuid_key", "str", (), multi=True, help="Key that receives a random UUID."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +61,16 @@ class KeyPattern:
 class RecordModifierFilter:
     plugin = "record_modifier"
 
-    def __init__(self, *, name: str, matcher: Matcher, records: list[tuple[str, str]],
-                 remove: list[KeyPattern], allow: list[KeyPattern], uuid_keys: list[str]) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        matcher: Matcher,
+        records: list[tuple[str, str]],
+        remove: list[KeyPattern],
+        allow: list[KeyPattern],
+        uuid_keys: list[str],
+    ) -> None:
         self.name = name
         self.matcher = matcher
         self.records = records
@@ -95,9 +112,17 @@ def create(section: Section, *, name: str, matcher: Matcher) -> RecordModifierFi
             records.append((parts[0], parts[1]))
     allow = [*opts.allowlist_key, *opts.whitelist_key]
     if opts.remove_key and allow:
-        raise ConfigError("Remove_key and Allowlist_key are exclusive", file=section.file,
-                          line=section.line, key="Remove_key")
-    return RecordModifierFilter(name=name, matcher=matcher, records=records,
-                                remove=[KeyPattern.of(k) for k in opts.remove_key],
-                                allow=[KeyPattern.of(k) for k in allow],
-                                uuid_keys=[k.strip() for k in opts.uuid_key])
+        raise ConfigError(
+            "Remove_key and Allowlist_key are exclusive",
+            file=section.file,
+            line=section.line,
+            key="Remove_key",
+        )
+    return RecordModifierFilter(
+        name=name,
+        matcher=matcher,
+        records=records,
+        remove=[KeyPattern.of(k) for k in opts.remove_key],
+        allow=[KeyPattern.of(k) for k in allow],
+        uuid_keys=[k.strip() for k in opts.uuid_key],
+    )

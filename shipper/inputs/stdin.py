@@ -48,23 +48,45 @@ MIN_READ = 4096
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StdinOptions:
-    tag: str | None = opt("Tag", "str", None, help="Tag of the records (default: the "
-                          "instance name, e.g. stdin.0, as Fluent Bit).")
-    buffer_size: int = opt("Buffer_Size", "size", 16 * 1024,
-                           help="Longest line kept whole (Fluent Bit's stdin buffer); a longer "
-                                "line is cut there and flagged \"truncated\": true.")
-    mem_buf_limit: int = opt("Mem_Buf_Limit", "size", 32 * 1024 * 1024,
-                             help="Bytes of records in flight before reading pauses.")
-    ray_metadata: bool = opt("Ray_Metadata", "bool", True,
-                             help="Add component (from the `(raylet)` style prefix) and the "
-                                  "parsed Ray fields to records.")
-    multiline_parser: tuple[str, ...] = opt("multiline.parser", "list", ("ray",),
-                                            help="Multi-line parsers: ray (default), python.")
-    multiline_flush: float = opt("Multiline_Flush", "time", 1.0,
-                                 help="Seconds a pending multi-line record waits for more.")
-    time_offset: float | None = opt("Time_Offset", "float", None,
-                                    help="UTC offset in hours of the timestamps in Ray's "
-                                         "lines (default: this machine's local zone).")
+    tag: str | None = opt(
+        "Tag",
+        "str",
+        None,
+        help="Tag of the records (default: the instance name, e.g. stdin.0, as Fluent Bit).",
+    )
+    buffer_size: int = opt(
+        "Buffer_Size",
+        "size",
+        16 * 1024,
+        help="Longest line kept whole (Fluent Bit's stdin buffer); a longer "
+        'line is cut there and flagged "truncated": true.',
+    )
+    mem_buf_limit: int = opt(
+        "Mem_Buf_Limit",
+        "size",
+        32 * 1024 * 1024,
+        help="Bytes of records in flight before reading pauses.",
+    )
+    ray_metadata: bool = opt(
+        "Ray_Metadata",
+        "bool",
+        True,
+        help="Add component (from the `(raylet)` style prefix) and the "
+        "parsed Ray fields to records.",
+    )
+    multiline_parser: tuple[str, ...] = opt(
+        "multiline.parser", "list", ("ray",), help="Multi-line parsers: ray (default), python."
+    )
+    multiline_flush: float = opt(
+        "Multiline_Flush", "time", 1.0, help="Seconds a pending multi-line record waits for more."
+    )
+    time_offset: float | None = opt(
+        "Time_Offset",
+        "float",
+        None,
+        help="UTC offset in hours of the timestamps in Ray's "
+        "lines (default: this machine's local zone).",
+    )
 
 
 def _handler(opts: StdinOptions) -> LineHandler:
@@ -73,8 +95,12 @@ def _handler(opts: StdinOptions) -> LineHandler:
         return PlainHandler(ctx)
     from shipper.ray.handler import make_ray_handler
 
-    return make_ray_handler(ctx, ray_metadata=opts.ray_metadata,
-                            multiline=opts.multiline_parser, tz_offset=opts.time_offset)
+    return make_ray_handler(
+        ctx,
+        ray_metadata=opts.ray_metadata,
+        multiline=opts.multiline_parser,
+        tz_offset=opts.time_offset,
+    )
 
 
 class _Source:
@@ -99,8 +125,9 @@ class _Source:
     def attach(self, notify: Callable[[], None]) -> None:
         self._notify = notify
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"stdin-reader-{self.fd}",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name=f"stdin-reader-{self.fd}", daemon=True
+            )
             self._thread.start()
 
     def detach(self, notify: Callable[[], None]) -> None:
@@ -177,13 +204,22 @@ class StdinInput:
         self.fd = 0 if fd is None else fd
         self.stats = telemetry.REGISTRY.input(name)
         self.stats.buffer_limit = opts.mem_buf_limit
-        self.rules = LineRules(max_line=opts.buffer_size, skip_long=False, skip_empty=False,
-                               want_offsets=False)
+        self.rules = LineRules(
+            max_line=opts.buffer_size, skip_long=False, skip_empty=False, want_offsets=False
+        )
         # The tail reader's per-file state does the splitting; its positions count bytes of
         # the stream and serve only to pair chunks with their acknowledgements.
-        self.stream = TailedFile(fid=FileId(0, 0), fd=-1, path="-", real_path="", offset=0,
-                                 fingerprint=b"", handler=_handler(opts), tag=self.tag,
-                                 notify=self._acknowledged)
+        self.stream = TailedFile(
+            fid=FileId(0, 0),
+            fd=-1,
+            path="-",
+            real_path="",
+            offset=0,
+            fingerprint=b"",
+            handler=_handler(opts),
+            tag=self.tag,
+            notify=self._acknowledged,
+        )
         self.in_flight = 0
         self._source: _Source | None = None
         self._notify: Callable[[], None] = _nothing  # run() sets the thread-safe waker
@@ -201,9 +237,12 @@ class StdinInput:
             _handler(opts)
         except ValueError as exc:  # an unknown multiline.parser name
             prop = section.get("multiline.parser")
-            raise ConfigError(str(exc), file=section.file,
-                              line=prop.line if prop else section.line,
-                              key="multiline.parser") from None
+            raise ConfigError(
+                str(exc),
+                file=section.file,
+                line=prop.line if prop else section.line,
+                key="multiline.parser",
+            ) from None
         return cls(name=name, opts=opts)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -265,8 +304,9 @@ class StdinInput:
         if room <= 0:
             if not self.stats.paused:
                 self.stats.paused = True
-                log.debug("%s: paused at Mem_Buf_Limit (%d bytes in flight)", self.name,
-                          self.in_flight)
+                log.debug(
+                    "%s: paused at Mem_Buf_Limit (%d bytes in flight)", self.name, self.in_flight
+                )
             return
         self.stats.paused = False
         if not self._requested and not src.eof:
@@ -295,8 +335,11 @@ class StdinInput:
 
     def _at_eof(self, src: _Source) -> None:
         if src.error is not None:
-            log.warning("%s: cannot read standard input any more: %s", self.name,
-                        src.error.strerror or src.error)
+            log.warning(
+                "%s: cannot read standard input any more: %s",
+                self.name,
+                src.error.strerror or src.error,
+            )
         now = time.time()
         self._emit_records(drain_partial(self.stream, now), self.stream.read_pos)
         log.info("%s: end of input", self.name)

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 class DeliveryError(Exception):
     """A failed send. `retryable` decides between backoff and dropping the batch."""
 
-    def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None,
-                 fatal: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, retryable: bool, retry_after: float | None = None, fatal: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
@@ -123,8 +124,9 @@ class Output(abc.ABC):
     def _take_batch(self) -> list[Chunk]:
         batch: list[Chunk] = []
         size = 0
-        while self._queue and (not batch or size + self._queue[0].nbytes
-                               <= self.delivery.max_batch_bytes):
+        while self._queue and (
+            not batch or size + self._queue[0].nbytes <= self.delivery.max_batch_bytes
+        ):
             chunk = self._queue.popleft()
             self._queued_bytes -= chunk.nbytes
             size += chunk.nbytes
@@ -167,8 +169,9 @@ class Output(abc.ABC):
                 raise
             except Exception as exc:  # a bug must not kill the output and stall every input
                 self.log.exception("unexpected error delivering a batch")
-                telemetry.output_dropped(self.stats, sum(len(c.records) for c in batch),
-                                         f"unexpected error: {exc!r}")
+                telemetry.output_dropped(
+                    self.stats, sum(len(c.records) for c in batch), f"unexpected error: {exc!r}"
+                )
             self._busy -= 1
             for chunk in batch:
                 chunk.release()
@@ -176,8 +179,9 @@ class Output(abc.ABC):
                 self._idle.set()
 
     async def _deliver(self, batch: list[Chunk]) -> None:
-        records = [r for chunk in batch for r in chunk.records] if len(batch) > 1 \
-            else batch[0].records
+        records = (
+            [r for chunk in batch for r in chunk.records] if len(batch) > 1 else batch[0].records
+        )
         if not records:
             return
         payload = self.encode(records)
@@ -198,8 +202,9 @@ class Output(abc.ABC):
                 if limit is not None and attempt >= limit:
                     telemetry.output_retries_exhausted(self.stats, len(records), err.reason)
                     return
-                delay = backoff_delay(attempt, self.delivery.backoff_base,
-                                      self.delivery.backoff_cap, err.retry_after)
+                delay = backoff_delay(
+                    attempt, self.delivery.backoff_base, self.delivery.backoff_cap, err.retry_after
+                )
                 attempt += 1
                 telemetry.output_retry(self.stats, attempt, delay, err.reason)
                 await asyncio.sleep(delay)

@@ -43,31 +43,48 @@ class EsOptions(HttpOptions):
     pipeline: str | None = opt("Pipeline", "str", None, help="Ingest pipeline to run.")
     index: str = opt("Index", "str", "fluent-bit", help="Index name (without Logstash_Format).")
     type: str = opt("Type", "str", "_doc", help="Document _type (see Suppress_Type_Name).")
-    suppress_type_name: bool = opt("Suppress_Type_Name", "bool", False,
-                                   help="Leave _type out (required by Elasticsearch 8).")
-    logstash_format: bool = opt("Logstash_Format", "bool", False,
-                                help="Index named Logstash_Prefix-<date of the record>.")
-    logstash_prefix: str = opt("Logstash_Prefix", "str", "logstash",
-                               help="Index prefix with Logstash_Format.")
-    logstash_prefix_key: str | None = opt("Logstash_Prefix_Key", "str", None,
-                                          help="Record key whose value replaces the prefix.")
-    logstash_prefix_separator: str = opt("Logstash_Prefix_Separator", "str", "-",
-                                         help="Between prefix and date.")
-    logstash_dateformat: str = opt("Logstash_DateFormat", "str", "%Y.%m.%d",
-                                   help="strftime format of the index date.")
+    suppress_type_name: bool = opt(
+        "Suppress_Type_Name", "bool", False, help="Leave _type out (required by Elasticsearch 8)."
+    )
+    logstash_format: bool = opt(
+        "Logstash_Format", "bool", False, help="Index named Logstash_Prefix-<date of the record>."
+    )
+    logstash_prefix: str = opt(
+        "Logstash_Prefix", "str", "logstash", help="Index prefix with Logstash_Format."
+    )
+    logstash_prefix_key: str | None = opt(
+        "Logstash_Prefix_Key", "str", None, help="Record key whose value replaces the prefix."
+    )
+    logstash_prefix_separator: str = opt(
+        "Logstash_Prefix_Separator", "str", "-", help="Between prefix and date."
+    )
+    logstash_dateformat: str = opt(
+        "Logstash_DateFormat", "str", "%Y.%m.%d", help="strftime format of the index date."
+    )
     time_key: str = opt("Time_Key", "str", "@timestamp", help="Key of the record time.")
-    time_key_format: str = opt("Time_Key_Format", "str", "%Y-%m-%dT%H:%M:%S",
-                               help="strftime format of the time (fraction and Z appended).")
-    time_key_nanos: bool = opt("Time_Key_Nanos", "bool", False,
-                               help="Nanosecond fraction instead of milliseconds.")
-    current_time_index: bool = opt("Current_Time_Index", "bool", False,
-                                   help="Date the index by the time of sending.")
-    generate_id: bool = opt("Generate_ID", "bool", False,
-                            help="_id from a hash of the record: retries are idempotent.")
+    time_key_format: str = opt(
+        "Time_Key_Format",
+        "str",
+        "%Y-%m-%dT%H:%M:%S",
+        help="strftime format of the time (fraction and Z appended).",
+    )
+    time_key_nanos: bool = opt(
+        "Time_Key_Nanos", "bool", False, help="Nanosecond fraction instead of milliseconds."
+    )
+    current_time_index: bool = opt(
+        "Current_Time_Index", "bool", False, help="Date the index by the time of sending."
+    )
+    generate_id: bool = opt(
+        "Generate_ID", "bool", False, help="_id from a hash of the record: retries are idempotent."
+    )
     id_key: str | None = opt("Id_Key", "str", None, help="Record key holding the _id.")
-    write_operation: str = opt("Write_Operation", "str", "create",
-                               choices=("create", "index", "update", "upsert"),
-                               help="Bulk action for each record.")
+    write_operation: str = opt(
+        "Write_Operation",
+        "str",
+        "create",
+        choices=("create", "index", "update", "upsert"),
+        help="Bulk action for each record.",
+    )
     replace_dots: bool = opt("Replace_Dots", "bool", False, help="'.' in keys becomes '_'.")
     trace_output: bool = opt("Trace_Output", "bool", False, help="Accepted for compatibility.")
     trace_error: bool = opt("Trace_Error", "bool", False, help="Accepted for compatibility.")
@@ -84,8 +101,9 @@ def _dots(value: Any) -> Any:
 
 def document_id(record: Record) -> str:
     """A stable id for a record's content (UUID-shaped, as Fluent Bit's Generate_ID)."""
-    h = hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS),
-                        digest_size=16).hexdigest()
+    h = hashlib.blake2b(
+        orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -95,13 +113,18 @@ class EsOutput(HttpOutput):
     def __init__(self, *, opts: EsOptions, client: HttpClient, **kw: Any) -> None:
         super().__init__(client=client, **kw)
         self.opts = opts
-        self.action = "update" if opts.write_operation in ("update", "upsert") \
-            else opts.write_operation
-        self.bulk_uri = opts.path.rstrip("/") + "/_bulk" + \
-            (f"?pipeline={opts.pipeline}" if opts.pipeline else "")
+        self.action = (
+            "update" if opts.write_operation in ("update", "upsert") else opts.write_operation
+        )
+        self.bulk_uri = (
+            opts.path.rstrip("/")
+            + "/_bulk"
+            + (f"?pipeline={opts.pipeline}" if opts.pipeline else "")
+        )
         self.id_key = Accessor.parse(opts.id_key) if opts.id_key else None
-        self.prefix_key = Accessor.parse(opts.logstash_prefix_key) \
-            if opts.logstash_prefix_key else None
+        self.prefix_key = (
+            Accessor.parse(opts.logstash_prefix_key) if opts.logstash_prefix_key else None
+        )
 
     # -- encoding ----------------------------------------------------------------------------
     def _stamp(self, t: float) -> str:
@@ -119,8 +142,7 @@ class EsOutput(HttpOutput):
         prefix = o.logstash_prefix
         if self.prefix_key is not None:
             prefix = self.prefix_key.string(rec) or prefix
-        when = dt.datetime.now(_UTC) if o.current_time_index else \
-            dt.datetime.fromtimestamp(t, _UTC)
+        when = dt.datetime.now(_UTC) if o.current_time_index else dt.datetime.fromtimestamp(t, _UTC)
         return f"{prefix}{o.logstash_prefix_separator}{when.strftime(o.logstash_dateformat)}"
 
     def encode(self, records: list[Record]) -> bytes:
@@ -159,20 +181,21 @@ class EsOutput(HttpOutput):
         try:
             answer = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise DeliveryError("Elasticsearch answered 200 with a body that is not JSON",
-                                retryable=True) from None
+            raise DeliveryError(
+                "Elasticsearch answered 200 with a body that is not JSON", retryable=True
+            ) from None
         if not isinstance(answer, dict) or not answer.get("errors"):
             return [], ""
         items = answer.get("items")
         if not isinstance(items, list) or len(items) != len(records):
-            raise DeliveryError("Elasticsearch reported errors without one item per document",
-                                retryable=True)
+            raise DeliveryError(
+                "Elasticsearch reported errors without one item per document", retryable=True
+            )
         again: list[int] = []
         dropped = 0
         first_drop = first_retry = ""
         for i, item in enumerate(items):
-            result: Any = next(iter(item.values()), {}) if isinstance(item, dict) and item \
-                else {}
+            result: Any = next(iter(item.values()), {}) if isinstance(item, dict) and item else {}
             status = result.get("status", 0) if isinstance(result, dict) else 0
             if not isinstance(status, int) or 200 <= status < 300:
                 continue
@@ -187,11 +210,18 @@ class EsOutput(HttpOutput):
                 dropped += 1
                 first_drop = first_drop or why
         if dropped:
-            telemetry.output_dropped(self.stats, dropped,
-                                     f"Elasticsearch refused {dropped} document(s), e.g. "
-                                     f"{self.client.redact(first_drop)}")
-        reason = f"Elasticsearch refused {len(again)} document(s) for now, e.g. " \
-                 f"{self.client.redact(first_retry)}" if again else ""
+            telemetry.output_dropped(
+                self.stats,
+                dropped,
+                f"Elasticsearch refused {dropped} document(s), e.g. "
+                f"{self.client.redact(first_drop)}",
+            )
+        reason = (
+            f"Elasticsearch refused {len(again)} document(s) for now, e.g. "
+            f"{self.client.redact(first_retry)}"
+            if again
+            else ""
+        )
         return again, reason
 
     async def deliver(self, payload: bytes, records: list[Record]) -> None:
@@ -199,8 +229,9 @@ class EsOutput(HttpOutput):
         attempt = 0
         while True:
             try:
-                reply = await self.client.request("POST", self.bulk_uri, body,
-                                                  content_type="application/x-ndjson")
+                reply = await self.client.request(
+                    "POST", self.bulk_uri, body, content_type="application/x-ndjson"
+                )
                 again, reason = self._judge(reply.body, recs)
             except DeliveryError as err:
                 if recs is records:
@@ -216,8 +247,9 @@ class EsOutput(HttpOutput):
             if limit is not None and attempt >= limit:
                 telemetry.output_retries_exhausted(self.stats, len(recs), reason)
                 return
-            delay = backoff_delay(attempt, self.delivery.backoff_base,
-                                  self.delivery.backoff_cap, None)
+            delay = backoff_delay(
+                attempt, self.delivery.backoff_base, self.delivery.backoff_cap, None
+            )
             attempt += 1
             telemetry.output_retry(self.stats, attempt, delay, reason)
             await asyncio.sleep(delay)
@@ -233,19 +265,22 @@ def _describe(err: Any) -> str:
 
 def create(section: Section, *, name: str, matcher: Matcher, delivery: Delivery) -> EsOutput:
     opts = build(EsOptions, section, prefix_keys=NET_PREFIX)
-    for key, value in (("Id_Key", opts.id_key), ("Logstash_Prefix_Key",
-                                                 opts.logstash_prefix_key)):
+    for key, value in (("Id_Key", opts.id_key), ("Logstash_Prefix_Key", opts.logstash_prefix_key)):
         if value:
             try:
                 Accessor.parse(value)
             except ValueError as exc:
                 prop = section.get(key)
-                raise ConfigError(str(exc), file=section.file,
-                                  line=prop.line if prop else section.line, key=key) from None
+                raise ConfigError(
+                    str(exc), file=section.file, line=prop.line if prop else section.line, key=key
+                ) from None
     if opts.write_operation in ("update", "upsert") and not (opts.id_key or opts.generate_id):
         prop = section.get("write_operation")
-        raise ConfigError(f"Write_Operation {opts.write_operation} needs Id_Key or Generate_ID",
-                          file=section.file, line=prop.line if prop else section.line,
-                          key="Write_Operation")
+        raise ConfigError(
+            f"Write_Operation {opts.write_operation} needs Id_Key or Generate_ID",
+            file=section.file,
+            line=prop.line if prop else section.line,
+            key="Write_Operation",
+        )
     client = HttpClient(opts, section, port=opts.port)
     return EsOutput(opts=opts, client=client, name=name, matcher=matcher, delivery=delivery)

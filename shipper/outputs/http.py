@@ -32,18 +32,27 @@ CONTENT_TYPES = {
 class HttpOutputOptions(HttpOptions):
     port: int = opt("Port", "int", 80, help="TCP port of the server.")
     uri: str = opt("URI", "str", "/", help="Request path (and query), sent as written.")
-    http_method: str = opt("http_method", "str", "post", choices=("post", "put"),
-                           help="POST or PUT.")
-    format: str = opt("Format", "str", "msgpack",
-                      choices=("json", "json_lines", "json_stream", "msgpack", "gelf"),
-                      help="Body format: json (array), json_lines (NDJSON), json_stream "
-                           "(objects back to back). msgpack and gelf are not supported.")
-    json_date_key: str = opt("json_date_key", "str", "date",
-                             help="Key of the record time; 'false' leaves it out.")
-    json_date_format: str = opt("json_date_format", "str", "double",
-                                choices=("double", "epoch", "epoch_ms", "iso8601",
-                                         "java_sql_timestamp"),
-                                help="How the record time is written.")
+    http_method: str = opt(
+        "http_method", "str", "post", choices=("post", "put"), help="POST or PUT."
+    )
+    format: str = opt(
+        "Format",
+        "str",
+        "msgpack",
+        choices=("json", "json_lines", "json_stream", "msgpack", "gelf"),
+        help="Body format: json (array), json_lines (NDJSON), json_stream "
+        "(objects back to back). msgpack and gelf are not supported.",
+    )
+    json_date_key: str = opt(
+        "json_date_key", "str", "date", help="Key of the record time; 'false' leaves it out."
+    )
+    json_date_format: str = opt(
+        "json_date_format",
+        "str",
+        "double",
+        choices=("double", "epoch", "epoch_ms", "iso8601", "java_sql_timestamp"),
+        help="How the record time is written.",
+    )
 
 
 class HttpJsonOutput(HttpOutput):
@@ -65,19 +74,21 @@ class HttpJsonOutput(HttpOutput):
         return b"".join([dumps(r) for r in self.date.apply(records)])
 
     async def deliver(self, payload: bytes, records: list[Record]) -> None:
-        await self.client.request(self.method, self.opts.uri, payload,
-                                  content_type=self.content_type)
+        await self.client.request(
+            self.method, self.opts.uri, payload, content_type=self.content_type
+        )
 
 
-def create(section: Section, *, name: str, matcher: Matcher,
-           delivery: Delivery) -> HttpJsonOutput:
+def create(section: Section, *, name: str, matcher: Matcher, delivery: Delivery) -> HttpJsonOutput:
     opts = build(HttpOutputOptions, section, prefix_keys=NET_PREFIX)
     if opts.format in ("msgpack", "gelf"):
         prop = section.get("format")
-        raise ConfigError(f"Format {opts.format} is not supported here (Fluent Bit's default "
-                          "is msgpack): set Format json, json_lines or json_stream",
-                          file=section.file, line=prop.line if prop else section.line,
-                          key="Format")
+        raise ConfigError(
+            f"Format {opts.format} is not supported here (Fluent Bit's default "
+            "is msgpack): set Format json, json_lines or json_stream",
+            file=section.file,
+            line=prop.line if prop else section.line,
+            key="Format",
+        )
     client = HttpClient(opts, section, port=opts.port)
-    return HttpJsonOutput(opts=opts, client=client, name=name, matcher=matcher,
-                          delivery=delivery)
+    return HttpJsonOutput(opts=opts, client=client, name=name, matcher=matcher, delivery=delivery)

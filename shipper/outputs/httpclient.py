@@ -34,8 +34,9 @@ from shipper.outputs.base import DeliveryError, Output
 log = logging.getLogger(__name__)
 
 NET_PREFIX = ("net.",)  # other net.* keys of Fluent Bit are accepted and ignored
-_SECRET_HEADER = re.compile(r"auth|token|key|secret|pass|cookie|session|signature|credential",
-                            re.IGNORECASE)
+_SECRET_HEADER = re.compile(
+    r"auth|token|key|secret|pass|cookie|session|signature|credential", re.IGNORECASE
+)
 _GZIP_IN_THREAD = 256 * 1024  # compress bigger payloads off the event loop
 _SNIPPET = 300  # bytes of a response body quoted in a log line
 
@@ -90,41 +91,62 @@ class HttpOptions:
 
     host: str = opt("Host", "str", "127.0.0.1", help="Host name or IP address of the server.")
     http_user: str | None = opt("HTTP_User", "str", None, help="Basic auth user name.")
-    http_passwd: str | None = opt("HTTP_Passwd", "str", None,
-                                  help="Basic auth password (never logged).")
+    http_passwd: str | None = opt(
+        "HTTP_Passwd", "str", None, help="Basic auth password (never logged)."
+    )
     headers: tuple[tuple[str, str], ...] = opt(
-        "Header", "str", (), multi=True, convert=parse_header,
+        "Header",
+        "str",
+        (),
+        multi=True,
+        convert=parse_header,
         help="Extra request header 'NAME VALUE'; repeatable. Values of headers named like "
-             "auth/token/key/secret are never logged.")
-    compress: str | None = opt("compress", "str", None, choices=("gzip",),
-                               help="Compress request bodies: gzip.")
+        "auth/token/key/secret are never logged.",
+    )
+    compress: str | None = opt(
+        "compress", "str", None, choices=("gzip",), help="Compress request bodies: gzip."
+    )
     tls: bool = opt("tls", "bool", False, help="Use HTTPS.")
-    tls_verify: bool = opt("tls.verify", "bool", True,
-                           help="Verify the server's certificate chain.")
-    tls_verify_hostname: bool = opt("tls.verify_hostname", "bool", True,
-                                    help="Check the certificate is for Host (or tls.vhost) "
-                                         "(on here; Fluent Bit's default is off).")
+    tls_verify: bool = opt(
+        "tls.verify", "bool", True, help="Verify the server's certificate chain."
+    )
+    tls_verify_hostname: bool = opt(
+        "tls.verify_hostname",
+        "bool",
+        True,
+        help="Check the certificate is for Host (or tls.vhost) "
+        "(on here; Fluent Bit's default is off).",
+    )
     tls_ca_file: str | None = opt("tls.ca_file", "str", None, help="CA bundle (PEM) to trust.")
-    tls_ca_path: str | None = opt("tls.ca_path", "str", None,
-                                  help="Directory of hashed CA certificates to trust.")
-    tls_crt_file: str | None = opt("tls.crt_file", "str", None,
-                                   help="Client certificate (PEM) for mutual TLS.")
-    tls_key_file: str | None = opt("tls.key_file", "str", None,
-                                   help="Private key (PEM) of tls.crt_file.")
-    tls_key_passwd: str | None = opt("tls.key_passwd", "str", None,
-                                     help="Password of tls.key_file (never logged).")
-    tls_vhost: str | None = opt("tls.vhost", "str", None,
-                                help="Server name for SNI and the certificate check.")
+    tls_ca_path: str | None = opt(
+        "tls.ca_path", "str", None, help="Directory of hashed CA certificates to trust."
+    )
+    tls_crt_file: str | None = opt(
+        "tls.crt_file", "str", None, help="Client certificate (PEM) for mutual TLS."
+    )
+    tls_key_file: str | None = opt(
+        "tls.key_file", "str", None, help="Private key (PEM) of tls.crt_file."
+    )
+    tls_key_passwd: str | None = opt(
+        "tls.key_passwd", "str", None, help="Password of tls.key_file (never logged)."
+    )
+    tls_vhost: str | None = opt(
+        "tls.vhost", "str", None, help="Server name for SNI and the certificate check."
+    )
     tls_debug: int = opt("tls.debug", "int", 1, help="Accepted for compatibility.")
-    connect_timeout: float = opt("net.connect_timeout", "time", 10.0,
-                                 help="Seconds to wait for a connection.")
-    io_timeout: float = opt("net.io_timeout", "time", 60.0,
-                            help="Seconds to wait for a response (0: no limit).")
+    connect_timeout: float = opt(
+        "net.connect_timeout", "time", 10.0, help="Seconds to wait for a connection."
+    )
+    io_timeout: float = opt(
+        "net.io_timeout", "time", 60.0, help="Seconds to wait for a response (0: no limit)."
+    )
     keepalive: bool = opt("net.keepalive", "bool", True, help="Reuse connections.")
-    keepalive_idle_timeout: float = opt("net.keepalive_idle_timeout", "time", 30.0,
-                                        help="Seconds an idle connection is kept.")
-    log_response_payload: bool = opt("log_response_payload", "bool", True,
-                                     help="Quote the server's answer in error messages.")
+    keepalive_idle_timeout: float = opt(
+        "net.keepalive_idle_timeout", "time", 30.0, help="Seconds an idle connection is kept."
+    )
+    log_response_payload: bool = opt(
+        "log_response_payload", "bool", True, help="Quote the server's answer in error messages."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +159,12 @@ def _ssl_context(opts: HttpOptions, section: Section) -> ssl.SSLContext:
     def fail(key: str, exc: Exception) -> ConfigError:
         prop = section.get(key)
         reason = getattr(exc, "strerror", None) or str(exc)
-        return ConfigError(f"cannot load TLS material: {reason}", file=section.file,
-                           line=prop.line if prop else section.line, key=key)
+        return ConfigError(
+            f"cannot load TLS material: {reason}",
+            file=section.file,
+            line=prop.line if prop else section.line,
+            key=key,
+        )
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -157,8 +183,7 @@ def _ssl_context(opts: HttpOptions, section: Section) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     if opts.tls_crt_file:
         try:
-            ctx.load_cert_chain(opts.tls_crt_file, opts.tls_key_file,
-                                password=opts.tls_key_passwd)
+            ctx.load_cert_chain(opts.tls_crt_file, opts.tls_key_file, password=opts.tls_key_passwd)
         except (OSError, ssl.SSLError) as exc:
             raise fail("tls.crt_file", exc) from None
     return ctx
@@ -185,9 +210,15 @@ def retry_after(value: str | None) -> float | None:
 class HttpClient:
     """Sends payloads to one server; raises DeliveryError by the section 7 rules."""
 
-    def __init__(self, opts: HttpOptions, section: Section, *, port: int,
-                 extra_headers: dict[str, str] | None = None,
-                 secrets: tuple[str | None, ...] = ()) -> None:
+    def __init__(
+        self,
+        opts: HttpOptions,
+        section: Section,
+        *,
+        port: int,
+        extra_headers: dict[str, str] | None = None,
+        secrets: tuple[str | None, ...] = (),
+    ) -> None:
         self.opts = opts
         self.port = port
         host = opts.host.strip("[]")
@@ -199,8 +230,7 @@ class HttpClient:
         headers = {"User-Agent": f"shipper/{__version__}"}
         hidden: list[str] = [s for s in secrets if s]
         if opts.http_user is not None:
-            token = base64.b64encode(
-                f"{opts.http_user}:{opts.http_passwd or ''}".encode()).decode()
+            token = base64.b64encode(f"{opts.http_user}:{opts.http_passwd or ''}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
             hidden.append(token)
         if opts.http_passwd:
@@ -220,14 +250,19 @@ class HttpClient:
 
     # -- lifecycle --------------------------------------------------------------------------
     async def open(self, workers: int) -> None:
-        connector = aiohttp.TCPConnector(limit=max(1, workers), force_close=not
-                                         self.opts.keepalive,
-                                         keepalive_timeout=self.opts.keepalive_idle_timeout
-                                         if self.opts.keepalive else None)
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.opts.connect_timeout or None,
-                                        sock_read=self.opts.io_timeout or None)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                              trust_env=False, auto_decompress=True)
+        connector = aiohttp.TCPConnector(
+            limit=max(1, workers),
+            force_close=not self.opts.keepalive,
+            keepalive_timeout=self.opts.keepalive_idle_timeout if self.opts.keepalive else None,
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self.opts.connect_timeout or None,
+            sock_read=self.opts.io_timeout or None,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, trust_env=False, auto_decompress=True
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -248,6 +283,7 @@ class HttpClient:
         def run() -> bytes:
             comp = zlib.compressobj(6, zlib.DEFLATED, 31)
             return comp.compress(body) + comp.flush()
+
         if len(body) >= _GZIP_IN_THREAD:
             return await asyncio.to_thread(run)
         return run()
@@ -260,8 +296,15 @@ class HttpClient:
         return ": " + self.redact(text) + ("..." if len(body) > _SNIPPET else "")
 
     # -- the request ------------------------------------------------------------------------
-    async def request(self, method: str, uri: str, body: bytes, *, content_type: str,
-                      headers: dict[str, str] | None = None) -> Reply:
+    async def request(
+        self,
+        method: str,
+        uri: str,
+        body: bytes,
+        *,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         """Send one request; a Reply for 2xx, DeliveryError otherwise."""
         if self._session is None:
             raise DeliveryError("output not started", retryable=True)
@@ -274,45 +317,65 @@ class HttpClient:
             hdrs["Content-Encoding"] = "gzip"
         try:
             async with self._session.request(
-                    method, self.url(uri), data=body, headers=hdrs, allow_redirects=False,
-                    ssl=self.ssl if self.ssl is not None else True,
-                    server_hostname=self.opts.tls_vhost if self.ssl is not None else None,
+                method,
+                self.url(uri),
+                data=body,
+                headers=hdrs,
+                allow_redirects=False,
+                ssl=self.ssl if self.ssl is not None else True,
+                server_hostname=self.opts.tls_vhost if self.ssl is not None else None,
             ) as resp:
                 data = await resp.read()
                 status = resp.status
                 after = resp.headers.get("Retry-After")
         except aiohttp.ClientConnectorCertificateError as exc:
-            reason = getattr(exc.certificate_error, "verify_message", None) or \
-                str(exc.certificate_error)
-            raise DeliveryError(f"certificate verify failed for {self.where} ({reason}); "
-                                "check tls.ca_file, tls.vhost or tls.verify",
-                                retryable=True) from None
+            reason = getattr(exc.certificate_error, "verify_message", None) or str(
+                exc.certificate_error
+            )
+            raise DeliveryError(
+                f"certificate verify failed for {self.where} ({reason}); "
+                "check tls.ca_file, tls.vhost or tls.verify",
+                retryable=True,
+            ) from None
         except aiohttp.ClientSSLError as exc:
-            raise DeliveryError(f"TLS handshake with {self.where} failed: "
-                                f"{self.redact(_os_reason(exc))}", retryable=True) from None
+            raise DeliveryError(
+                f"TLS handshake with {self.where} failed: {self.redact(_os_reason(exc))}",
+                retryable=True,
+            ) from None
         except aiohttp.ClientConnectorError as exc:
-            raise DeliveryError(f"cannot connect to {self.where}: {_os_reason(exc)}",
-                                retryable=True) from None
+            raise DeliveryError(
+                f"cannot connect to {self.where}: {_os_reason(exc)}", retryable=True
+            ) from None
         except aiohttp.ServerDisconnectedError:
-            raise DeliveryError(f"{self.where} closed the connection before answering",
-                                retryable=True) from None
+            raise DeliveryError(
+                f"{self.where} closed the connection before answering", retryable=True
+            ) from None
         except TimeoutError:
-            raise DeliveryError(f"{self.where} did not answer in time (net.connect_timeout "
-                                f"{self.opts.connect_timeout:g}s, net.io_timeout "
-                                f"{self.opts.io_timeout:g}s)", retryable=True) from None
+            raise DeliveryError(
+                f"{self.where} did not answer in time (net.connect_timeout "
+                f"{self.opts.connect_timeout:g}s, net.io_timeout "
+                f"{self.opts.io_timeout:g}s)",
+                retryable=True,
+            ) from None
         except aiohttp.ClientResponseError as exc:  # its text would quote the URL
-            raise DeliveryError(f"{self.where} sent an invalid response ({exc.status}: "
-                                f"{self.redact(str(exc.message))})", retryable=True) from None
+            raise DeliveryError(
+                f"{self.where} sent an invalid response ({exc.status}: "
+                f"{self.redact(str(exc.message))})",
+                retryable=True,
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise DeliveryError(f"{self.where}: {type(exc).__name__}: "
-                                f"{self.redact(_os_reason(exc))}", retryable=True) from None
+            raise DeliveryError(
+                f"{self.where}: {type(exc).__name__}: {self.redact(_os_reason(exc))}",
+                retryable=True,
+            ) from None
         if 200 <= status < 300:
             return Reply(status, data)
         reason = f"{self.where} HTTP status={status}{self._snippet(data)}"
         if 400 <= status < 500 and status not in (408, 429):
             raise DeliveryError(reason, retryable=False)
-        raise DeliveryError(reason, retryable=True,
-                            retry_after=retry_after(after) if status in (429, 503) else None)
+        raise DeliveryError(
+            reason, retryable=True, retry_after=retry_after(after) if status in (429, 503) else None
+        )
 
 
 def _os_reason(exc: BaseException) -> str:
@@ -345,10 +408,10 @@ class HttpOutput(Output):
         except DeliveryError:
             raise
         except Exception as exc:  # a bug must not kill the worker: keep the data, retry
-            self.log.error("unexpected %s while sending: %s", type(exc).__name__,
-                           self.client.redact(str(exc)))
-            raise DeliveryError(f"internal error ({type(exc).__name__})",
-                                retryable=True) from None
+            self.log.error(
+                "unexpected %s while sending: %s", type(exc).__name__, self.client.redact(str(exc))
+            )
+            raise DeliveryError(f"internal error ({type(exc).__name__})", retryable=True) from None
 
     @abc.abstractmethod
     async def deliver(self, payload: bytes, records: list[Record]) -> None:

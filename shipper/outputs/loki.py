@@ -34,25 +34,44 @@ DEFAULT_LABELS = {"job": "fluent-bit"}
 class LokiOptions(HttpOptions):
     port: int = opt("Port", "int", 3100, help="Loki's HTTP port.")
     uri: str = opt("URI", "str", "/loki/api/v1/push", help="Push API path.")
-    labels: tuple[str, ...] = opt("Labels", "list", (),
-                                  help="Stream labels: k=v, $key, k=$key (comma separated). "
-                                       "Default job=fluent-bit.")
-    label_keys: tuple[str, ...] = opt("Label_Keys", "list", (),
-                                      help="Record keys ($key) to use as labels.")
-    remove_keys: tuple[str, ...] = opt("Remove_Keys", "list", (),
-                                       help="Record keys left out of the line.")
-    line_format: str = opt("Line_Format", "str", "json", choices=("json", "key_value"),
-                           help="The line: the record as JSON, or key=value pairs.")
-    drop_single_key: str = opt("Drop_Single_Key", "str", "off",
-                               choices=("on", "off", "true", "false", "raw"),
-                               help="With one key left, send only its value (raw: strings "
-                                    "unquoted in json format).")
-    tenant_id: str | None = opt("Tenant_ID", "str", None,
-                                help="Sent as X-Scope-OrgID (multi-tenant Loki).")
-    bearer_token: str | None = opt("Bearer_Token", "str", None,
-                                   help="Authorization: Bearer token (never logged).")
-    auto_kubernetes_labels: bool = opt("Auto_Kubernetes_Labels", "bool", False,
-                                       help="Add the record's kubernetes['labels'] as labels.")
+    labels: tuple[str, ...] = opt(
+        "Labels",
+        "list",
+        (),
+        help="Stream labels: k=v, $key, k=$key (comma separated). Default job=fluent-bit.",
+    )
+    label_keys: tuple[str, ...] = opt(
+        "Label_Keys", "list", (), help="Record keys ($key) to use as labels."
+    )
+    remove_keys: tuple[str, ...] = opt(
+        "Remove_Keys", "list", (), help="Record keys left out of the line."
+    )
+    line_format: str = opt(
+        "Line_Format",
+        "str",
+        "json",
+        choices=("json", "key_value"),
+        help="The line: the record as JSON, or key=value pairs.",
+    )
+    drop_single_key: str = opt(
+        "Drop_Single_Key",
+        "str",
+        "off",
+        choices=("on", "off", "true", "false", "raw"),
+        help="With one key left, send only its value (raw: strings unquoted in json format).",
+    )
+    tenant_id: str | None = opt(
+        "Tenant_ID", "str", None, help="Sent as X-Scope-OrgID (multi-tenant Loki)."
+    )
+    bearer_token: str | None = opt(
+        "Bearer_Token", "str", None, help="Authorization: Bearer token (never logged)."
+    )
+    auto_kubernetes_labels: bool = opt(
+        "Auto_Kubernetes_Labels",
+        "bool",
+        False,
+        help="Add the record's kubernetes['labels'] as labels.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +141,12 @@ class LokiOutput(HttpOutput):
         super().__init__(client=client, **kw)
         self.opts = opts
         self.labels, used = parse_labels(opts)
-        self.dynamic = any(lb.accessor is not None for lb in self.labels) or \
-            opts.auto_kubernetes_labels
-        self.static_labels = {lb.name: lb.static for lb in self.labels
-                              if lb.static is not None} or dict(DEFAULT_LABELS)
+        self.dynamic = (
+            any(lb.accessor is not None for lb in self.labels) or opts.auto_kubernetes_labels
+        )
+        self.static_labels = {
+            lb.name: lb.static for lb in self.labels if lb.static is not None
+        } or dict(DEFAULT_LABELS)
         remove = [Accessor.parse(k if k.startswith("$") else "$" + k) for k in opts.remove_keys]
         if remove:  # Fluent Bit drops the label keys from the line only with Remove_Keys set
             remove += used
@@ -179,8 +200,9 @@ class LokiOutput(HttpOutput):
         return orjson.dumps(payload)
 
     async def deliver(self, payload: bytes, records: list[Record]) -> None:
-        await self.client.request("POST", self.opts.uri, payload,
-                                  content_type="application/json", headers=self.headers)
+        await self.client.request(
+            "POST", self.opts.uri, payload, content_type="application/json", headers=self.headers
+        )
 
 
 def create(section: Section, *, name: str, matcher: Matcher, delivery: Delivery) -> LokiOutput:
@@ -192,11 +214,14 @@ def create(section: Section, *, name: str, matcher: Matcher, delivery: Delivery)
     except ValueError as exc:
         key = "Labels" if section.get("labels") else "Label_Keys"
         prop = section.get(key) or section.get("remove_keys")
-        raise ConfigError(str(exc), file=section.file,
-                          line=prop.line if prop else section.line,
-                          key=prop.key if prop else key) from None
+        raise ConfigError(
+            str(exc),
+            file=section.file,
+            line=prop.line if prop else section.line,
+            key=prop.key if prop else key,
+        ) from None
     extra = {"Authorization": f"Bearer {opts.bearer_token}"} if opts.bearer_token else {}
-    client = HttpClient(opts, section, port=opts.port, extra_headers=extra,
-                        secrets=(opts.bearer_token,))
+    client = HttpClient(
+        opts, section, port=opts.port, extra_headers=extra, secrets=(opts.bearer_token,)
+    )
     return LokiOutput(opts=opts, client=client, name=name, matcher=matcher, delivery=delivery)
-

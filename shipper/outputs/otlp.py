@@ -36,8 +36,15 @@ from shipper.outputs.httpclient import (
 )
 
 SEVERITY = {
-    "TRACE": 1, "DEBUG": 5, "INFO": 9, "NOTICE": 10, "WARN": 13, "WARNING": 13,
-    "ERROR": 17, "CRITICAL": 21, "FATAL": 21,
+    "TRACE": 1,
+    "DEBUG": 5,
+    "INFO": 9,
+    "NOTICE": 10,
+    "WARN": 13,
+    "WARNING": 13,
+    "ERROR": 17,
+    "CRITICAL": 21,
+    "FATAL": 21,
 }
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -48,13 +55,23 @@ class OtlpOptions(HttpOptions):
     logs_uri: str = opt("Logs_uri", "str", "/v1/logs", help="Path of the logs endpoint.")
     metrics_uri: str = opt("Metrics_uri", "str", "/v1/metrics", help="Accepted (logs only).")
     traces_uri: str = opt("Traces_uri", "str", "/v1/traces", help="Accepted (logs only).")
-    logs_body_key: str = opt("Logs_body_key", "str", "log",
-                             help="Record key that becomes the log body.")
-    severity_key: str = opt("Logs_severity_key", "str", "level",
-                            help="Record key mapped to severityText/severityNumber.")
+    logs_body_key: str = opt(
+        "Logs_body_key", "str", "log", help="Record key that becomes the log body."
+    )
+    severity_key: str = opt(
+        "Logs_severity_key",
+        "str",
+        "level",
+        help="Record key mapped to severityText/severityNumber.",
+    )
     add_label: tuple[tuple[str, str], ...] = opt(
-        "add_label", "str", (), multi=True, convert=parse_header,
-        help="Resource attribute 'NAME VALUE'; repeatable.")
+        "add_label",
+        "str",
+        (),
+        multi=True,
+        convert=parse_header,
+        help="Resource attribute 'NAME VALUE'; repeatable.",
+    )
 
 
 def any_value(value: Any) -> dict[str, Any]:
@@ -70,8 +87,11 @@ def any_value(value: Any) -> dict[str, Any]:
     if isinstance(value, float):
         return {"doubleValue": value}
     if isinstance(value, dict):
-        return {"kvlistValue": {"values": [{"key": str(k), "value": any_value(v)}
-                                           for k, v in value.items()]}}
+        return {
+            "kvlistValue": {
+                "values": [{"key": str(k), "value": any_value(v)} for k, v in value.items()]
+            }
+        }
     if isinstance(value, list):
         return {"arrayValue": {"values": [any_value(v) for v in value]}}
     if value is None:
@@ -85,8 +105,9 @@ class OtlpOutput(HttpOutput):
     def __init__(self, *, opts: OtlpOptions, client: HttpClient, **kw: Any) -> None:
         super().__init__(client=client, **kw)
         self.opts = opts
-        self.resource = {"attributes": [{"key": k, "value": {"stringValue": v}}
-                                        for k, v in opts.add_label]}
+        self.resource = {
+            "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in opts.add_label]
+        }
         self.scope = {"name": "shipper", "version": __version__}
 
     def _log_record(self, rec: Record) -> dict[str, Any]:
@@ -101,27 +122,39 @@ class OtlpOutput(HttpOutput):
             out["severityText"] = level
         if body_key in rec:
             out["body"] = any_value(rec[body_key])
-        out["attributes"] = [{"key": k, "value": any_value(v)} for k, v in rec.items()
-                             if k not in ("date", body_key, sev_key)]
+        out["attributes"] = [
+            {"key": k, "value": any_value(v)}
+            for k, v in rec.items()
+            if k not in ("date", body_key, sev_key)
+        ]
         return out
 
     def encode(self, records: list[Record]) -> bytes:
-        payload = {"resourceLogs": [{
-            "resource": self.resource,
-            "scopeLogs": [{"scope": self.scope,
-                           "logRecords": [self._log_record(r) for r in records]}],
-        }]}
+        payload = {
+            "resourceLogs": [
+                {
+                    "resource": self.resource,
+                    "scopeLogs": [
+                        {"scope": self.scope, "logRecords": [self._log_record(r) for r in records]}
+                    ],
+                }
+            ]
+        }
         return orjson.dumps(payload)
 
     async def deliver(self, payload: bytes, records: list[Record]) -> None:
-        reply = await self.client.request("POST", self.opts.logs_uri, payload,
-                                          content_type="application/json")
+        reply = await self.client.request(
+            "POST", self.opts.logs_uri, payload, content_type="application/json"
+        )
         rejected, message = partial_success(reply.body)
         if rejected:
             telemetry.output_dropped(
-                self.stats, rejected, f"the OTLP receiver rejected {rejected} of "
+                self.stats,
+                rejected,
+                f"the OTLP receiver rejected {rejected} of "
                 f"{len(records)} log records (partial success, not retried): "
-                f"{self.client.redact(message[:300]) or 'no message'}")
+                f"{self.client.redact(message[:300]) or 'no message'}",
+            )
 
 
 def partial_success(body: bytes) -> tuple[int, str]:
@@ -132,8 +165,11 @@ def partial_success(body: bytes) -> tuple[int, str]:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError:
         return 0, ""
-    part = answer.get("partialSuccess", answer.get("partial_success")) \
-        if isinstance(answer, dict) else None
+    part = (
+        answer.get("partialSuccess", answer.get("partial_success"))
+        if isinstance(answer, dict)
+        else None
+    )
     if not isinstance(part, dict):
         return 0, ""
     raw: Any = part.get("rejectedLogRecords", part.get("rejected_log_records", 0))

@@ -22,14 +22,23 @@ from shipper.outputs.base import DeliveryError, Output
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StdoutOptions:
-    format: str = opt("Format", "str", "json_lines", choices=("json_lines", "json", "msgpack"),
-                      help="json_lines: one JSON object per line; json: one array per flush.")
-    json_date_key: str = opt("json_date_key", "str", "date",
-                             help="Key of the record time; 'false' leaves it out.")
-    json_date_format: str = opt("json_date_format", "str", "double",
-                                choices=("double", "epoch", "epoch_ms", "iso8601",
-                                         "java_sql_timestamp"),
-                                help="How the record time is written.")
+    format: str = opt(
+        "Format",
+        "str",
+        "json_lines",
+        choices=("json_lines", "json", "msgpack"),
+        help="json_lines: one JSON object per line; json: one array per flush.",
+    )
+    json_date_key: str = opt(
+        "json_date_key", "str", "date", help="Key of the record time; 'false' leaves it out."
+    )
+    json_date_format: str = opt(
+        "json_date_format",
+        "str",
+        "double",
+        choices=("double", "epoch", "epoch_ms", "iso8601", "java_sql_timestamp"),
+        help="How the record time is written.",
+    )
 
 
 class StdoutOutput(Output):
@@ -43,8 +52,9 @@ class StdoutOutput(Output):
         self.opts = opts
         self.date = DateFormat.build(opts.json_date_key, opts.json_date_format)
         self._fd = sys.stdout.fileno() if fd is None else fd
-        self._jobs: queue.SimpleQueue[tuple[bytes, asyncio.Future[None]] | None] = \
+        self._jobs: queue.SimpleQueue[tuple[bytes, asyncio.Future[None]] | None] = (
             queue.SimpleQueue()
+        )
         self._thread: threading.Thread | None = None
 
     def encode(self, records: list[Record]) -> bytes:
@@ -52,9 +62,17 @@ class StdoutOutput(Output):
             return encode_json_array(records, self.date) + b"\n"
         return encode_json_lines(records, self.date)
 
+    @property
+    def _anonymous_pipe(self) -> bool:
+        try:
+            return os.readlink(f"/proc/self/fd/{self._fd}").startswith("pipe:")
+        except OSError:
+            return False
+
     async def open(self) -> None:
-        self._thread = threading.Thread(target=self._writer, name=f"{self.name}-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._writer, name=f"{self.name}-writer", daemon=True
+        )
         self._thread.start()
 
     async def close(self) -> None:
@@ -66,11 +84,16 @@ class StdoutOutput(Output):
         try:
             await fut
         except BrokenPipeError:
-            raise DeliveryError("standard output was closed by its reader", retryable=False,
-                                fatal=True) from None
+            if self._anonymous_pipe:  # `shipper | head`: that reader never comes back
+                raise DeliveryError(
+                    "standard output was closed by its reader", retryable=False, fatal=True
+                ) from None
+            # A named FIFO (containerd's shim, a log collector) may be opened again: retry.
+            raise DeliveryError("standard output has no reader", retryable=True) from None
         except OSError as exc:
-            raise DeliveryError(f"cannot write to standard output: {exc.strerror}",
-                                retryable=True) from None
+            raise DeliveryError(
+                f"cannot write to standard output: {exc.strerror}", retryable=True
+            ) from None
 
     def _writer(self) -> None:
         while True:

@@ -39,13 +39,32 @@ _ATTEMPT_END = ":task_attempt_end:"
 class RayHandler:
     """Ray-aware records for one source (a file or stdin); see make_ray_handler."""
 
-    __slots__ = ("_emit_markers", "_frame", "_joiner", "_marked", "_markers", "_meta",
-                 "_name_all", "_name_fill", "_name_rest", "_need_head", "_offsets", "_okey",
-                 "_parser", "held_lines")
+    __slots__ = (
+        "_emit_markers",
+        "_frame",
+        "_joiner",
+        "_marked",
+        "_markers",
+        "_meta",
+        "_name_all",
+        "_name_fill",
+        "_name_rest",
+        "_need_head",
+        "_offsets",
+        "_okey",
+        "_parser",
+        "held_lines",
+    )
 
-    def __init__(self, ctx: SourceContext, *, ray_metadata: bool = True,
-                 multiline: tuple[str, ...] = (), tz_offset: float | None = None,
-                 emit_markers: bool = False) -> None:
+    def __init__(
+        self,
+        ctx: SourceContext,
+        *,
+        ray_metadata: bool = True,
+        multiline: tuple[str, ...] = (),
+        tz_offset: float | None = None,
+        emit_markers: bool = False,
+    ) -> None:
         if ctx.real_path == "":
             # stdin: a line's `(component)` prefix names its writer (SPEC section 5); lines
             # without one belong to the source itself.
@@ -61,11 +80,13 @@ class RayHandler:
         self._joiner: Joiner | None = make_joiner(multiline, free_text=kind == "free")
         # Only the `ray` joiner asks whether a line has a header; without metadata that is the
         # one regex we run per line.
-        self._need_head = (not ray_metadata and isinstance(self._joiner, RayJoiner)
-                           and kind != "free")
+        self._need_head = (
+            not ray_metadata and isinstance(self._joiner, RayJoiner) and kind != "free"
+        )
         reserved = frozenset(k for k in (ctx.path_key, ctx.offset_key) if k)
-        self._parser = LineParser(tz_offset, prefix_component=ctx.real_path == "",
-                                  reserved=reserved)
+        self._parser = LineParser(
+            tz_offset, prefix_component=ctx.real_path == "", reserved=reserved
+        )
 
         frame: dict[str, Any] = {"date": 0.0, "log": ""}
         if ctx.path_key:
@@ -180,7 +201,7 @@ class RayHandler:
                     out.append(self._free(line, now))
             if okey:
                 pop = self._offsets.popleft
-                for rec in out[len(out) - len(lines):]:
+                for rec in out[len(out) - len(lines) :]:
                     self._set_offset(rec, okey, pop())
             return
         if self._meta:
@@ -239,16 +260,16 @@ class RayHandler:
             self._emit(groups, out)
         markers = self._markers
         if line.startswith(_JOB_ID):
-            key, value = "job_id", line[len(_JOB_ID):]
+            key, value = "job_id", line[len(_JOB_ID) :]
         elif line.startswith(_TASK_NAME):
-            key, value = "task_name", line[len(_TASK_NAME):]
+            key, value = "task_name", line[len(_TASK_NAME) :]
         elif line.startswith(_ACTOR_NAME):
-            key, value = "actor_name", line[len(_ACTOR_NAME):]
+            key, value = "actor_name", line[len(_ACTOR_NAME) :]
             # As Ray's log monitor: a new actor ends the task name of the previous one.
             markers.pop("task_name", None)
         elif line.startswith(_ATTEMPT_START):
             # `<task_id>-<attempt>`: the attempt's output follows, up to the end marker.
-            key, value = "task_id", line[len(_ATTEMPT_START):].rpartition("-")[0]
+            key, value = "task_id", line[len(_ATTEMPT_START) :].rpartition("-")[0]
         else:
             key, value = "task_id", ""
         if value:
@@ -264,8 +285,14 @@ class RayHandler:
             self._offsets.popleft()
 
 
-def make_ray_handler(ctx: SourceContext, *, ray_metadata: bool, multiline: tuple[str, ...],
-                     tz_offset: float | None, emit_markers: bool = False) -> LineHandler:
+def make_ray_handler(
+    ctx: SourceContext,
+    *,
+    ray_metadata: bool,
+    multiline: tuple[str, ...],
+    tz_offset: float | None,
+    emit_markers: bool = False,
+) -> LineHandler:
     """The handler for one source. Without Ray metadata or joining: Fluent Bit's plain records.
 
     `multiline`: the `multiline.parser` names (`python`, `ray`); ValueError for others.
@@ -274,5 +301,10 @@ def make_ray_handler(ctx: SourceContext, *, ray_metadata: bool, multiline: tuple
     """
     if not ray_metadata and not multiline:
         return PlainHandler(ctx)
-    return RayHandler(ctx, ray_metadata=ray_metadata, multiline=multiline,
-                      tz_offset=tz_offset, emit_markers=emit_markers)
+    return RayHandler(
+        ctx,
+        ray_metadata=ray_metadata,
+        multiline=multiline,
+        tz_offset=tz_offset,
+        emit_markers=emit_markers,
+    )

@@ -32,10 +32,21 @@ Fields = dict[str, Any]
 # One level vocabulary for all formats. spdlog letters: T(race) D I W E C(ritical = RAY FATAL);
 # glog: I W E F; Python names; event severities; JSON backend letters.
 LEVELS: dict[str, str] = {
-    "T": "DEBUG", "D": "DEBUG", "I": "INFO", "W": "WARNING", "E": "ERROR", "C": "FATAL",
+    "T": "DEBUG",
+    "D": "DEBUG",
+    "I": "INFO",
+    "W": "WARNING",
+    "E": "ERROR",
+    "C": "FATAL",
     "F": "FATAL",
-    "TRACE": "DEBUG", "DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARNING", "WARN": "WARNING",
-    "ERROR": "ERROR", "CRITICAL": "FATAL", "FATAL": "FATAL",
+    "TRACE": "DEBUG",
+    "DEBUG": "DEBUG",
+    "INFO": "INFO",
+    "WARNING": "WARNING",
+    "WARN": "WARNING",
+    "ERROR": "ERROR",
+    "CRITICAL": "FATAL",
+    "FATAL": "FATAL",
 }
 
 # re.ASCII: `\d` must mean 0-9 only (int() and the ms table take the groups as they are).
@@ -43,14 +54,18 @@ LEVELS: dict[str, str] = {
 # sliced off at m.end().
 _CPP = re.compile(
     r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ([TDIWEC]) (\d+) (\d+)\] "
-    r"(?:\(([^)\s]+)\) )?([^\s:]+:\d+): ?", re.ASCII)
+    r"(?:\(([^)\s]+)\) )?([^\s:]+:\d+): ?",
+    re.ASCII,
+)
 _PY = re.compile(
     r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\t"
     r"(DEBUG|INFO|WARNING|ERROR|CRITICAL|WARN|FATAL|TRACE) "
-    r"(?:\(([^)\s]+)\) )?(\S+:\d+|\(unknown file\):\d+) --(?: |\Z)", re.ASCII)
+    r"(?:\(([^)\s]+)\) )?(\S+:\d+|\(unknown file\):\d+) --(?: |\Z)",
+    re.ASCII,
+)
 _GLOG = re.compile(
-    r"([IWEF])(\d\d)(\d\d) (\d\d:\d\d:\d\d)\.(\d{6}) +(\d+) ([^\s:]+:\d+)\] ?",
-    re.ASCII)
+    r"([IWEF])(\d\d)(\d\d) (\d\d:\d\d:\d\d)\.(\d{6}) +(\d+) ([^\s:]+:\d+)\] ?", re.ASCII
+)
 _ASCTIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[,.](\d{3})$", re.ASCII)
 
 _FIRST_PY = frozenset("0123456789")
@@ -60,8 +75,9 @@ _FIRST_GLOG = frozenset("IWEF")
 _BACKEND_KEYS = frozenset({"asctime", "levelname", "message", "filename", "lineno", "component"})
 _EVENT_KEYS = frozenset({"timestamp", "severity", "pid", "message", "custom_fields"})
 # Keys a JSON line may never set: they belong to the record frame or to the name parser.
-_ALWAYS_RESERVED = frozenset({"date", "log", "session", "component", "level", "pid", "tid",
-                              "source", "message"})
+_ALWAYS_RESERVED = frozenset(
+    {"date", "log", "session", "component", "level", "pid", "tid", "source", "message"}
+)
 
 # "000".."999" -> seconds: a dict hit is four times cheaper than int() and a division.
 _MS: dict[str, float] = {f"{i:03d}": i / 1000 for i in range(1000)}
@@ -82,8 +98,13 @@ class LineParser:
 
     __slots__ = ("_cache", "_ints", "_offset", "_prefix", "_reserved")
 
-    def __init__(self, tz_offset: float | None = None, *, prefix_component: bool = False,
-                 reserved: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        tz_offset: float | None = None,
+        *,
+        prefix_component: bool = False,
+        reserved: frozenset[str] = frozenset(),
+    ) -> None:
         self._offset = None if tz_offset is None else tz_offset * 3600.0  # in seconds
         self._prefix = prefix_component
         self._cache: dict[str, float] = {}
@@ -97,8 +118,14 @@ class LineParser:
         sec = self._cache.get(ts)
         if sec is None:
             try:
-                tt = (int(ts[0:4]), int(ts[5:7]), int(ts[8:10]), int(ts[11:13]),
-                      int(ts[14:16]), int(ts[17:19]))
+                tt = (
+                    int(ts[0:4]),
+                    int(ts[5:7]),
+                    int(ts[8:10]),
+                    int(ts[11:13]),
+                    int(ts[14:16]),
+                    int(ts[17:19]),
+                )
                 sec = self._to_epoch(tt)
             except (ValueError, OverflowError, OSError):
                 return None
@@ -108,8 +135,7 @@ class LineParser:
         return sec
 
     def _to_epoch(self, tt: tuple[int, int, int, int, int, int]) -> float:
-        if not (1 <= tt[1] <= 12 and 1 <= tt[2] <= 31 and tt[3] < 24 and tt[4] < 60
-                and tt[5] < 62):
+        if not (1 <= tt[1] <= 12 and 1 <= tt[2] <= 31 and tt[3] < 24 and tt[4] < 60 and tt[5] < 62):
             raise ValueError(tt)  # mktime would silently normalise 2026-13-45
         if self._offset is None:
             return time.mktime((*tt, 0, 0, -1))
@@ -158,7 +184,7 @@ class LineParser:
             f["pid"] = p
             f["tid"] = t
             f["source"] = src
-            f["message"] = line[m.end():]
+            f["message"] = line[m.end() :]
             if comp is not None and self._prefix:
                 _add_component(f, comp)
             return f
@@ -174,7 +200,7 @@ class LineParser:
             f["date"] = now if sec is None else sec + _MS[ms]
             f["level"] = LEVELS[lvl]
             f["source"] = src
-            f["message"] = line[m.end():]
+            f["message"] = line[m.end() :]
             if comp is not None and self._prefix:
                 _add_component(f, comp)
             return f
@@ -223,8 +249,13 @@ class LineParser:
         except (ValueError, OverflowError, OSError):
             sec = None
         # glog's number is the thread id (absl GetTID), not the pid.
-        return {"date": now if sec is None else sec + int(us) / 1e6, "level": LEVELS[lvl],
-                "tid": int(tid), "source": src, "message": line[m.end():]}
+        return {
+            "date": now if sec is None else sec + int(us) / 1e6,
+            "level": LEVELS[lvl],
+            "tid": int(tid),
+            "source": src,
+            "message": line[m.end() :],
+        }
 
     def _json(self, line: str, now: float) -> Fields | None:
         try:
@@ -310,7 +341,7 @@ class LineParser:
 def _add_component(f: Fields, comp: str) -> None:
     """The `(component)` prefix of a stdin line -> component (+ worker_id for core workers)."""
     if comp.startswith("python-core-"):
-        kind, _, wid = comp[len("python-core-"):].partition("-")
+        kind, _, wid = comp[len("python-core-") :].partition("-")
         if kind in ("worker", "driver") and wid:
             f["component"] = "core_" + kind
             f["worker_id"] = wid

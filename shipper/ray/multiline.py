@@ -29,8 +29,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["NOT_IMPLEMENTED", "PARSERS", "Group", "Joiner", "PythonJoiner", "RayJoiner",
-           "make_joiner"]
+__all__ = [
+    "NOT_IMPLEMENTED",
+    "PARSERS",
+    "Group",
+    "Joiner",
+    "PythonJoiner",
+    "RayJoiner",
+    "make_joiner",
+]
 
 Group = list[Any]
 
@@ -46,8 +53,9 @@ _EXC_LINE = re.compile(r"(?:[^\s.():]+\.)*[^\s.():]+(?::|\s*$|\([\w.]*\):)")
 
 
 def _is_traceback_start(line: str) -> bool:
-    return line.startswith(_TRACEBACK) and (len(line) == len(_TRACEBACK)
-                                            or line[len(_TRACEBACK):].isspace())
+    return line.startswith(_TRACEBACK) and (
+        len(line) == len(_TRACEBACK) or line[len(_TRACEBACK) :].isspace()
+    )
 
 
 class Joiner:
@@ -68,8 +76,7 @@ class Joiner:
         """One line, in order; completed groups are appended to `out`."""
         raise NotImplementedError
 
-    def push_many(self, lines: list[str], heads: list[Any], now: float,
-                  out: list[Group]) -> None:
+    def push_many(self, lines: list[str], heads: list[Any], now: float, out: list[Group]) -> None:
         """`push` for each line (`heads[i]` goes with `lines[i]`)."""
         push = self.push
         for line, head in zip(lines, heads, strict=True):
@@ -140,8 +147,7 @@ class RayJoiner(Joiner):
         else:
             self._python(line, None, now, out)
 
-    def push_many(self, lines: list[str], heads: list[Any], now: float,
-                  out: list[Group]) -> None:
+    def push_many(self, lines: list[str], heads: list[Any], now: float, out: list[Group]) -> None:
         # The hot loop of a Ray log file, inlined: a header line closes the held record and
         # opens the next, a line without one continues it.
         if self._free:
@@ -179,8 +185,9 @@ def make_joiner(parsers: tuple[str, ...], *, free_text: bool = False) -> Joiner 
     names = {p.strip().lower() for p in parsers}
     unknown = sorted(names - PARSERS - NOT_IMPLEMENTED)
     if unknown:
-        raise ValueError(f"unknown multiline parser {unknown[0]!r} "
-                         f"(known: {', '.join(sorted(PARSERS))})")
+        raise ValueError(
+            f"unknown multiline parser {unknown[0]!r} (known: {', '.join(sorted(PARSERS))})"
+        )
     if "ray" in names:
         return RayJoiner(free_text=free_text)
     if "python" in names:

@@ -18,10 +18,18 @@ __all__ = ["describe", "file_kind", "session_of"]
 _ROTATED = re.compile(r"\.\d+$")
 
 # The Ray daemons and Python components whose `.log/.out/.err` name is just the component.
-_PLAIN_COMPONENTS = frozenset({
-    "raylet", "gcs_server", "monitor", "log_monitor", "dashboard", "dashboard_agent",
-    "runtime_env_agent", "ray_client_server",
-})
+_PLAIN_COMPONENTS = frozenset(
+    {
+        "raylet",
+        "gcs_server",
+        "monitor",
+        "log_monitor",
+        "dashboard",
+        "dashboard_agent",
+        "runtime_env_agent",
+        "ray_client_server",
+    }
+)
 _EXTS = frozenset({"log", "out", "err"})
 
 _DASHBOARD_MODULE = re.compile(r"dashboard_([A-Za-z0-9]+Head)$")
@@ -64,7 +72,7 @@ def _under_serve(parts: list[str]) -> bool:
         start = len(dirs) - 1 - dirs[::-1].index("logs")
     except ValueError:
         return bool(dirs) and dirs[-1] == "serve"
-    return "serve" in dirs[start + 1:]
+    return "serve" in dirs[start + 1 :]
 
 
 def describe(path: str) -> dict[str, object]:

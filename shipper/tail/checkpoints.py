@@ -94,8 +94,7 @@ class Checkpoints:
         if not os.path.exists(self.path):
             return
         try:
-            conn = sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?immutable=1",
-                                   uri=True)
+            conn = sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?immutable=1", uri=True)
             try:
                 rows = conn.execute(_SELECT_ALL).fetchall()
             finally:
@@ -109,8 +108,7 @@ class Checkpoints:
     def _report(self, exc: Exception) -> None:
         self._retry_at = time.monotonic() + RETRY_S
         if not self._failing:
-            log.error("cannot store offsets in %s: %s (keeps shipping, will retry)",
-                      self.path, exc)
+            log.error("cannot store offsets in %s: %s (keeps shipping, will retry)", self.path, exc)
             self._failing = True
 
     def get(self, fid: FileId) -> Checkpoint | None:
@@ -141,8 +139,9 @@ class Checkpoints:
             return
         assert self._conn is not None
         now = time.time()
-        rows = [(f.dev, f.ino, c.fingerprint, c.offset, c.name, now)
-                for f, c in self._dirty.items()]
+        rows = [
+            (f.dev, f.ino, c.fingerprint, c.offset, c.name, now) for f, c in self._dirty.items()
+        ]
         gone = [(f.dev, f.ino) for f in self._deleted]
         try:
             self._conn.execute("BEGIN")

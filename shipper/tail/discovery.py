@@ -27,6 +27,8 @@ _GLOB_CHARS = set("*?[")
 class Found:
     path: str  # as matched (the Path_Key value)
     st: os.stat_result  # of the target (symlinks followed)
+    open_path: str  # where to open it: `path`, or the newest session's own path when
+    # `session_latest` is dangling (Path_Key keeps naming session_latest)
 
 
 def _has_glob(part: str) -> bool:
@@ -54,8 +56,7 @@ def static_prefix(pattern: str) -> str:
 def newest_session(parent: str) -> str | None:
     """The newest `session_*` directory in `parent` (names sort by their start time)."""
     try:
-        names = [n for n in os.listdir(parent)
-                 if n.startswith("session_") and n != SESSION_LINK]
+        names = [n for n in os.listdir(parent) if n.startswith("session_") and n != SESSION_LINK]
     except OSError:
         return None
     for name in sorted(names, reverse=True):
@@ -81,7 +82,7 @@ def resolve_session_link(pattern: str) -> str:
     newest = newest_session(parent)
     if newest is None:
         return pattern
-    return os.sep.join([newest, *parts[i + 1:]])
+    return os.sep.join([newest, *parts[i + 1 :]])
 
 
 def expand(patterns: Iterable[str], excludes: Iterable[str]) -> dict[str, Found]:
@@ -90,15 +91,22 @@ def expand(patterns: Iterable[str], excludes: Iterable[str]) -> dict[str, Found]
     found: dict[str, Found] = {}
     for pattern in patterns:
         for p in _expand_one(pattern):
-            for path in sorted(glob.glob(p)):
+            resolved = resolve_session_link(p)
+            link = target = ""
+            if resolved != p:  # dangling link: files found in the newest session ...
+                parts = p.split(os.sep)
+                link = os.sep.join(parts[: parts.index(SESSION_LINK) + 1])
+                target = resolved[: len(resolved) - len(p) + len(link)]
+            for real in sorted(glob.glob(resolved)):
+                path = link + real[len(target) :] if link else real  # ... named by the link
                 if path in found or any(fnmatch.fnmatch(path, e) for e in excl):
                     continue
                 try:
-                    st = os.stat(path)
+                    st = os.stat(real)
                 except OSError:
                     continue  # vanished, or a dangling link: nothing to read
                 if stat.S_ISREG(st.st_mode):
-                    found[path] = Found(path, st)
+                    found[path] = Found(path, st, real)
     return found
 
 
@@ -111,9 +119,9 @@ def _expand_one(pattern: str) -> list[str]:
     i = parts.index(SESSION_LINK)
     parent = os.sep.join(parts[:i]) or os.sep
     if not _has_glob(parent):
-        return [resolve_session_link(pattern)]
+        return [pattern]
     rest = os.sep.join(parts[i:])
-    return [resolve_session_link(os.path.join(p, rest)) for p in sorted(glob.glob(parent))]
+    return [os.path.join(p, rest) for p in sorted(glob.glob(parent))]
 
 
 def watch_dirs(patterns: Iterable[str]) -> set[str]:
@@ -177,15 +185,24 @@ class Watcher:
 
         self._handler = _Handler()
         # Creation, deletion and moves only: modifications would cost one event per write.
-        self._filter = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,
-                        FileMovedEvent, DirMovedEvent]
+        self._filter = [
+            FileCreatedEvent,
+            DirCreatedEvent,
+            FileDeletedEvent,
+            DirDeletedEvent,
+            FileMovedEvent,
+            DirMovedEvent,
+        ]
         try:
             observer = Observer()  # inotify_init here: fails when out of inotify instances
             observer.daemon = True
             observer.start()
         except OSError as exc:
-            log.warning("filesystem events unavailable (%s): falling back to polling every "
-                        "Refresh_Interval", exc.strerror or exc)
+            log.warning(
+                "filesystem events unavailable (%s): falling back to polling every "
+                "Refresh_Interval",
+                exc.strerror or exc,
+            )
             return False
         self._observer = observer
         return True
@@ -201,11 +218,15 @@ class Watcher:
         for d in dirs - self._watches.keys():
             try:
                 self._watches[d] = observer.schedule(  # type: ignore[attr-defined]
-                    self._handler, d, recursive=False, event_filter=self._filter)
+                    self._handler, d, recursive=False, event_filter=self._filter
+                )
             except OSError as exc:
                 if not self._failed:
-                    log.warning("cannot watch %s (%s): falling back to polling every "
-                                "Refresh_Interval", d, exc)
+                    log.warning(
+                        "cannot watch %s (%s): falling back to polling every Refresh_Interval",
+                        d,
+                        exc,
+                    )
                     self._failed = True
 
     def stop(self) -> None:

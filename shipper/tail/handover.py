@@ -23,7 +23,7 @@ from shipper.tail.options import TailOptions
 from shipper.tail.reader import TailedFile
 
 if TYPE_CHECKING:
-    from shipper.tail.input import Released
+    from shipper.tail.identity import Released
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +68,46 @@ def export_files(files: dict[FileId, TailedFile]) -> list[HandedFile]:
                 log.debug("fingerprint of %s: %s", f.path, exc)
         rewound = f.read_pos - f.acked_pos
         if rewound:
-            log.debug("%s: handed over at acked offset %d (%d bytes to read again)",
-                      f.path, f.acked_pos, rewound)
-        out.append(HandedFile(fid=f.fid, fd=f.fd, path=f.path, cur_path=f.cur_path,
-                              real_path=f.real_path, offset=f.acked_pos,
-                              fingerprint=f.fingerprint, size=f.size, deleted=f.deleted,
-                              skipping=f.skipping and f.acked_pos == f.line_pos))
+            log.debug(
+                "%s: handed over at acked offset %d (%d bytes to read again)",
+                f.path,
+                f.acked_pos,
+                rewound,
+            )
+        out.append(
+            HandedFile(
+                fid=f.fid,
+                fd=f.fd,
+                path=f.path,
+                cur_path=f.cur_path,
+                real_path=f.real_path,
+                offset=f.acked_pos,
+                fingerprint=f.fingerprint,
+                size=f.size,
+                deleted=f.deleted,
+                skipping=f.skipping and f.acked_pos == f.line_pos,
+            )
+        )
         f.fd = -1
     return out
 
 
-def revive(h: HandedFile, handler: LineHandler, tag: str,
-           notify: Callable[[TailedFile, int], None]) -> TailedFile:
+def revive(
+    h: HandedFile, handler: LineHandler, tag: str, notify: Callable[[TailedFile, int], None]
+) -> TailedFile:
     """The successor's TailedFile: the same descriptor, read again from the acked offset by
     a fresh line handler (so nothing half-parsed crosses the reload)."""
-    f = TailedFile(fid=h.fid, fd=h.fd, path=h.path, real_path=h.real_path, offset=h.offset,
-                   fingerprint=h.fingerprint, handler=handler, tag=tag, notify=notify)
+    f = TailedFile(
+        fid=h.fid,
+        fd=h.fd,
+        path=h.path,
+        real_path=h.real_path,
+        offset=h.offset,
+        fingerprint=h.fingerprint,
+        handler=handler,
+        tag=tag,
+        notify=notify,
+    )
     f.cur_path, f.size, f.deleted, f.skipping = h.cur_path, h.size, h.deleted, h.skipping
     f.last_change = time.monotonic()  # Rotate_Wait counts from the handover
     return f

@@ -37,3 +37,47 @@ def same_content(stored: bytes, current: bytes) -> bool:
     if len(current) < len(stored):
         return False
     return current.startswith(stored)
+
+
+@dataclass(slots=True)
+class Released:
+    """A file we let go of, remembered for as long as it exists so it is never re-read."""
+
+    fingerprint: bytes
+    offset: int
+    path: str
+    last_seen: float  # monotonic time a scan last found it
+
+
+def still_there(fid: FileId, path: str) -> bool:
+    """Whether `path` still names the file `fid`."""
+    try:
+        return FileId.of(os.stat(path)) == fid
+    except OSError:
+        return False
+
+
+def start_offset(
+    fingerprint: bytes,
+    size: int,
+    *,
+    released: tuple[bytes, int] | None,
+    saved: tuple[bytes, int] | None,
+    at_end: bool,
+) -> tuple[int, str]:
+    """Where to start reading a file we open, and why.
+
+    A file we let go of (`released`) or one the DB knows (`saved`, fingerprint and offset)
+    resumes at its offset if it is still that file; if its first bytes changed, or it is
+    shorter than the offset, the inode was reused by another file: read it from the head.
+    Otherwise files found at the first scan start at their end (`at_end`), later ones at 0.
+    """
+    for entry, why in ((released, "released"), (saved, "db")):
+        if entry is not None:
+            stored, offset = entry
+            if same_content(stored, fingerprint) and size >= offset:
+                return offset, why
+            return 0, f"{why} entry for another file (inode reused)"
+    if at_end:
+        return size, "tail"
+    return 0, "head"

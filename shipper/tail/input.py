@@ -15,7 +15,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from shipper import telemetry
 from shipper.chunk import Chunk, Record
@@ -23,7 +22,14 @@ from shipper.lines import HandlerFactory, SourceContext
 from shipper.tail import discovery
 from shipper.tail.checkpoints import Checkpoints
 from shipper.tail.handover import TailState, export_files, revive
-from shipper.tail.identity import FINGERPRINT_BYTES, FileId, read_fingerprint, same_content
+from shipper.tail.identity import (
+    FINGERPRINT_BYTES,
+    FileId,
+    Released,
+    read_fingerprint,
+    start_offset,
+    still_there,
+)
 from shipper.tail.options import TailOptions
 from shipper.tail.reader import Acks, LineRules, RangeAck, TailedFile, drain_partial, read_all
 
@@ -39,16 +45,6 @@ RELEASED_TTL = 60.0  # seconds a released file may go unseen before it is forgot
 RECORD_OVERHEAD = 350  # approximate bytes of a record dict beyond its line, for Mem_Buf_Limit
 
 
-@dataclass(slots=True)
-class Released:
-    """A file we let go of, remembered for as long as it exists so it is never re-read."""
-
-    fingerprint: bytes
-    offset: int
-    path: str
-    last_seen: float  # monotonic time a scan last found it
-
-
 class TailInput:
     plugin = "tail"
     _adopted = False  # set by adopt(): the first scan is not a start (see run)
@@ -62,11 +58,17 @@ class TailInput:
         self.stats.behind_probe = self._behind_now
         self.files: dict[FileId, TailedFile] = {}
         self.released: dict[FileId, Released] = {}
-        self.rules = LineRules(max_line=opts.buffer_max_size, skip_long=opts.skip_long_lines,
-                               skip_empty=opts.skip_empty_lines,
-                               want_offsets=opts.offset_key is not None)
-        self.db = Checkpoints(opts.db, sync=opts.db_sync, journal_mode=opts.db_journal_mode) \
-            if opts.db else None
+        self.rules = LineRules(
+            max_line=opts.buffer_max_size,
+            skip_long=opts.skip_long_lines,
+            skip_empty=opts.skip_empty_lines,
+            want_offsets=opts.offset_key is not None,
+        )
+        self.db = (
+            Checkpoints(opts.db, sync=opts.db_sync, journal_mode=opts.db_journal_mode)
+            if opts.db
+            else None
+        )
         self.in_flight = 0
         self._waiting = False  # reading waits for acknowledgements (WINDOW, Mem_Buf_Limit)
         self._out: dict[str, tuple[list[Record], list[RangeAck], list[int]]] = {}
@@ -160,8 +162,12 @@ class TailInput:
     def adopt(self, state: TailState) -> None:
         """Before run: go on from the predecessor's acked offsets, with this input's options."""
         for h in state.files:
-            ctx = SourceContext(path=h.path, real_path=h.real_path,
-                                path_key=self.opts.path_key, offset_key=self.opts.offset_key)
+            ctx = SourceContext(
+                path=h.path,
+                real_path=h.real_path,
+                path_key=self.opts.path_key,
+                offset_key=self.opts.offset_key,
+            )
             tag = discovery.expand_tag(self.opts.tag, h.path)
             self.files[h.fid] = revive(h, self.factory(ctx), tag, self._acknowledged)
         self.released.update(state.released)
@@ -215,7 +221,7 @@ class TailInput:
                     f.last_change = mono  # Rotate_Wait counts from the rotation
                 f.matched = True
                 continue
-            self._open(path, fid, initial=initial)
+            self._open(path, fid, initial=initial, open_path=item.open_path)
         for fid, f in self.files.items():
             if fid not in seen:
                 if f.matched:  # just left the glob (session_latest re-pointed): Rotate_Wait
@@ -225,19 +231,20 @@ class TailInput:
         # miss proves nothing, so a released file is forgotten only after a long absence.
         ttl = max(RELEASED_TTL, 3 * self.opts.refresh_interval)
         for fid, rel in list(self.released.items()):
-            if fid not in seen and mono - rel.last_seen > ttl \
-                    and not _still_there(fid, rel.path):
+            if fid not in seen and mono - rel.last_seen > ttl and not still_there(fid, rel.path):
                 del self.released[fid]
                 if self.db is not None:
                     self.db.forget(fid)
 
     def _expand(self) -> tuple[dict[str, discovery.Found], set[str]]:
-        return (discovery.expand(self.opts.path, self.opts.exclude_path),
-                discovery.watch_dirs(self.opts.path) if self.opts.inotify_watcher else set())
+        return (
+            discovery.expand(self.opts.path, self.opts.exclude_path),
+            discovery.watch_dirs(self.opts.path) if self.opts.inotify_watcher else set(),
+        )
 
-    def _open(self, path: str, fid: FileId, *, initial: bool) -> None:
+    def _open(self, path: str, fid: FileId, *, initial: bool, open_path: str) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(open_path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             if path not in self._failed_paths:
                 self._failed_paths.add(path)
@@ -256,32 +263,38 @@ class TailInput:
             os.close(fd)  # a rotated file we finished: nothing new, stay released
             return
         self.released.pop(fid, None)
-        real = os.path.realpath(path)
-        ctx = SourceContext(path=path, real_path=real, path_key=self.opts.path_key,
-                            offset_key=self.opts.offset_key)
-        f = TailedFile(fid=fid, fd=fd, path=path, real_path=real, offset=offset,
-                       fingerprint=fingerprint, handler=self.factory(ctx),
-                       tag=discovery.expand_tag(self.opts.tag, path), notify=self._acknowledged)
+        real = os.path.realpath(open_path)
+        ctx = SourceContext(
+            path=path, real_path=real, path_key=self.opts.path_key, offset_key=self.opts.offset_key
+        )
+        f = TailedFile(
+            fid=fid,
+            fd=fd,
+            path=path,
+            real_path=real,
+            offset=offset,
+            fingerprint=fingerprint,
+            handler=self.factory(ctx),
+            tag=discovery.expand_tag(self.opts.tag, path),
+            notify=self._acknowledged,
+        )
         f.last_change = time.monotonic()
         f.size = st.st_size
         self.files[fid] = f
         telemetry.file_opened(self.stats, path, offset, why)
 
-    def _start_offset(self, fid: FileId, fingerprint: bytes, size: int,
-                      initial: bool) -> tuple[int, str]:
-        rel = self.released.get(fid)
-        if rel is not None:
-            if same_content(rel.fingerprint, fingerprint) and size >= rel.offset:
-                return rel.offset, "released"
-            return 0, "inode reused"
+    def _start_offset(
+        self, fid: FileId, fingerprint: bytes, size: int, initial: bool
+    ) -> tuple[int, str]:
         saved = self.db.get(fid) if self.db is not None else None
-        if saved is not None:
-            if same_content(saved.fingerprint, fingerprint) and size >= saved.offset:
-                return saved.offset, "db"
-            return 0, "db entry for another file (inode reused)"
-        if initial and not self.opts.read_from_head:
-            return size, "tail"
-        return 0, "head"
+        known = self.released.get(fid)
+        return start_offset(
+            fingerprint,
+            size,
+            released=(known.fingerprint, known.offset) if known else None,
+            saved=(saved.fingerprint, saved.offset) if saved else None,
+            at_end=initial and not self.opts.read_from_head,
+        )
 
     # -- reading ------------------------------------------------------------------------
     async def _read_pass(self) -> str:
@@ -294,8 +307,9 @@ class TailInput:
         if room <= 0:
             if self.in_flight >= self.opts.mem_buf_limit and not self.stats.paused:
                 self.stats.paused = True
-                log.debug("%s: paused at Mem_Buf_Limit (%d bytes in flight)", self.name,
-                          self.in_flight)
+                log.debug(
+                    "%s: paused at Mem_Buf_Limit (%d bytes in flight)", self.name, self.in_flight
+                )
             return "idle"
         self.stats.paused = False
         files = [f for f in self.files.values() if f.fd >= 0]
@@ -304,8 +318,9 @@ class TailInput:
         # Records take ~4x their raw bytes in memory: read no more than fits the budget.
         # and keep each pass small: big passes cost more in page faults than they save.
         per_pass = min(room // 4, PASS_READ)
-        per_file = max(4096, min(max(READ_LIMIT, self.opts.buffer_chunk_size),
-                                 per_pass // len(files)))
+        per_file = max(
+            4096, min(max(READ_LIMIT, self.opts.buffer_chunk_size), per_pass // len(files))
+        )
         results = await asyncio.to_thread(read_all, files, per_file)
         now = time.time()
         mono = time.monotonic()
@@ -337,8 +352,9 @@ class TailInput:
             self._emit_records(f, records, end, len(data))
         return state
 
-    def _emit_records(self, f: TailedFile, records: list[Record], end: int,
-                      nbytes: int = 0) -> None:
+    def _emit_records(
+        self, f: TailedFile, records: list[Record], end: int, nbytes: int = 0
+    ) -> None:
         """Queue a file's new records for this turn's chunk (one per tag, see _flush_out)."""
         if not records:
             if end != f.commit_pos:
@@ -398,8 +414,11 @@ class TailInput:
                 self.db.commit()  # a failed write (full or read-only disk): retry it
             return
         for f in self._dirty:
-            if len(f.fingerprint) < FINGERPRINT_BYTES and f.fd >= 0 \
-                    and f.acked_pos > len(f.fingerprint):
+            if (
+                len(f.fingerprint) < FINGERPRINT_BYTES
+                and f.fd >= 0
+                and f.acked_pos > len(f.fingerprint)
+            ):
                 f.fingerprint = read_fingerprint(f.fd)
             if f.deleted and f.fd < 0:
                 self.db.forget(f.fid)
@@ -407,10 +426,3 @@ class TailInput:
                 self.db.set(f.fid, f.fingerprint, f.acked_pos, f.cur_path)
         self._dirty.clear()
         self.db.commit()
-
-
-def _still_there(fid: FileId, path: str) -> bool:
-    try:
-        return FileId.of(os.stat(path)) == fid
-    except OSError:
-        return False

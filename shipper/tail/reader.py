@@ -64,9 +64,19 @@ class Acks:
 class TailedFile:
     """State of one open file. The read thread calls only `read_chunk`."""
 
-    def __init__(self, *, fid: FileId, fd: int, path: str, real_path: str, offset: int,
-                 fingerprint: bytes, handler: LineHandler, tag: str,
-                 notify: Callable[[TailedFile, int], None]) -> None:
+    def __init__(
+        self,
+        *,
+        fid: FileId,
+        fd: int,
+        path: str,
+        real_path: str,
+        offset: int,
+        fingerprint: bytes,
+        handler: LineHandler,
+        tag: str,
+        notify: Callable[[TailedFile, int], None],
+    ) -> None:
         self.fid = fid
         self.fd = fd
         self.path = path  # as matched at open: the Path_Key value, for ever
@@ -122,10 +132,10 @@ class TailedFile:
                 return [], self._commit_after([], None, b"")
             self.skipping = False
             base += nl + 1
-            buf = buf[nl + 1:]
+            buf = buf[nl + 1 :]
         cut = buf.rfind(b"\n")
         complete = buf[:cut] if cut >= 0 else b""
-        self.partial = buf[cut + 1:]
+        self.partial = buf[cut + 1 :]
         self.line_pos = base + cut + 1
         long_idx: list[int] = []
         ends: list[int] | None = None
@@ -145,13 +155,20 @@ class TailedFile:
             self.line_pos = self.read_pos
             self.skipping = True
             if not rules.skip_long:
-                records += self._feed([text], [self.line_pos] if rules.want_offsets else None,
-                                      [0], rules, now)
+                records += self._feed(
+                    [text], [self.line_pos] if rules.want_offsets else None, [0], rules, now
+                )
             return records, self.line_pos
         return records, self._commit_after(lines, ends, complete)
 
-    def _feed(self, lines: list[str], ends: list[int] | None, long_idx: list[int],
-              rules: LineRules, now: float) -> list[Record]:
+    def _feed(
+        self,
+        lines: list[str],
+        ends: list[int] | None,
+        long_idx: list[int],
+        rules: LineRules,
+        now: float,
+    ) -> list[Record]:
         handler = self.handler
         offsets = ends if rules.want_offsets else None
         if not long_idx:
@@ -162,7 +179,7 @@ class TailedFile:
         for i in long_idx:
             records += handler.feed(lines[start:i], now, offsets[start:i] if offsets else None)
             records += handler.flush(now)
-            cut_records = handler.feed([lines[i]], now, offsets[i:i + 1] if offsets else None)
+            cut_records = handler.feed([lines[i]], now, offsets[i : i + 1] if offsets else None)
             cut_records += handler.flush(now)
             for rec in cut_records:
                 rec["truncated"] = True
@@ -211,8 +228,9 @@ class TailedFile:
             self.fd = -1
 
 
-def _split_slow(complete: bytes, base: int, rules: LineRules) -> tuple[list[str], list[int],
-                                                                         list[int]]:
+def _split_slow(
+    complete: bytes, base: int, rules: LineRules
+) -> tuple[list[str], list[int], list[int]]:
     """Per-line split: CR removal, long lines cut or skipped, empty lines skipped; returns
     lines, each line's end offset, and the indexes of cut lines."""
     lines: list[str] = []
@@ -248,8 +266,9 @@ def drain_partial(file: TailedFile, now: float) -> list[Record]:
     return records
 
 
-def read_all(files: list[TailedFile], limit: int) -> list[
-        tuple[TailedFile, bytes, int, int, OSError | None]]:
+def read_all(
+    files: list[TailedFile], limit: int
+) -> list[tuple[TailedFile, bytes, int, int, OSError | None]]:
     """One thread hop for the whole pass: fstat + pread of every open file."""
     out: list[tuple[TailedFile, bytes, int, int, OSError | None]] = []
     for f in files:

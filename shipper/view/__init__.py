@@ -72,30 +72,65 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="shipper tail",
         description="Follow a local Ray session: one readable line per record.",
         epilog="Colour: on a terminal, unless NO_COLOR is set; FORCE_COLOR or --color=always "
-               "when piped. Lines without a timestamp of their own (worker prints) show when "
-               "they were read; in the history, when their file last changed. Ctrl-C stops.")
-    p.add_argument("dir", nargs="?", default=DEFAULT_DIR, metavar="TEMP_DIR|SESSION_DIR",
-                   help=f"Ray's temp dir (follows its session_latest) or one session "
-                        f"directory (default {DEFAULT_DIR})")
-    p.add_argument("-n", "--lines", type=_count, default=10, metavar="N",
-                   help="records of history to show first, in time order: a number or 'all' "
-                        "(default 10)")
-    p.add_argument("-c", "--component", action="append", default=[], metavar="NAME",
-                   help="only these components (repeatable, comma-separated, * wildcards), "
-                        "e.g. raylet,worker")
-    p.add_argument("-l", "--level", type=_level, metavar="LEVEL",
-                   help="minimum level: debug, info, warning, error, fatal")
-    p.add_argument("-j", "--job", metavar="JOB_ID", help="only records of this job "
-                   "(job id such as 01000000, or a submission id)")
-    p.add_argument("-g", "--grep", type=_regex, metavar="REGEX",
-                   help="only records whose text matches (Python regex)")
+        "when piped. Lines without a timestamp of their own (worker prints) show when "
+        "they were read; in the history, when their file last changed. Ctrl-C stops.",
+    )
+    p.add_argument(
+        "dir",
+        nargs="?",
+        default=DEFAULT_DIR,
+        metavar="TEMP_DIR|SESSION_DIR",
+        help=f"Ray's temp dir (follows its session_latest) or one session "
+        f"directory (default {DEFAULT_DIR})",
+    )
+    p.add_argument(
+        "-n",
+        "--lines",
+        type=_count,
+        default=10,
+        metavar="N",
+        help="records of history to show first, in time order: a number or 'all' (default 10)",
+    )
+    p.add_argument(
+        "-c",
+        "--component",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only these components (repeatable, comma-separated, * wildcards), e.g. raylet,worker",
+    )
+    p.add_argument(
+        "-l",
+        "--level",
+        type=_level,
+        metavar="LEVEL",
+        help="minimum level: debug, info, warning, error, fatal",
+    )
+    p.add_argument(
+        "-j",
+        "--job",
+        metavar="JOB_ID",
+        help="only records of this job (job id such as 01000000, or a submission id)",
+    )
+    p.add_argument(
+        "-g",
+        "--grep",
+        type=_regex,
+        metavar="REGEX",
+        help="only records whose text matches (Python regex)",
+    )
     p.add_argument("--json", action="store_true", help="records as JSON lines")
-    p.add_argument("--no-follow", action="store_true",
-                   help="print the history and exit")
-    p.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
-                   help="colour the output (default auto: on a terminal)")
-    p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="the agent's own log on stderr")
+    p.add_argument("--no-follow", action="store_true", help="print the history and exit")
+    p.add_argument(
+        "--color",
+        "--colour",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the output (default auto: on a terminal)",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="the agent's own log on stderr"
+    )
     return p.parse_args(list(argv))
 
 
@@ -105,8 +140,9 @@ def locate(target: str) -> list[str]:
     d = os.path.abspath(target)
     if os.path.basename(d) == "logs" and os.path.isdir(d):
         base = glob.escape(d)
-    elif os.path.isdir(os.path.join(d, "logs")) and \
-            not os.path.lexists(os.path.join(d, discovery.SESSION_LINK)):
+    elif os.path.isdir(os.path.join(d, "logs")) and not os.path.lexists(
+        os.path.join(d, discovery.SESSION_LINK)
+    ):
         base = os.path.join(glob.escape(d), "logs")
     else:
         base = os.path.join(glob.escape(d), discovery.SESSION_LINK, "logs")
@@ -115,20 +151,32 @@ def locate(target: str) -> list[str]:
 
 def document(patterns: list[str], *, from_head: bool, follow: bool) -> Document:
     """The pipeline as a config Document, validated by the same key tables as a file."""
+
     def section(kind: str, *props: tuple[str, str]) -> Section:
         return Section(kind, tuple(Prop(k, v, _SRC, 0) for k, v in props), _SRC, 0)
 
     onoff = {True: "on", False: "off"}
-    return Document((
-        section("service", ("Flush", "0.05"), ("Grace", "2")),
-        section("input", ("Name", "tail"), ("Path", ", ".join(patterns)),
-                ("Exclude_Path", EXCLUDE), ("Tag", "ray"), ("Path_Key", "path"),
-                ("Read_from_Head", onoff[from_head]), ("Refresh_Interval", "5"),
-                ("multiline.parser", "ray"), ("Multiline_Flush", "0.5"),
-                ("Exit_On_Eof", onoff[not follow])),
-        # A placeholder: the terminal is no plugin a config may name (see ViewApp).
-        section("output", ("Name", "stdout"), ("Match", "*")),
-    ), _SRC)
+    return Document(
+        (
+            section("service", ("Flush", "0.05"), ("Grace", "2")),
+            section(
+                "input",
+                ("Name", "tail"),
+                ("Path", ", ".join(patterns)),
+                ("Exclude_Path", EXCLUDE),
+                ("Tag", "ray"),
+                ("Path_Key", "path"),
+                ("Read_from_Head", onoff[from_head]),
+                ("Refresh_Interval", "5"),
+                ("multiline.parser", "ray"),
+                ("Multiline_Flush", "0.5"),
+                ("Exit_On_Eof", onoff[not follow]),
+            ),
+            # A placeholder: the terminal is no plugin a config may name (see ViewApp).
+            section("output", ("Name", "stdout"), ("Match", "*")),
+        ),
+        _SRC,
+    )
 
 
 class ViewApp(App):
@@ -160,8 +208,9 @@ def history_read(inp: TailInput, targets: dict[FileId, int]) -> bool:
     return True
 
 
-async def end_history_when_read(inp: TailInput, out: TerminalOutput,
-                                targets: dict[FileId, int]) -> None:
+async def end_history_when_read(
+    inp: TailInput, out: TerminalOutput, targets: dict[FileId, int]
+) -> None:
     # Polled: the tail input has no event for "acknowledged up to here", and reading its
     # positions every 50 ms costs nothing next to reading the files.
     while not history_read(inp, targets):  # noqa: ASYNC110
@@ -169,8 +218,9 @@ async def end_history_when_read(inp: TailInput, out: TerminalOutput,
     await out.end_history()
 
 
-async def run_view(app: ViewApp, out: TerminalOutput, targets: dict[FileId, int],
-                   follow: bool) -> int:
+async def run_view(
+    app: ViewApp, out: TerminalOutput, targets: dict[FileId, int], follow: bool
+) -> int:
     watcher = None
     inp = app.pipeline.inputs[0]
     if follow and out.in_history and isinstance(inp, TailInput):
@@ -197,13 +247,18 @@ def main(argv: Sequence[str]) -> int:
         if not follow:
             print(f"shipper tail: no Ray session logs under {args.dir}", file=sys.stderr)
             return 1
-        print(f"shipper tail: no Ray session under {args.dir} yet; waiting for one "
-              "(Ctrl-C to stop)", file=sys.stderr)
-    renderer = None if args.json else Renderer(
-        colour=want_colour(args.color, sys.stdout, os.environ))
-    out = TerminalOutput(renderer=renderer, history=args.lines,
-                         accept=RecordFilter.build(args.component, args.level, args.job,
-                                                   args.grep))
+        print(
+            f"shipper tail: no Ray session under {args.dir} yet; waiting for one (Ctrl-C to stop)",
+            file=sys.stderr,
+        )
+    renderer = (
+        None if args.json else Renderer(colour=want_colour(args.color, sys.stdout, os.environ))
+    )
+    out = TerminalOutput(
+        renderer=renderer,
+        history=args.lines,
+        accept=RecordFilter.build(args.component, args.level, args.job, args.grep),
+    )
     out.history_at_close = not follow
     try:
         app = ViewApp(document(patterns, from_head=args.lines != 0, follow=follow), out)

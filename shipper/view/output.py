@@ -42,12 +42,14 @@ class TerminalOutput(Output):
     plugin = "terminal"
     immediate = True  # a person is watching: no Flush batching
 
-    def __init__(self, *, renderer: Renderer | None, accept: RecordFilter,
-                 history: int | None, fd: int = 1) -> None:
+    def __init__(
+        self, *, renderer: Renderer | None, accept: RecordFilter, history: int | None, fd: int = 1
+    ) -> None:
         """`renderer` None: records as JSON lines. `history`: records of the existing files
         to show (None: all, 0: none, the view starts live)."""
-        super().__init__(name="terminal", matcher=Matcher.build("*", None),
-                         delivery=Delivery(flush=0.05))
+        super().__init__(
+            name="terminal", matcher=Matcher.build("*", None), delivery=Delivery(flush=0.05)
+        )
         self.renderer = renderer
         self.accept = accept
         self.limit = history
@@ -56,7 +58,7 @@ class TerminalOutput(Output):
         self.on_broken: Callable[[], None] = lambda: None
         self.broken = False
         self._fd = fd
-        self._kept: list[tuple[float, int, Record]] = []  # a min-heap when limited
+        self._kept: list[tuple[float, str, int, Record]] = []  # a min-heap when limited
         self._seq = 0
         self._session: str | None = None  # the newest session seen (names sort by time)
         self._announced: str | None = None
@@ -88,8 +90,7 @@ class TerminalOutput(Output):
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._writer, name="terminal-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._writer, name="terminal-writer", daemon=True)
         self._thread.start()
 
     async def close(self) -> None:
@@ -106,10 +107,10 @@ class TerminalOutput(Output):
         kept, self._kept = sorted(self._kept), []
         self._mtimes.clear()
         if self.renderer is not None:
-            self.renderer.fit(rec for _, _, rec in kept)
+            self.renderer.fit(rec for _, _, _, rec in kept)
         parts: list[str] = []
         shown: str | None = None
-        for when, _, rec in kept:
+        for when, _, _, rec in kept:
             session = rec.get("session")
             if isinstance(session, str) and (shown is None or session > shown):
                 shown = session
@@ -145,8 +146,10 @@ class TerminalOutput(Output):
                     mtime = when
                 self._mtimes[path] = mtime
             when = mtime
-        self._seq += 1  # ties keep reading order; dicts are never compared
-        item = (when, self._seq, rec)
+        # Ties go by file, then reading order: the same history whatever the read passes
+        # interleaved (dicts are never compared).
+        self._seq += 1
+        item = (when, path if isinstance(path, str) else "", self._seq, rec)
         if self.limit is None:
             self._kept.append(item)
         elif len(self._kept) < self.limit:
@@ -171,7 +174,7 @@ class TerminalOutput(Output):
                 try:
                     view = memoryview(data)
                     while view:
-                        view = view[os.write(self._fd, view):]
+                        view = view[os.write(self._fd, view) :]
                 except OSError as exc:  # EPIPE: `| head` is done; EIO: the terminal is gone
                     self.broken = True
                     self._call(self._gone, exc)

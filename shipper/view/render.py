@@ -25,8 +25,7 @@ log = logging.getLogger(__name__)
 
 LEVEL_RANK = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "FATAL": 50}
 _LEVEL_ALIASES = {"WARN": "WARNING", "CRITICAL": "FATAL", "TRACE": "DEBUG"}
-_SHOWN = {"DEBUG": "DEBUG", "INFO": "INFO ", "WARNING": "WARN ", "ERROR": "ERROR",
-          "FATAL": "FATAL"}
+_SHOWN = {"DEBUG": "DEBUG", "INFO": "INFO ", "WARNING": "WARN ", "ERROR": "ERROR", "FATAL": "FATAL"}
 _NO_LEVEL = "     "
 # The `who` column grows to the widest name seen (up to WHO_MAX; a longer one pushes only its
 # own line's message right), so that levels and messages line up without wasting a fixed width.
@@ -43,10 +42,25 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
 _BOLD = "\x1b[1m"
-_LEVEL_COLOUR = {"DEBUG": "\x1b[2m", "INFO": "\x1b[32m", "WARNING": "\x1b[33m",
-                 "ERROR": "\x1b[31m", "FATAL": "\x1b[1;31m"}
-_PALETTE = ("\x1b[36m", "\x1b[35m", "\x1b[34m", "\x1b[33m", "\x1b[32m", "\x1b[96m",
-            "\x1b[95m", "\x1b[94m", "\x1b[93m", "\x1b[92m")
+_LEVEL_COLOUR = {
+    "DEBUG": "\x1b[2m",
+    "INFO": "\x1b[32m",
+    "WARNING": "\x1b[33m",
+    "ERROR": "\x1b[31m",
+    "FATAL": "\x1b[1;31m",
+}
+_PALETTE = (
+    "\x1b[36m",
+    "\x1b[35m",
+    "\x1b[34m",
+    "\x1b[33m",
+    "\x1b[32m",
+    "\x1b[96m",
+    "\x1b[95m",
+    "\x1b[94m",
+    "\x1b[93m",
+    "\x1b[92m",
+)
 
 
 def want_colour(mode: str, stream: IO[str] | IO[bytes], env: Mapping[str, str]) -> bool:
@@ -130,8 +144,10 @@ class RecordFilter:
                 return False
         if self.job is not None:
             job = self.job
-            if str(rec.get("job_id", "")).lower() != job and \
-                    str(rec.get("submission_id", "")).lower() != job:
+            if (
+                str(rec.get("job_id", "")).lower() != job
+                and str(rec.get("submission_id", "")).lower() != job
+            ):
                 return False
         if self.grep is not None:
             text = rec.get("log")
@@ -140,11 +156,16 @@ class RecordFilter:
         return True
 
     @classmethod
-    def build(cls, components: Iterable[str], level: str | None, job: str | None,
-              grep: str | None) -> RecordFilter:
+    def build(
+        cls, components: Iterable[str], level: str | None, job: str | None, grep: str | None
+    ) -> RecordFilter:
         comps = tuple(p.strip() for c in components for p in c.split(",") if p.strip())
-        return cls(comps, parse_level(level) if level else None,
-                   job.strip().lower() if job else None, re.compile(grep) if grep else None)
+        return cls(
+            comps,
+            parse_level(level) if level else None,
+            job.strip().lower() if job else None,
+            re.compile(grep) if grep else None,
+        )
 
 
 class Renderer:
@@ -179,11 +200,14 @@ class Renderer:
             text = str(rec.get("log", ""))
         lines = _clean(text).split("\n")
         comp = str(rec.get("component", ""))
-        head = " ".join((self._c(_DIM, stamp),
-                         self._c(self._colour_of(comp), who.ljust(self.width)),
-                         self._c(_LEVEL_COLOUR.get(level or "", ""),
-                                 _SHOWN[level] if level else _NO_LEVEL),
-                         lines[0]))
+        head = " ".join(
+            (
+                self._c(_DIM, stamp),
+                self._c(self._colour_of(comp), who.ljust(self.width)),
+                self._c(_LEVEL_COLOUR.get(level or "", ""), _SHOWN[level] if level else _NO_LEVEL),
+                lines[0],
+            )
+        )
         if len(lines) == 1:
             return head.rstrip() + "\n"
         rest = "".join(f"{INDENT}{line}".rstrip() + "\n" for line in lines[1:])
@@ -193,8 +217,7 @@ class Renderer:
         code = self._comp_colour.get(comp)
         if code is None:
             # Stable across runs: the same component always has the same colour.
-            code = self._comp_colour[comp] = _PALETTE[zlib.crc32(comp.encode())
-                                                      % len(_PALETTE)]
+            code = self._comp_colour[comp] = _PALETTE[zlib.crc32(comp.encode()) % len(_PALETTE)]
         return code
 
 

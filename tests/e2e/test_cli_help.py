@@ -9,14 +9,27 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize(("flag", "plugin", "key"), [
-    ("-i", "tail", "Rotate_Wait"), ("-i", "stdin", "Buffer_Size"), ("-o", "stdout", "Format"),
-    ("-o", "http", "tls.verify"), ("-o", "loki", "Labels"), ("-o", "es", "Logstash_Format"),
-    ("-o", "opentelemetry", "Logs_uri"), ("-F", "grep", "Regex"), ("-F", "modify", "Rename"),
-])
+@pytest.mark.parametrize(
+    ("flag", "plugin", "key"),
+    [
+        ("-i", "tail", "Rotate_Wait"),
+        ("-i", "stdin", "Buffer_Size"),
+        ("-o", "stdout", "Format"),
+        ("-o", "http", "tls.verify"),
+        ("-o", "loki", "Labels"),
+        ("-o", "es", "Logstash_Format"),
+        ("-o", "opentelemetry", "Logs_uri"),
+        ("-F", "grep", "Regex"),
+        ("-F", "modify", "Rename"),
+    ],
+)
 def test_plugin_help_lists_its_keys(flag: str, plugin: str, key: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "shipper", flag, plugin, "-h"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "shipper", flag, plugin, "-h"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert f"plugin '{plugin}' keys" in out.stdout
     keys = {line.split()[0].lower() for line in out.stdout.splitlines()[2::2] if line.strip()}
@@ -24,8 +37,12 @@ def test_plugin_help_lists_its_keys(flag: str, plugin: str, key: str) -> None:
 
 
 def test_unknown_plugin_help_fails() -> None:
-    out = subprocess.run([sys.executable, "-m", "shipper", "-o", "kafka", "-h"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "shipper", "-o", "kafka", "-h"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 1 and "kafka" in out.stderr
 
 
@@ -35,8 +52,13 @@ def test_no_config_runs_the_embedded_default(tmp_path) -> None:  # type: ignore[
     from tests.agent import Agent
 
     env = {"SHIPPER_DEFAULT_CONFIG": str(tmp_path / "absent.conf")}
-    dry = subprocess.run([sys.executable, "-m", "shipper", "--dry-run"], capture_output=True,
-                         text=True, timeout=30, env={**os.environ, **env})
+    dry = subprocess.run(
+        [sys.executable, "-m", "shipper", "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
     assert dry.returncode == 0 and "<default>" in dry.stdout
     with Agent([], env=env) as agent:
         agent.wait_stderr("initial scan done")

@@ -38,7 +38,7 @@ from tests.backends import (
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
-DRIVER = r'''
+DRIVER = r"""
 import logging, os, sys, time, traceback
 import ray
 
@@ -84,7 +84,7 @@ session(2)
 wait_for_word(go + "2")
 ray.shutdown()
 say("DONE")
-'''
+"""
 
 
 class Lines:
@@ -140,19 +140,25 @@ def _config(path: Path, temp: Path) -> str:
     return str(path)
 
 
-def _find(agent: Agent, cond: Any, what: str, n: int = 1,
-          timeout: float = 60) -> list[dict[str, Any]]:
+def _find(
+    agent: Agent, cond: Any, what: str, n: int = 1, timeout: float = 60
+) -> list[dict[str, Any]]:
     def found() -> list[dict[str, Any]]:
         hits = [r for r in agent.snapshot() if cond(r)]
         return hits if len(hits) >= n else []
+
     return wait_for(found, timeout, f"{what}; agent stderr:\n{agent.err_text()[-3000:]}")  # type: ignore[no-any-return]
 
 
 def _traceback_ok(rec: dict[str, Any]) -> bool:
     lines = rec["log"].split("\n")
-    return (lines[0] == "Traceback (most recent call last):" and len(lines) >= 4
-            and lines[1].startswith('  File "') and "1 / 0" in rec["log"]
-            and lines[-1] == "ZeroDivisionError: division by zero")
+    return (
+        lines[0] == "Traceback (most recent call last):"
+        and len(lines) >= 4
+        and lines[1].startswith('  File "')
+        and "1 / 0" in rec["log"]
+        and lines[-1] == "ZeroDivisionError: division by zero"
+    )
 
 
 def test_real_ray_marker_job_task_traceback_and_session_switch(tmp_path: Path) -> None:
@@ -168,20 +174,27 @@ def test_real_ray_marker_job_task_traceback_and_session_switch(tmp_path: Path) -
         agent = Agent(["-c", _config(tmp_path / "shipper.conf", temp)])
         view = subprocess.Popen(
             [sys.executable, "-m", "shipper", "tail", str(temp), "-c", "worker"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1"})
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1"},
+        )
         view_out = Lines(view.stdout)
-        driver = run_in_netns([py, str(script), str(temp), marker, str(go)],
-                              env=ray_env(home=tmp_path / "home"),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        driver = run_in_netns(
+            [py, str(script), str(temp), marker, str(go)],
+            env=ray_env(home=tmp_path / "home"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         out = Lines(driver.stdout)
         try:
+
             def driver_said(word: str, timeout: float = 150) -> str:
                 def said() -> str | None:
                     failed = out.starting("RAY_INIT_FAILED")
                     if failed or driver.poll() is not None:
                         return failed or f"EXITED {driver.returncode}"
                     return out.starting(word)
+
                 line = wait_for(said, timeout, f"{word} from the driver:\n{out.text()[-3000:]}")
                 if line.startswith(("RAY_INIT_FAILED", "EXITED")):
                     if "RAY_INIT_FAILED" in line:
@@ -203,8 +216,12 @@ def test_real_ray_marker_job_task_traceback_and_session_switch(tmp_path: Path) -
             assert rec["session"] == session1 and rec["stream"] == "out", rec
             assert rec["path"].startswith(str(temp / "session_latest" / "logs")), rec
 
-            tbs = _find(agent, lambda r: r.get("session") == session1
-                        and r["log"].startswith("Traceback"), "two tracebacks", n=2)
+            tbs = _find(
+                agent,
+                lambda r: r.get("session") == session1 and r["log"].startswith("Traceback"),
+                "two tracebacks",
+                n=2,
+            )
             for tb in tbs:
                 assert _traceback_ok(tb), tb["log"]  # the whole traceback, one record
                 assert tb["component"] == "worker" and tb["stream"] == "err", tb
@@ -226,13 +243,19 @@ def test_real_ray_marker_job_task_traceback_and_session_switch(tmp_path: Path) -
             assert rec2["session"] == session2, rec2
             assert rec2["component"] == "worker" and rec2["job_id"] == job2, rec2
             assert rec2["task_name"] == "marker_task", rec2
-            _find(agent, lambda r: r.get("session") == session2 and r["component"] == "raylet",
-                  "raylet records of the new session")
+            _find(
+                agent,
+                lambda r: r.get("session") == session2 and r["component"] == "raylet",
+                "raylet records of the new session",
+            )
             wait_for(lambda: mark2 in view_out.text(), 30, "the second marker in shipper tail")
             shown = view_out.text()
             assert f"── new session {session2} ──" in shown
-            assert shown.index(mark1) < shown.index(f"── new session {session2} ──") \
+            assert (
+                shown.index(mark1)
+                < shown.index(f"── new session {session2} ──")
                 < shown.index(mark2)
+            )
 
             (tmp_path / "go2").touch()
             driver_said("DONE")

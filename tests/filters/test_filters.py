@@ -29,7 +29,8 @@ def run(flt: Filter, *records: dict[str, Any]) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- modify
 def test_modify_rules_in_order() -> None:
-    flt = make("""
+    flt = make(
+        """
         Name modify
         Match app.*
         Add pod ${POD_LABELS}
@@ -43,12 +44,35 @@ def test_modify_rules_in_order() -> None:
         Hard_rename old level
         Hard_copy message log
         Move_to_start env
-    """, env={"POD_LABELS": "app=ray,team=ml"})
+    """,
+        env={"POD_LABELS": "app=ray,team=ml"},
+    )
     assert flt.matcher.matches("app.log") and not flt.matcher.matches("sys.log")
-    (out,) = run(flt, {"date": 1.0, "log": "l", "msg": "m", "secret": "s", "tmp_a": 1,
-                       "tmp_b": 2, "x1": 0, "x12": 0, "old": "WARN", "level": "DEBUG"})
-    assert out == {"env": "prod east", "date": 1.0, "message": "m", "x12": 0, "level": "WARN",
-                   "pod": "app=ray,team=ml", "text": "m", "log": "m"}
+    (out,) = run(
+        flt,
+        {
+            "date": 1.0,
+            "log": "l",
+            "msg": "m",
+            "secret": "s",
+            "tmp_a": 1,
+            "tmp_b": 2,
+            "x1": 0,
+            "x12": 0,
+            "old": "WARN",
+            "level": "DEBUG",
+        },
+    )
+    assert out == {
+        "env": "prod east",
+        "date": 1.0,
+        "message": "m",
+        "x12": 0,
+        "level": "WARN",
+        "pod": "app=ray,team=ml",
+        "text": "m",
+        "log": "m",
+    }
 
 
 def test_modify_add_and_rename_respect_existing_keys() -> None:
@@ -77,8 +101,15 @@ def test_modify_conditions() -> None:
         Set severity high
     """)
     hit = {"log": "ERROR boom", "k8s": {"pod": "p"}, "pid": 42}
-    outs = run(flt, hit, {**hit, "log": "INFO ok"}, {**hit, "done": 1}, {**hit, "pid": 7},
-               {**hit, "debug_x": 1}, {"log": "ERROR", "pid": 42})
+    outs = run(
+        flt,
+        hit,
+        {**hit, "log": "INFO ok"},
+        {**hit, "done": 1},
+        {**hit, "pid": 7},
+        {**hit, "debug_x": 1},
+        {"log": "ERROR", "pid": 42},
+    )
     assert [o.get("severity") for o in outs] == ["high", None, None, None, None, None]
     flt = make("""
         Name modify
@@ -91,14 +122,17 @@ def test_modify_conditions() -> None:
     assert [o.get("ok") for o in outs] == ["yes", None, None]
 
 
-@pytest.mark.parametrize("body, key", [
-    ("Set onlykey", "Set"),
-    ("Rename a b c", "Rename"),
-    ("Condition Key_value_equals k", "Condition"),
-    ("Condition Bogus_condition k", "Condition"),
-    ("Remove_regex ([", "Remove_regex"),
-    ("Frobnicate a b", "Frobnicate"),
-])
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        ("Set onlykey", "Set"),
+        ("Rename a b c", "Rename"),
+        ("Condition Key_value_equals k", "Condition"),
+        ("Condition Bogus_condition k", "Condition"),
+        ("Remove_regex ([", "Remove_regex"),
+        ("Frobnicate a b", "Frobnicate"),
+    ],
+)
 def test_modify_bad_rules_name_the_line(body: str, key: str) -> None:
     with pytest.raises(ConfigError) as err:
         make(f"Name modify\nMatch *\n{body}")
@@ -132,10 +166,12 @@ def test_record_modifier_record_remove_allowlist() -> None:
 
 # --------------------------------------------------------------------------- grep
 def test_grep_regex_exclude_and_logical_ops() -> None:
-    recs = [{"log": "ERROR disk", "component": "raylet", "pid": 12},
-            {"log": "INFO ok", "component": "raylet", "pid": 7},
-            {"log": "ERROR gcs", "component": "gcs_server", "k": {"app": "serve"}},
-            {"log": "WARNING x"}]
+    recs = [
+        {"log": "ERROR disk", "component": "raylet", "pid": 12},
+        {"log": "INFO ok", "component": "raylet", "pid": 7},
+        {"log": "ERROR gcs", "component": "gcs_server", "k": {"app": "serve"}},
+        {"log": "WARNING x"},
+    ]
     flt = make("Name grep\nMatch *\nExclude component gcs\nRegex log ^ERROR")
     assert [r["log"] for r in run(flt, *recs)] == ["ERROR disk"]
     # legacy: the first matching Regex keeps the record (rules after it are not looked at,
@@ -160,7 +196,8 @@ def test_filters_through_the_cli(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     log.write_text("ERROR one\nINFO two\nERROR three\n")
     cfg = tmp_path / "c.conf"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg.write_text(
+        textwrap.dedent(f"""
         [SERVICE]
             Flush 0.2
         [INPUT]
@@ -186,10 +223,13 @@ def test_filters_through_the_cli(tmp_path: Path) -> None:
             Name stdout
             Match *
             Format json_lines
-    """))
+    """)
+    )
     with Agent(["-c", str(cfg)], env={"POD_NAME": "ray-head-0"}) as agent:
         recs = agent.wait_records(2)
         agent.stop()
-    assert [(r["message"], r["pod"]) for r in recs] == [("ERROR one", "ray-head-0"),
-                                                       ("ERROR three", "ray-head-0")]
+    assert [(r["message"], r["pod"]) for r in recs] == [
+        ("ERROR one", "ray-head-0"),
+        ("ERROR three", "ray-head-0"),
+    ]
     assert all("never" not in r and "log" not in r for r in recs)

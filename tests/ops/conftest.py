@@ -23,8 +23,10 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 def wait_started(agent: Agent) -> None:
     """Until the tail input has scanned; an agent that exits instead fails with its log."""
+
     def ready() -> bool:
         return "initial scan done" in agent.err_text() or agent.proc.poll() is not None
+
     try:
         wait_for(ready, what="the agent to start")
     except AssertionError:
@@ -51,13 +53,23 @@ def free_port() -> int:
     raise RuntimeError("no free port below the ephemeral range")
 
 
-def write_conf(path: Path, *, tail: dict[str, object], service: dict[str, object] | None = None,
-               output: dict[str, object] | None = None) -> Path:
+def write_conf(
+    path: Path,
+    *,
+    tail: dict[str, object],
+    service: dict[str, object] | None = None,
+    output: dict[str, object] | None = None,
+) -> Path:
     """[SERVICE] (fast flush, debug log) + one tail input + one output (stdout by default)."""
     svc: dict[str, object] = {"Flush": 0.2, "Grace": 5, "Log_Level": "debug"}
     svc.update(service or {})
-    inp: dict[str, object] = {"Name": "tail", "Tag": "t", "Refresh_Interval": 1,
-                              "Rotate_Wait": 1, "Ray_Metadata": "off"}
+    inp: dict[str, object] = {
+        "Name": "tail",
+        "Tag": "t",
+        "Refresh_Interval": 1,
+        "Rotate_Wait": 1,
+        "Ray_Metadata": "off",
+    }
     inp.update(tail)
     out: dict[str, object] = {"Name": "stdout", "Match": "*"}
     out.update(output or {})
@@ -69,8 +81,9 @@ def write_conf(path: Path, *, tail: dict[str, object], service: dict[str, object
     return path
 
 
-def request(port: int, path: str, method: str = "GET",
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def request(
+    port: int, path: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.request(method, path, headers=headers or {})

@@ -43,7 +43,7 @@ def _listening(pid: int) -> set[tuple[str, int]]:
             addr_hex, port_hex = cols[1].split(":")
             raw = bytes.fromhex(addr_hex)
             # /proc prints the address as native-endian 32-bit words
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
             found.add((socket.inet_ntop(family, raw), int(port_hex, 16)))
     return found
 
@@ -51,9 +51,11 @@ def _listening(pid: int) -> set[tuple[str, int]]:
 def test_binds_only_where_configured(tmp_path: Path) -> None:
     (tmp_path / "x.log").write_text("x\n")
     port = free_port()
-    cfg = write_conf(tmp_path / "c.conf", tail={"Path": f"{tmp_path}/*.log"},
-                     service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1",
-                              "HTTP_Port": port})
+    cfg = write_conf(
+        tmp_path / "c.conf",
+        tail={"Path": f"{tmp_path}/*.log"},
+        service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1", "HTTP_Port": port},
+    )
     with Agent(["-c", str(cfg)]) as agent:
         wait_for(lambda: reachable(port), what="the HTTP server")
         assert _listening(agent.proc.pid) == {("127.0.0.1", port)}
@@ -75,12 +77,17 @@ def test_port_in_use_fails_the_start_clearly(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        cfg = write_conf(tmp_path / "c.conf", tail={"Path": f"{tmp_path}/*.log",
-                                                    "Read_from_Head": "on"},
-                         service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1",
-                                  "HTTP_Port": port})
-        proc = subprocess.run([sys.executable, "-m", "shipper", "-c", str(cfg)],
-                              capture_output=True, text=True, timeout=30)
+        cfg = write_conf(
+            tmp_path / "c.conf",
+            tail={"Path": f"{tmp_path}/*.log", "Read_from_Head": "on"},
+            service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1", "HTTP_Port": port},
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "shipper", "-c", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert proc.returncode == 1
     assert f"cannot serve HTTP on 127.0.0.1:{port}" in proc.stderr, proc.stderr
     assert proc.stdout == ""  # nothing was read before the failure

@@ -27,8 +27,9 @@ from tests.ops.conftest import (
     write_conf,
 )
 
-SERVICE = ServiceOptions(health_check=True, hc_errors_count=2, hc_retry_failure_count=1,
-                         hc_period=10.0)
+SERVICE = ServiceOptions(
+    health_check=True, hc_errors_count=2, hc_retry_failure_count=1, hc_period=10.0
+)
 
 
 def test_rule_counts_only_the_period_and_is_strict() -> None:
@@ -124,11 +125,21 @@ def test_health_flips_when_stdout_keeps_failing_and_back(tmp_path: Path) -> None
     port = free_port()
     log = tmp_path / "app.log"
     log.write_bytes(b"")
-    cfg = write_conf(tmp_path / "c.conf", tail={"Path": str(log), "Mem_Buf_Limit": "200K"},
-                     service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1",
-                              "HTTP_Port": port, "Health_Check": "on", "HC_Errors_Count": 3,
-                              "HC_Retry_Failure_Count": 100, "HC_Period": 2,
-                              "scheduler.base": 0.1, "scheduler.cap": 0.2})
+    cfg = write_conf(
+        tmp_path / "c.conf",
+        tail={"Path": str(log), "Mem_Buf_Limit": "200K"},
+        service={
+            "HTTP_Server": "on",
+            "HTTP_Listen": "127.0.0.1",
+            "HTTP_Port": port,
+            "Health_Check": "on",
+            "HC_Errors_Count": 3,
+            "HC_Retry_Failure_Count": 100,
+            "HC_Period": 2,
+            "scheduler.base": 0.1,
+            "scheduler.cap": 0.2,
+        },
+    )
     reader = FifoReader(tmp_path / "stdout.fifo")
     wfd = reader.writer_fd()
     writer = NumberedWriter(log, pause=0.002)
@@ -151,14 +162,30 @@ def test_health_flips_when_stdout_keeps_failing_and_back(tmp_path: Path) -> None
         _, m = get_json(port, "/api/v1/metrics")
         assert m["output"]["stdout.0"]["retries"] > 3
         # Nothing is acknowledged: reading pauses at Mem_Buf_Limit and the file runs ahead.
-        wait_for(lambda: sample(scrape(port), "shipper_input_paused", name="tail.0") == 1,
-                 what="reading paused at Mem_Buf_Limit")
-        wait_for(lambda: (sample(scrape(port), "shipper_input_file_bytes_behind", name="tail.0",
-                                 path=str(log)) or 0) > 1000, what="bytes behind growing")
+        wait_for(
+            lambda: sample(scrape(port), "shipper_input_paused", name="tail.0") == 1,
+            what="reading paused at Mem_Buf_Limit",
+        )
+        wait_for(
+            lambda: (
+                (
+                    sample(
+                        scrape(port),
+                        "shipper_input_file_bytes_behind",
+                        name="tail.0",
+                        path=str(log),
+                    )
+                    or 0
+                )
+                > 1000
+            ),
+            what="bytes behind growing",
+        )
         m2 = scrape(port)
         assert (sample(m2, "shipper_input_buffer_bytes", name="tail.0") or 0) >= 200 * 1024
-        assert sample(m2, "shipper_input_bytes_behind", name="tail.0") == \
-            sample(m2, "shipper_input_file_bytes_behind", name="tail.0", path=str(log))
+        assert sample(m2, "shipper_input_bytes_behind", name="tail.0") == sample(
+            m2, "shipper_input_file_bytes_behind", name="tail.0", path=str(log)
+        )
 
         reader.reopen()  # the consumer is back: retries succeed, errors age out of HC_Period
         before = reader.lines
@@ -222,13 +249,29 @@ def test_health_flips_with_an_http_output_down_and_back(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "app.log"
     log.write_bytes(b"")
-    cfg = write_conf(tmp_path / "c.conf", tail={"Path": str(log)},
-                     service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1",
-                              "HTTP_Port": port, "Health_Check": "on", "HC_Errors_Count": 100,
-                              "HC_Retry_Failure_Count": 1, "HC_Period": 2,
-                              "scheduler.base": 0.05, "scheduler.cap": 0.1},
-                     output={"Name": "http", "Host": "127.0.0.1", "Port": backend.port,
-                             "URI": "/in", "Format": "json_lines", "Retry_Limit": 1})
+    cfg = write_conf(
+        tmp_path / "c.conf",
+        tail={"Path": str(log)},
+        service={
+            "HTTP_Server": "on",
+            "HTTP_Listen": "127.0.0.1",
+            "HTTP_Port": port,
+            "Health_Check": "on",
+            "HC_Errors_Count": 100,
+            "HC_Retry_Failure_Count": 1,
+            "HC_Period": 2,
+            "scheduler.base": 0.05,
+            "scheduler.cap": 0.1,
+        },
+        output={
+            "Name": "http",
+            "Host": "127.0.0.1",
+            "Port": backend.port,
+            "URI": "/in",
+            "Format": "json_lines",
+            "Retry_Limit": 1,
+        },
+    )
     writer = NumberedWriter(log, pause=0.002)
     try:
         with Agent(["-c", str(cfg)]) as agent:

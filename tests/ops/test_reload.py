@@ -23,8 +23,9 @@ from tests.ops.conftest import (
 
 
 def _markers(agent: Agent, prefix: str = "m") -> Counter[int]:
-    return Counter(int(r["log"].split()[1]) for r in agent.snapshot()
-                   if r["log"].startswith(prefix + " "))
+    return Counter(
+        int(r["log"].split()[1]) for r in agent.snapshot() if r["log"].startswith(prefix + " ")
+    )
 
 
 def _assert_each_once(agent: Agent, count: int) -> None:
@@ -45,9 +46,16 @@ def _wait_all_shipped(agent: Agent, count: int) -> None:
 
 
 def _conf(path: Path, log: Path, port: int, **tail: object) -> Path:
-    return write_conf(path, tail={"Path": str(log), "Read_from_Head": "on", **tail},
-                      service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1",
-                               "HTTP_Port": port, "Hot_Reload": "on"})
+    return write_conf(
+        path,
+        tail={"Path": str(log), "Read_from_Head": "on", **tail},
+        service={
+            "HTTP_Server": "on",
+            "HTTP_Listen": "127.0.0.1",
+            "HTTP_Port": port,
+            "Hot_Reload": "on",
+        },
+    )
 
 
 def _reloads(port: int) -> int:
@@ -57,10 +65,14 @@ def _reloads(port: int) -> int:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize(("via", "db"), [("sighup", False), ("http", False), ("sighup", True)],
-                         ids=["sighup", "http", "sighup-with-db"])
-def test_reload_under_steady_writer_loses_and_doubles_nothing(tmp_path: Path, via: str,
-                                                              db: bool) -> None:
+@pytest.mark.parametrize(
+    ("via", "db"),
+    [("sighup", False), ("http", False), ("sighup", True)],
+    ids=["sighup", "http", "sighup-with-db"],
+)
+def test_reload_under_steady_writer_loses_and_doubles_nothing(
+    tmp_path: Path, via: str, db: bool
+) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")
     port = free_port()
@@ -142,9 +154,11 @@ def test_reload_is_off_unless_hot_reload_is_on(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text("before\n")
     port = free_port()
-    cfg = write_conf(tmp_path / "c.conf", tail={"Path": str(log), "Read_from_Head": "on"},
-                     service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1",
-                              "HTTP_Port": port})
+    cfg = write_conf(
+        tmp_path / "c.conf",
+        tail={"Path": str(log), "Read_from_Head": "on"},
+        service={"HTTP_Server": "on", "HTTP_Listen": "127.0.0.1", "HTTP_Port": port},
+    )
     with Agent(["-c", str(cfg)]) as agent:
         agent.wait_records(1)
         wait_for(lambda: reachable(port), what="the HTTP server")
@@ -187,16 +201,19 @@ def test_a_multiline_record_held_at_the_reload_is_rebuilt_whole(tmp_path: Path) 
     log = tmp_path / "app.log"
     log.write_text("before\n")
     port = free_port()
-    cfg = _conf(tmp_path / "c.conf", log, port, **{"multiline.parser": "python",
-                                                   "Multiline_Flush": 30})
+    cfg = _conf(
+        tmp_path / "c.conf", log, port, **{"multiline.parser": "python", "Multiline_Flush": 30}
+    )
     head = 'Traceback (most recent call last):\n  File "job.py", line 3, in <module>\n'
     with Agent(["-c", str(cfg)]) as agent:
         agent.wait_log("before")
         with open(log, "a") as f:
             f.write(head)
         size = log.stat().st_size
-        wait_for(lambda: get_json(port, "/api/v1/metrics")[1]["input"]["tail.0"]["bytes"]
-                 == size, what="the traceback's first lines read (and held)")
+        wait_for(
+            lambda: get_json(port, "/api/v1/metrics")[1]["input"]["tail.0"]["bytes"] == size,
+            what="the traceback's first lines read (and held)",
+        )
         assert get_json(port, "/api/v2/reload", "POST")[0] == 200
         wait_for(lambda: _reloads(port) == 1, what="the reload")
         with open(log, "a") as f:

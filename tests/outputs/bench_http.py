@@ -53,16 +53,20 @@ def main() -> int:
     log = tmp / "raylet.out"
     with open(log, "w") as f:
         for first in range(0, args.lines, 100_000):
-            f.write("".join(
-                f"[2026-11-28 10:07:08,{i % 1000:03d} I 15251 15251] (raylet) "
-                f"node_manager.cc:{i % 997}: event {i:09d} lease granted to worker\n"
-                for i in range(first, min(args.lines, first + 100_000))))
+            f.write(
+                "".join(
+                    f"[2026-11-28 10:07:08,{i % 1000:03d} I 15251 15251] (raylet) "
+                    f"node_manager.cc:{i % 997}: event {i:09d} lease granted to worker\n"
+                    for i in range(first, min(args.lines, first + 100_000))
+                )
+            )
     size = log.stat().st_size
     port = free_port()
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     sink = subprocess.Popen([sys.executable, "-c", SINK, str(port)])
     cfg = tmp / "bench.conf"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg.write_text(
+        textwrap.dedent(f"""
         [SERVICE]
             Flush 0.2
             Log_Level warn
@@ -80,7 +84,8 @@ def main() -> int:
             Format json_lines
             Workers {args.workers}
             {"compress gzip" if args.gzip else ""}
-    """))
+    """)
+    )
 
     def count() -> int:
         try:
@@ -93,17 +98,21 @@ def main() -> int:
         while count() < 0:
             time.sleep(0.05)
         start = time.monotonic()
-        timed = subprocess.Popen(["/usr/bin/time", "-v", sys.executable, "-m", "shipper",
-                                  "-c", str(cfg)], stderr=subprocess.PIPE, text=True,
-                                 cwd=Path(__file__).resolve().parents[2])
+        timed = subprocess.Popen(
+            ["/usr/bin/time", "-v", sys.executable, "-m", "shipper", "-c", str(cfg)],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
         while count() < args.lines:
             if timed.poll() is not None:
                 raise SystemExit(f"agent exited: {timed.stderr.read() if timed.stderr else ''}")
             time.sleep(0.02)
         elapsed = time.monotonic() - start
         # stop the agent (the child of time), then read time's report
-        children = subprocess.run(["pgrep", "-P", str(timed.pid)], capture_output=True,
-                                  text=True).stdout.split()
+        children = subprocess.run(
+            ["pgrep", "-P", str(timed.pid)], capture_output=True, text=True
+        ).stdout.split()
         for pid in children:
             os.kill(int(pid), signal.SIGTERM)
         _, report = timed.communicate(timeout=60)
@@ -113,11 +122,15 @@ def main() -> int:
     user = float(re.search(r"User time \(seconds\): ([\d.]+)", report).group(1))  # type: ignore[union-attr]
     system = float(re.search(r"System time \(seconds\): ([\d.]+)", report).group(1))  # type: ignore[union-attr]
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", report).group(1))  # type: ignore[union-attr]
-    print(f"{args.lines} lines ({size / 1e6:.0f} MB), workers {args.workers}, "
-          f"gzip {args.gzip}: {elapsed:.2f} s from start to the last line at the sink")
-    print(f"  {args.lines / elapsed:,.0f} lines/s; CPU {user:.2f} user + {system:.2f} sys = "
-          f"{(user + system) * 1e6 / args.lines:.2f} CPU s per 1M lines; max RSS {rss / 1024:.0f}"
-          " MB")
+    print(
+        f"{args.lines} lines ({size / 1e6:.0f} MB), workers {args.workers}, "
+        f"gzip {args.gzip}: {elapsed:.2f} s from start to the last line at the sink"
+    )
+    print(
+        f"  {args.lines / elapsed:,.0f} lines/s; CPU {user:.2f} user + {system:.2f} sys = "
+        f"{(user + system) * 1e6 / args.lines:.2f} CPU s per 1M lines; max RSS {rss / 1024:.0f}"
+        " MB"
+    )
     return 0
 
 

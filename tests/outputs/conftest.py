@@ -8,15 +8,23 @@ from pathlib import Path
 Value = str | int | float | Sequence[str]
 
 FAST_SERVICE: dict[str, Value] = {
-    "Flush": "0.2", "Grace": "5", "Log_Level": "debug",
-    "scheduler.base": "0.2", "scheduler.cap": "2",
+    "Flush": "0.2",
+    "Grace": "5",
+    "Log_Level": "debug",
+    "scheduler.base": "0.2",
+    "scheduler.cap": "2",
 }
 
 
 def tail_input(path: str | Path, **keys: Value) -> dict[str, Value]:
-    base: dict[str, Value] = {"Name": "tail", "Path": str(path), "Tag": "app.log",
-                              "Read_from_Head": "on", "Refresh_Interval": "1",
-                              "Ray_Metadata": "off"}
+    base: dict[str, Value] = {
+        "Name": "tail",
+        "Path": str(path),
+        "Tag": "app.log",
+        "Read_from_Head": "on",
+        "Refresh_Interval": "1",
+        "Ray_Metadata": "off",
+    }
     base.update(keys)
     return base
 
@@ -29,10 +37,14 @@ def section(kind: str, keys: Mapping[str, Value]) -> str:
     return "\n".join(lines)
 
 
-def write_config(path: Path, *, inputs: Iterable[Mapping[str, Value]],
-                 outputs: Iterable[Mapping[str, Value]],
-                 filters: Iterable[Mapping[str, Value]] = (),
-                 service: Mapping[str, Value] | None = None) -> Path:
+def write_config(
+    path: Path,
+    *,
+    inputs: Iterable[Mapping[str, Value]],
+    outputs: Iterable[Mapping[str, Value]],
+    filters: Iterable[Mapping[str, Value]] = (),
+    service: Mapping[str, Value] | None = None,
+) -> Path:
     svc = dict(FAST_SERVICE)
     svc.update(service or {})
     parts = [section("SERVICE", svc)]

@@ -29,8 +29,10 @@ class LokiReceiver(Receiver):
         check(isinstance(doc["streams"], list) and doc["streams"], "streams: non-empty list")
         out = []
         for stream in doc["streams"]:
-            check(isinstance(stream, dict) and set(stream) == {"stream", "values"},
-                  f"a stream has keys {sorted(stream) if isinstance(stream, dict) else stream}")
+            check(
+                isinstance(stream, dict) and set(stream) == {"stream", "values"},
+                f"a stream has keys {sorted(stream) if isinstance(stream, dict) else stream}",
+            )
             labels = stream["stream"]
             check(isinstance(labels, dict) and labels, "stream labels: non-empty object")
             for k, v in labels.items():
@@ -40,8 +42,10 @@ class LokiReceiver(Receiver):
             for entry in stream["values"]:
                 check(isinstance(entry, list) and len(entry) in (2, 3), "entry: [ts, line]")
                 ts, line = entry[0], entry[1]
-                check(isinstance(ts, str) and ts.isdigit() and len(ts) >= 19,
-                      f"timestamp must be a string of nanoseconds, got {ts!r}")
+                check(
+                    isinstance(ts, str) and ts.isdigit() and len(ts) >= 19,
+                    f"timestamp must be a string of nanoseconds, got {ts!r}",
+                )
                 check(isinstance(line, str), "line must be a string")
                 out.append((labels, ts, line))
         return out
@@ -58,8 +62,20 @@ class LokiReceiver(Receiver):
 
 # --------------------------------------------------------------------------- Elasticsearch
 _ACTIONS = {"index", "create", "update", "delete"}
-_META = {"_index", "_id", "_type", "routing", "pipeline", "require_alias", "version",
-         "version_type", "if_seq_no", "if_primary_term", "retry_on_conflict", "dynamic_templates"}
+_META = {
+    "_index",
+    "_id",
+    "_type",
+    "routing",
+    "pipeline",
+    "require_alias",
+    "version",
+    "version_type",
+    "if_seq_no",
+    "if_primary_term",
+    "retry_on_conflict",
+    "dynamic_templates",
+}
 
 
 class EsReceiver(Receiver):
@@ -86,14 +102,16 @@ class EsReceiver(Receiver):
         while i < len(lines):
             action = json.loads(lines[i])
             check(isinstance(action, dict) and len(action) == 1, "action line: one key")
-            (op, meta), = action.items()
+            ((op, meta),) = action.items()
             check(op in _ACTIONS, f"unknown action {op}")
             check(isinstance(meta, dict) and set(meta) <= _META, f"metadata {meta}")
             check(isinstance(meta.get("_index"), str) and meta["_index"], "_index missing")
             check(meta["_index"] == meta["_index"].lower(), "index names must be lowercase")
             if self.es8:
-                check("_type" not in meta, "Action/metadata line contains an unknown "
-                                           "parameter [_type]")
+                check(
+                    "_type" not in meta,
+                    "Action/metadata line contains an unknown parameter [_type]",
+                )
             if op == "delete":
                 out.append((op, meta, {}))
                 i += 1
@@ -130,9 +148,11 @@ class EsReceiver(Receiver):
             result["status"] = status
             if status >= 300:
                 errors = True
-                kind = {409: "version_conflict_engine_exception",
-                        429: "es_rejected_execution_exception",
-                        400: "mapper_parsing_exception"}.get(status, "internal_error")
+                kind = {
+                    409: "version_conflict_engine_exception",
+                    429: "es_rejected_execution_exception",
+                    400: "mapper_parsing_exception",
+                }.get(status, "internal_error")
                 result["error"] = {"type": kind, "reason": f"scripted {status}"}
             items.append({op: result})
         return items, errors, stored
@@ -157,11 +177,28 @@ class EsReceiver(Receiver):
 
 
 # --------------------------------------------------------------------------- OTLP
-_ANY = {"stringValue", "boolValue", "intValue", "doubleValue", "arrayValue", "kvlistValue",
-        "bytesValue"}
-_LOG_FIELDS = {"timeUnixNano", "observedTimeUnixNano", "severityNumber", "severityText",
-               "body", "attributes", "droppedAttributesCount", "flags", "traceId", "spanId",
-               "eventName"}
+_ANY = {
+    "stringValue",
+    "boolValue",
+    "intValue",
+    "doubleValue",
+    "arrayValue",
+    "kvlistValue",
+    "bytesValue",
+}
+_LOG_FIELDS = {
+    "timeUnixNano",
+    "observedTimeUnixNano",
+    "severityNumber",
+    "severityText",
+    "body",
+    "attributes",
+    "droppedAttributesCount",
+    "flags",
+    "traceId",
+    "spanId",
+    "eventName",
+}
 
 
 def _check_any(v: Any, where: str) -> None:
@@ -169,14 +206,16 @@ def _check_any(v: Any, where: str) -> None:
     check(len(v) <= 1 and set(v) <= _ANY, f"{where}: AnyValue keys {sorted(v)}")
     if not v:
         return
-    (kind, val), = v.items()
+    ((kind, val),) = v.items()
     if kind == "stringValue":
         check(isinstance(val, str), f"{where}: stringValue")
     elif kind == "boolValue":
         check(isinstance(val, bool), f"{where}: boolValue")
     elif kind == "intValue":
-        check(isinstance(val, str) and re.fullmatch(r"-?\d+", val), f"{where}: intValue must "
-              "be a decimal string (int64 in JSON)")
+        check(
+            isinstance(val, str) and re.fullmatch(r"-?\d+", val),
+            f"{where}: intValue must be a decimal string (int64 in JSON)",
+        )
     elif kind == "doubleValue":
         check(isinstance(val, int | float) and not isinstance(val, bool), f"{where}: double")
     elif kind == "arrayValue":
@@ -189,8 +228,10 @@ def _check_any(v: Any, where: str) -> None:
 def _check_kvs(kvs: Any, where: str) -> None:
     check(isinstance(kvs, list), f"{where}: attributes must be a list")
     for kv in kvs:
-        check(isinstance(kv, dict) and set(kv) <= {"key", "value"} and "key" in kv,
-              f"{where}: KeyValue {kv}")
+        check(
+            isinstance(kv, dict) and set(kv) <= {"key", "value"} and "key" in kv,
+            f"{where}: KeyValue {kv}",
+        )
         check(isinstance(kv["key"], str), f"{where}: key must be a string")
         _check_any(kv.get("value", {}), f"{where}.{kv['key']}")
 
@@ -213,14 +254,19 @@ class OtlpReceiver(Receiver):
         for rl in doc["resourceLogs"]:
             check(set(rl) <= {"resource", "scopeLogs", "schemaUrl"}, f"ResourceLogs {set(rl)}")
             if "resource" in rl:
-                check(set(rl["resource"]) <= {"attributes", "droppedAttributesCount"},
-                      "Resource fields")
+                check(
+                    set(rl["resource"]) <= {"attributes", "droppedAttributesCount"},
+                    "Resource fields",
+                )
                 _check_kvs(rl["resource"].get("attributes", []), "resource")
             for sl in rl["scopeLogs"]:
                 check(set(sl) <= {"scope", "logRecords", "schemaUrl"}, f"ScopeLogs {set(sl)}")
                 if "scope" in sl:
-                    check(set(sl["scope"]) <= {"name", "version", "attributes",
-                                               "droppedAttributesCount"}, "scope fields")
+                    check(
+                        set(sl["scope"])
+                        <= {"name", "version", "attributes", "droppedAttributesCount"},
+                        "scope fields",
+                    )
                 for lr in sl["logRecords"]:
                     check(set(lr) <= _LOG_FIELDS, f"LogRecord fields {sorted(lr)}")
                     t = lr.get("timeUnixNano")
@@ -243,9 +289,14 @@ class OtlpReceiver(Receiver):
         if reject:
             seen.extra["rejected"] = reject
             self.accept(seen, payload[reject:])
-            return web.json_response({"partialSuccess": {
-                "rejectedLogRecords": str(reject),
-                "errorMessage": f"{reject} records had no service.name"}})
+            return web.json_response(
+                {
+                    "partialSuccess": {
+                        "rejectedLogRecords": str(reject),
+                        "errorMessage": f"{reject} records had no service.name",
+                    }
+                }
+            )
         self.accept(seen, payload)
         return web.json_response({})
 

@@ -138,11 +138,13 @@ class Receiver:
     async def _up(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, auto_decompress=False, access_log=None,
-                                     handle_signals=False)
+        self._runner = web.AppRunner(
+            app, auto_decompress=False, access_log=None, handle_signals=False
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context,
-                           reuse_address=True)
+        site = web.TCPSite(
+            self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context, reuse_address=True
+        )
         await site.start()
 
     async def _down(self) -> None:
@@ -155,9 +157,15 @@ class Receiver:
         body = raw
         if request.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(raw)
-        seen = Seen(request.method, request.path, request.rel_url.raw_query_string,
-                    dict(request.headers),
-                    raw, body, time.monotonic())
+        seen = Seen(
+            request.method,
+            request.path,
+            request.rel_url.raw_query_string,
+            dict(request.headers),
+            raw,
+            body,
+            time.monotonic(),
+        )
         with self._lock:
             self.requests.append(seen)
             action = self._script.popleft() if self._script else None
@@ -270,7 +278,7 @@ class CountingReceiver(Receiver):
         for line in seen.body.split(b"\n")[:-1]:
             pos = line.find(b'"log":"')
             check(pos >= 0 and line.startswith(b"{") and line.endswith(b"}"), "a record")
-            seq = int(line[pos + 7:pos + 16])
+            seq = int(line[pos + 7 : pos + 16])
             with self._lock:
                 if self.seen_map[seq]:
                     self.duplicates += 1

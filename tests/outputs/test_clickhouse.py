@@ -45,8 +45,10 @@ def _stats(ch: ClickHouse) -> tuple[int, int]:
 
 
 def _duplicates(ch: ClickHouse) -> list[int]:
-    text = ch.query("SELECT toUInt64(substring(log, 1, 9)) AS seq, count() AS n FROM logs "
-                    "GROUP BY seq HAVING n > 1 ORDER BY seq FORMAT TSV")
+    text = ch.query(
+        "SELECT toUInt64(substring(log, 1, 9)) AS seq, count() AS n FROM logs "
+        "GROUP BY seq HAVING n > 1 ORDER BY seq FORMAT TSV"
+    )
     rows = [line.split("\t") for line in text.splitlines() if line]
     assert all(int(n) == 2 for _, n in rows), "a line arrived more than twice"
     return [int(seq) for seq, _ in rows]
@@ -63,16 +65,25 @@ def test_clickhouse_json_lines_kill_restart_graceful(tmp_path: Path) -> None:
     log = tmp_path / "ray.log"
     log.write_text("")
     with clickhouse_server(tmp_path) as ch:
-        ch.query("CREATE TABLE logs (date Float64, log String) "
-                 "ENGINE = MergeTree ORDER BY tuple()")
+        ch.query("CREATE TABLE logs (date Float64, log String) ENGINE = MergeTree ORDER BY tuple()")
         cfg = write_config(
             tmp_path / "shipper.conf",
             inputs=[tail_input(log, DB=str(tmp_path / "offsets.db"))],
-            outputs=[{"Name": "http", "Match": "*", "Host": "127.0.0.1", "Port": ch.port,
-                      "URI": ch.insert_uri("logs") + "&input_format_skip_unknown_fields=1",
-                      "Format": "json_lines", "json_date_key": "date",
-                      "json_date_format": "double", "Workers": "1"}],
-            service={"Log_Level": "info", "Grace": "10"})
+            outputs=[
+                {
+                    "Name": "http",
+                    "Match": "*",
+                    "Host": "127.0.0.1",
+                    "Port": ch.port,
+                    "URI": ch.insert_uri("logs") + "&input_format_skip_unknown_fields=1",
+                    "Format": "json_lines",
+                    "json_date_key": "date",
+                    "json_date_format": "double",
+                    "Workers": "1",
+                }
+            ],
+            service={"Log_Level": "info", "Grace": "10"},
+        )
 
         def reached(n: int) -> bool:
             return _stats(ch)[1] >= n
@@ -86,8 +97,9 @@ def test_clickhouse_json_lines_kill_restart_graceful(tmp_path: Path) -> None:
             assert _stats(ch) == (200_000, 200_000)
 
             # B: SIGKILL mid-stream, back 10 s later.
-            writer = threading.Thread(target=_write, args=(log, 200_000, 200_000),
-                                      kwargs={"rate": 40_000})
+            writer = threading.Thread(
+                target=_write, args=(log, 200_000, 200_000), kwargs={"rate": 40_000}
+            )
             writer.start()
             wait_for(lambda: reached(240_000), 30, "the second stream under way")
             ch.kill()
@@ -103,13 +115,16 @@ def test_clickhouse_json_lines_kill_restart_graceful(tmp_path: Path) -> None:
             assert _one_run(dups), f"duplicates are not one batch: {dups[:5]}...{dups[-5:]}"
             print(f"after the kill: {len(dups)} lines twice (one batch)")
             assert agent.proc.poll() is None
-            assert "cannot connect to 127.0.0.1" in agent.err_text() or \
-                "closed the connection" in agent.err_text()
+            assert (
+                "cannot connect to 127.0.0.1" in agent.err_text()
+                or "closed the connection" in agent.err_text()
+            )
             before = total
 
             # C: graceful ClickHouse stop mid-stream: nothing twice.
-            writer = threading.Thread(target=_write, args=(log, 400_000, 100_000),
-                                      kwargs={"rate": 40_000})
+            writer = threading.Thread(
+                target=_write, args=(log, 400_000, 100_000), kwargs={"rate": 40_000}
+            )
             writer.start()
             wait_for(lambda: reached(420_000), 30, "the third stream under way")
             ch.stop()
@@ -123,8 +138,9 @@ def test_clickhouse_json_lines_kill_restart_graceful(tmp_path: Path) -> None:
             assert total - before == 100_000, "a graceful stop produced duplicates"
 
             # D: the agent stopped gracefully mid-stream, restarted on its DB.
-            writer = threading.Thread(target=_write, args=(log, 500_000, 100_000),
-                                      kwargs={"rate": 40_000})
+            writer = threading.Thread(
+                target=_write, args=(log, 500_000, 100_000), kwargs={"rate": 40_000}
+            )
             writer.start()
             wait_for(lambda: reached(520_000), 30, "the fourth stream under way")
             assert agent.stop() == 0

@@ -59,15 +59,30 @@ def two_outputs_one_down(tmp: Path, report: dict[str, object]) -> None:
     db = tmp / "offsets.db"
     limit = 2 * 1024 * 1024
     with JsonReceiver() as rx_a, JsonReceiver() as rx_b:
-        cfg = write_config(tmp / "c.conf", inputs=[
-            tail_input(app, Tag="app.main", DB=str(db), Mem_Buf_Limit="2M"),
-            tail_input(other, Tag="sys.other", DB=str(tmp / "other.db"), Mem_Buf_Limit="2M"),
-        ], outputs=[
-            {"Name": "http", "Alias": "a", "Match": "app.*", "Port": str(rx_a.port),
-             "Format": "json_lines"},
-            {"Name": "http", "Alias": "b", "Match_Regex": r"^(app|sys)\..*",
-             "Port": str(rx_b.port), "Format": "json_lines"},
-        ], service={"Log_Level": "info"})
+        cfg = write_config(
+            tmp / "c.conf",
+            inputs=[
+                tail_input(app, Tag="app.main", DB=str(db), Mem_Buf_Limit="2M"),
+                tail_input(other, Tag="sys.other", DB=str(tmp / "other.db"), Mem_Buf_Limit="2M"),
+            ],
+            outputs=[
+                {
+                    "Name": "http",
+                    "Alias": "a",
+                    "Match": "app.*",
+                    "Port": str(rx_a.port),
+                    "Format": "json_lines",
+                },
+                {
+                    "Name": "http",
+                    "Alias": "b",
+                    "Match_Regex": r"^(app|sys)\..*",
+                    "Port": str(rx_b.port),
+                    "Format": "json_lines",
+                },
+            ],
+            service={"Log_Level": "info"},
+        )
         seq = 0
 
         def write(n: int) -> None:
@@ -94,8 +109,9 @@ def two_outputs_one_down(tmp: Path, report: dict[str, object]) -> None:
                 b_app = len([x for x in rx_b.logs() if not x.startswith("other")])
                 worst_gap = max(worst_gap, a_lines - b_app)
                 offset = _db_offset(db, app)
-                assert offset <= b_accepted_bytes(), \
+                assert offset <= b_accepted_bytes(), (
                     f"offset {offset} passed what output b accepted ({b_accepted_bytes()})"
+                )
                 time.sleep(0.1)
             rx_b.up()
             total = seq
@@ -107,8 +123,7 @@ def two_outputs_one_down(tmp: Path, report: dict[str, object]) -> None:
         assert rx_a.logs() == [_line(i) for i in range(total)]
         b_logs = rx_b.logs()
         assert [x for x in b_logs if not x.startswith("other")] == rx_a.logs()
-        assert [x for x in b_logs if x.startswith("other")] == [f"other {i}" for i in
-                                                                 range(total)]
+        assert [x for x in b_logs if x.startswith("other")] == [f"other {i}" for i in range(total)]
         # in flight at most Mem_Buf_Limit (+ the read that crossed it), at ~LINE+350 each
         bound = int(1.25 * limit / (LINE + 350))
         assert worst_gap <= bound, f"a ran {worst_gap} lines ahead of b (bound {bound})"
@@ -124,17 +139,31 @@ def down_while_100mb(tmp: Path, report: dict[str, object]) -> None:
     log.write_text("")
     with CountingReceiver(total) as rx:
         rx.down()
-        cfg = write_config(tmp / "c.conf", inputs=[tail_input(log)], outputs=[
-            {"Name": "http", "Match": "*", "Port": str(rx.port), "Format": "json_lines",
-             "Workers": "2"}], service={"Log_Level": "info", "Flush": "0.5"})
+        cfg = write_config(
+            tmp / "c.conf",
+            inputs=[tail_input(log)],
+            outputs=[
+                {
+                    "Name": "http",
+                    "Match": "*",
+                    "Port": str(rx.port),
+                    "Format": "json_lines",
+                    "Workers": "2",
+                }
+            ],
+            service={"Log_Level": "info", "Flush": "0.5"},
+        )
         with Agent(["-c", str(cfg)]) as agent:
             pid = agent.proc.pid
             peak = 0
             start = time.monotonic()
             with open(log, "a") as f:
                 for first in range(0, total, 20_000):
-                    f.write("".join(_line(i, width) + "\n"
-                                    for i in range(first, min(total, first + 20_000))))
+                    f.write(
+                        "".join(
+                            _line(i, width) + "\n" for i in range(first, min(total, first + 20_000))
+                        )
+                    )
                     peak = max(peak, _rss_kb(pid))
             while time.monotonic() - start < 60:
                 peak = max(peak, _rss_kb(pid))
@@ -168,8 +197,10 @@ def test_backends_down_30s_and_60s(tmp_path: Path) -> None:
         except BaseException as exc:  # re-raised in the test thread
             failures.append(exc)
 
-    threads = [threading.Thread(target=run, args=(two_outputs_one_down, "three")),
-               threading.Thread(target=run, args=(down_while_100mb, "five"))]
+    threads = [
+        threading.Thread(target=run, args=(two_outputs_one_down, "three")),
+        threading.Thread(target=run, args=(down_while_100mb, "five")),
+    ]
     for t in threads:
         t.start()
     for t in threads:

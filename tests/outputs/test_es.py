@@ -13,8 +13,13 @@ from tests.outputs.receivers import Status, wait_until
 
 
 def _es(rx: EsReceiver, **keys: str) -> dict[str, str]:
-    out = {"Name": "es", "Match": "*", "Host": "127.0.0.1", "Port": str(rx.port),
-           "Suppress_Type_Name": "on"}
+    out = {
+        "Name": "es",
+        "Match": "*",
+        "Host": "127.0.0.1",
+        "Port": str(rx.port),
+        "Suppress_Type_Name": "on",
+    }
     out.update(keys)
     return out
 
@@ -27,11 +32,15 @@ def test_bulk_format_item_errors_and_idempotent_retries(tmp_path: Path) -> None:
         items.item_script.append({0: 429, 1: 400})
         # the server indexes everything, then answers 500: the retry must not duplicate
         replay.script(Status(500, "node left", accept=True))
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[
-            _es(items, Logstash_Format="on", Logstash_Prefix="ray", Generate_ID="on"),
-            _es(replay, Index="ray-logs", Generate_ID="on"),
-            _es(legacy, Suppress_Type_Name="off", Time_Key="ts"),
-        ])
+        cfg = write_config(
+            tmp_path / "c.conf",
+            inputs=[tail_input(log)],
+            outputs=[
+                _es(items, Logstash_Format="on", Logstash_Prefix="ray", Generate_ID="on"),
+                _es(replay, Index="ray-logs", Generate_ID="on"),
+                _es(legacy, Suppress_Type_Name="off", Time_Key="ts"),
+            ],
+        )
         with Agent(["-c", str(cfg)]) as agent:
             append_lines(log, lines)
             wait_until(lambda: len(items.all_docs()) >= 199, 15, "199 documents")
@@ -57,8 +66,10 @@ def test_bulk_format_item_errors_and_idempotent_retries(tmp_path: Path) -> None:
         assert [m["_id"] for _, m, _ in second.payload] == [meta["_id"]]
         stored = sorted(d["log"] for d in items.all_docs())
         assert stored == sorted(set(lines) - {lines[1]})
-        assert "[es.0] dropped 1 records: Elasticsearch refused 1 document(s), e.g. 400 " \
-               "mapper_parsing_exception" in err
+        assert (
+            "[es.0] dropped 1 records: Elasticsearch refused 1 document(s), e.g. 400 "
+            "mapper_parsing_exception" in err
+        )
         assert "Elasticsearch refused 1 document(s) for now, e.g. 429" in err
 
         # whole-batch retry after a 500: same _ids, the copies answered 409, nothing twice
@@ -77,8 +88,11 @@ def test_es8_refuses_type_name_final(tmp_path: Path) -> None:
     """Elasticsearch 8 answers 400 to `_type`: the batch is final, logged once."""
     log = tmp_path / "a.log"
     with EsReceiver(es8=True) as rx:
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)],
-                           outputs=[_es(rx, Suppress_Type_Name="off")])
+        cfg = write_config(
+            tmp_path / "c.conf",
+            inputs=[tail_input(log)],
+            outputs=[_es(rx, Suppress_Type_Name="off")],
+        )
         with Agent(["-c", str(cfg)]) as agent:
             append_lines(log, ["a", "b"])
             agent.wait_stderr("[es.0] dropped 2 records", 15)

@@ -29,8 +29,13 @@ from tests.outputs.receivers import (
 
 
 def _http(rx: Receiver, **keys: str | list[str]) -> dict[str, object]:
-    out: dict[str, object] = {"Name": "http", "Match": "*", "Host": "127.0.0.1",
-                              "Port": str(rx.port), "Format": "json_lines"}
+    out: dict[str, object] = {
+        "Name": "http",
+        "Match": "*",
+        "Host": "127.0.0.1",
+        "Port": str(rx.port),
+        "Format": "json_lines",
+    }
     out.update(keys)
     return out
 
@@ -42,15 +47,27 @@ def _lines(n: int, tag: str = "line") -> list[str]:
 def test_formats_content_types_and_date_keys(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     append_lines(log, _lines(50))
-    rx_json, rx_lines, rx_stream = JsonReceiver("json"), JsonReceiver("json_lines"), \
-        JsonReceiver("json_stream")
+    rx_json, rx_lines, rx_stream = (
+        JsonReceiver("json"),
+        JsonReceiver("json_lines"),
+        JsonReceiver("json_stream"),
+    )
     try:
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[
-            _http(rx_json, Format="json", json_date_key="ts", json_date_format="iso8601",
-                  http_method="PUT"),
-            _http(rx_lines, URI="/ingest?x=1%202"),
-            _http(rx_stream, Format="json_stream", json_date_key="false"),
-        ])
+        cfg = write_config(
+            tmp_path / "c.conf",
+            inputs=[tail_input(log)],
+            outputs=[
+                _http(
+                    rx_json,
+                    Format="json",
+                    json_date_key="ts",
+                    json_date_format="iso8601",
+                    http_method="PUT",
+                ),
+                _http(rx_lines, URI="/ingest?x=1%202"),
+                _http(rx_stream, Format="json_stream", json_date_key="false"),
+            ],
+        )
         with Agent(["-c", str(cfg)]) as agent:
             for rx in (rx_json, rx_lines, rx_stream):
                 wait_until(lambda rx=rx: len(rx.logs()) >= 50, 15, "50 records")
@@ -80,9 +97,19 @@ def test_gzip_basic_auth_and_headers(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     append_lines(log, _lines(2000))
     with JsonReceiver() as rx:
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[_http(
-            rx, compress="gzip", HTTP_User="ray", HTTP_Passwd="p@ss word",
-            Header=["X-Team observability", "X-Note two words here"])])
+        cfg = write_config(
+            tmp_path / "c.conf",
+            inputs=[tail_input(log)],
+            outputs=[
+                _http(
+                    rx,
+                    compress="gzip",
+                    HTTP_User="ray",
+                    HTTP_Passwd="p@ss word",
+                    Header=["X-Team observability", "X-Note two words here"],
+                )
+            ],
+        )
         with Agent(["-c", str(cfg)]) as agent:
             wait_until(lambda: len(rx.logs()) >= 2000, 15, "2000 records")
             agent.stop()
@@ -123,14 +150,25 @@ def test_tls_ca_vhost_mutual_and_verify(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     append_lines(log, _lines(20))
     try:
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[
-            _http(good, tls="on", **{"tls.ca_file": str(ca_pem)}),
-            _http(wrong, tls="on", **{"tls.verify": "on", "tls.ca_file": str(other_pem)}),
-            _http(unverified, tls="on", **{"tls.verify": "off"}),
-            _http(vhost_mtls, tls="on", **{"tls.ca_file": str(ca_pem),
-                                           "tls.vhost": "logs.example.test",
-                                           "tls.crt_file": str(crt), "tls.key_file": str(key)}),
-        ])
+        cfg = write_config(
+            tmp_path / "c.conf",
+            inputs=[tail_input(log)],
+            outputs=[
+                _http(good, tls="on", **{"tls.ca_file": str(ca_pem)}),
+                _http(wrong, tls="on", **{"tls.verify": "on", "tls.ca_file": str(other_pem)}),
+                _http(unverified, tls="on", **{"tls.verify": "off"}),
+                _http(
+                    vhost_mtls,
+                    tls="on",
+                    **{
+                        "tls.ca_file": str(ca_pem),
+                        "tls.vhost": "logs.example.test",
+                        "tls.crt_file": str(crt),
+                        "tls.key_file": str(key),
+                    },
+                ),
+            ],
+        )
         with Agent(["-c", str(cfg)]) as agent:
             for rx in (good, unverified, vhost_mtls):
                 wait_until(lambda rx=rx: len(rx.logs()) >= 20, 15, "20 records over TLS")
@@ -149,9 +187,19 @@ def test_tls_ca_vhost_mutual_and_verify(tmp_path: Path) -> None:
 def test_bad_tls_file_is_a_config_error(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     log.write_text("")
-    cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[{
-        "Name": "http", "Match": "*", "Format": "json", "tls": "on",
-        "tls.ca_file": str(tmp_path / "missing.pem")}])
+    cfg = write_config(
+        tmp_path / "c.conf",
+        inputs=[tail_input(log)],
+        outputs=[
+            {
+                "Name": "http",
+                "Match": "*",
+                "Format": "json",
+                "tls": "on",
+                "tls.ca_file": str(tmp_path / "missing.pem"),
+            }
+        ],
+    )
     agent = Agent(["-c", str(cfg), "--dry-run"])
     assert agent.proc.wait(20) == 1
     agent.kill()
@@ -163,8 +211,19 @@ def test_answers_decide_retry_or_drop(tmp_path: Path) -> None:
     """One agent, one output per scenario, all fed the same records."""
     log = tmp_path / "a.log"
     db = tmp_path / "offsets.db"
-    rx = {name: JsonReceiver() for name in
-          ("five", "throttled", "reset", "slow", "timeout", "final", "limited", "no_retries")}
+    rx = {
+        name: JsonReceiver()
+        for name in (
+            "five",
+            "throttled",
+            "reset",
+            "slow",
+            "timeout",
+            "final",
+            "limited",
+            "no_retries",
+        )
+    }
     rx["five"].script(Status(500, "boom"), Status(503))
     rx["throttled"].script(Status(429, retry_after="2"))
     rx["reset"].script(RESET)
@@ -181,8 +240,12 @@ def test_answers_decide_retry_or_drop(tmp_path: Path) -> None:
             out["Retry_Limit"] = "2"
         if out["Alias"] == "no_retries":
             out["Retry_Limit"] = "no_retries"
-    cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log, DB=str(db))],
-                       outputs=outputs, service={"scheduler.cap": "3"})
+    cfg = write_config(
+        tmp_path / "c.conf",
+        inputs=[tail_input(log, DB=str(db))],
+        outputs=outputs,
+        service={"scheduler.cap": "3"},
+    )
     first, second = _lines(300, "first"), _lines(300, "second")
     try:
         with Agent(["-c", str(cfg)]) as agent:
@@ -248,8 +311,13 @@ def test_retry_after_forms() -> None:
 def test_no_secret_in_stderr_at_any_level(tmp_path: Path) -> None:
     """Secrets from the config and ${ENV} never reach the agent's log, even when the server
     echoes them back in its error answers and the log level is debug (-vv)."""
-    secrets = {"passwd": "Hunter2-pass-word", "token": "tok-4f9c2e7d1b",
-               "apikey": "key-77aa31bb", "bearer": "loki-bearer-93jd", "es": "es-pw-55k1"}
+    secrets = {
+        "passwd": "Hunter2-pass-word",
+        "token": "tok-4f9c2e7d1b",
+        "apikey": "key-77aa31bb",
+        "bearer": "loki-bearer-93jd",
+        "es": "es-pw-55k1",
+    }
     basic = base64.b64encode(f"admin:{secrets['passwd']}".encode()).decode()
     log = tmp_path / "a.log"
     append_lines(log, _lines(10))
@@ -258,17 +326,38 @@ def test_no_secret_in_stderr_at_any_level(tmp_path: Path) -> None:
     for r in (http_rx, loki_rx, es_rx):
         r.script(Status(500, echo), Status(401, echo), Status(500, echo))
     try:
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[
-            _http(http_rx, HTTP_User="admin", HTTP_Passwd=secrets["passwd"],
-                  Header=["Authorization Bearer ${SHIPPER_TEST_TOKEN}",
-                          f"X-Api-Key {secrets['apikey']}"]),
-            {"Name": "loki", "Match": "*", "Port": str(loki_rx.port),
-             "Bearer_Token": secrets["bearer"], "Tenant_ID": "t1"},
-            {"Name": "es", "Match": "*", "Port": str(es_rx.port), "HTTP_User": "elastic",
-             "HTTP_Passwd": secrets["es"], "Suppress_Type_Name": "on"},
-        ], service={"Log_Level": "debug"})
-        with Agent(["-c", str(cfg), "-vv"], env={"SHIPPER_TEST_TOKEN": secrets["token"]}) \
-                as agent:
+        cfg = write_config(
+            tmp_path / "c.conf",
+            inputs=[tail_input(log)],
+            outputs=[
+                _http(
+                    http_rx,
+                    HTTP_User="admin",
+                    HTTP_Passwd=secrets["passwd"],
+                    Header=[
+                        "Authorization Bearer ${SHIPPER_TEST_TOKEN}",
+                        f"X-Api-Key {secrets['apikey']}",
+                    ],
+                ),
+                {
+                    "Name": "loki",
+                    "Match": "*",
+                    "Port": str(loki_rx.port),
+                    "Bearer_Token": secrets["bearer"],
+                    "Tenant_ID": "t1",
+                },
+                {
+                    "Name": "es",
+                    "Match": "*",
+                    "Port": str(es_rx.port),
+                    "HTTP_User": "elastic",
+                    "HTTP_Passwd": secrets["es"],
+                    "Suppress_Type_Name": "on",
+                },
+            ],
+            service={"Log_Level": "debug"},
+        )
+        with Agent(["-c", str(cfg), "-vv"], env={"SHIPPER_TEST_TOKEN": secrets["token"]}) as agent:
             agent.wait_stderr("[http.0] dropped 10 records", 15)
             agent.wait_stderr("[loki.0] dropped 10 records", 15)
             agent.wait_stderr("[es.0] dropped 10 records", 15)

@@ -14,8 +14,12 @@ from tests.outputs.receivers import Status, wait_until
 # Filters give the records the keys labels are made of (and exercise modify/record_modifier).
 FILTERS = [
     {"Name": "record_modifier", "Match": "*", "Record": "stream out"},
-    {"Name": "modify", "Match": "*", "Add": "component worker",
-     "Condition": "Key_value_matches log ^gcs"},
+    {
+        "Name": "modify",
+        "Match": "*",
+        "Add": "component worker",
+        "Condition": "Key_value_matches log ^gcs",
+    },
     {"Name": "modify", "Match": "*", "Add": "component raylet"},
 ]
 
@@ -28,14 +32,32 @@ def test_loki_streams_labels_lines_and_tenant(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     append_lines(log, _lines())
     with LokiReceiver() as rx_json, LokiReceiver() as rx_kv:
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], filters=FILTERS,
-                           outputs=[
-            {"Name": "loki", "Match": "*", "Host": "127.0.0.1", "Port": str(rx_json.port),
-             "Labels": "job=ray, $component", "Label_Keys": "$stream",
-             "Remove_Keys": "stream", "Tenant_ID": "team-a", "Line_Format": "json"},
-            {"Name": "loki", "Match": "*", "Port": str(rx_kv.port), "Line_Format": "key_value",
-             "Remove_Keys": "component, stream", "Drop_Single_Key": "on"},
-        ])
+        cfg = write_config(
+            tmp_path / "c.conf",
+            inputs=[tail_input(log)],
+            filters=FILTERS,
+            outputs=[
+                {
+                    "Name": "loki",
+                    "Match": "*",
+                    "Host": "127.0.0.1",
+                    "Port": str(rx_json.port),
+                    "Labels": "job=ray, $component",
+                    "Label_Keys": "$stream",
+                    "Remove_Keys": "stream",
+                    "Tenant_ID": "team-a",
+                    "Line_Format": "json",
+                },
+                {
+                    "Name": "loki",
+                    "Match": "*",
+                    "Port": str(rx_kv.port),
+                    "Line_Format": "key_value",
+                    "Remove_Keys": "component, stream",
+                    "Drop_Single_Key": "on",
+                },
+            ],
+        )
         with Agent(["-c", str(cfg)]) as agent:
             wait_until(lambda: len(rx_json.entries()) >= 300, 15, "300 Loki entries")
             wait_until(lambda: len(rx_kv.entries()) >= 300, 15, "300 Loki entries")
@@ -72,9 +94,20 @@ def test_loki_key_value_format_and_answers(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     with LokiReceiver() as rx:
         rx.script(Status(500, "ingester unavailable"), Status(400, "entry too far behind"))
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], filters=FILTERS[:1],
-                           outputs=[{"Name": "loki", "Match": "*", "Port": str(rx.port),
-                                     "Line_Format": "key_value", "Labels": "job=t"}])
+        cfg = write_config(
+            tmp_path / "c.conf",
+            inputs=[tail_input(log)],
+            filters=FILTERS[:1],
+            outputs=[
+                {
+                    "Name": "loki",
+                    "Match": "*",
+                    "Port": str(rx.port),
+                    "Line_Format": "key_value",
+                    "Labels": "job=t",
+                }
+            ],
+        )
         with Agent(["-c", str(cfg)]) as agent:
             append_lines(log, ["first"])
             agent.wait_stderr("[loki.0] dropped 1 records", 15)

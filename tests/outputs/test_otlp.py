@@ -16,22 +16,43 @@ LEVELS = {"DEBUG": 5, "INFO": 9, "WARNING": 13, "ERROR": 17, "FATAL": 21}
 
 def test_otlp_records_severity_attributes_and_answers(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
-    filters = [{"Name": "modify", "Match": "*", "Condition": f"Key_value_matches log ^{lvl}",
-                "Set": f"level {lvl}"} for lvl in LEVELS]
+    filters = [
+        {
+            "Name": "modify",
+            "Match": "*",
+            "Condition": f"Key_value_matches log ^{lvl}",
+            "Set": f"level {lvl}",
+        }
+        for lvl in LEVELS
+    ]
     filters.append({"Name": "record_modifier", "Match": "*", "Record": "pid 4242"})
     lines = [f"{lvl} message {i}" for i, lvl in enumerate(list(LEVELS) * 20)]
     with OtlpReceiver() as rx:
         rx.script(Status(503, retry_after="1"), Status(429))
         rx.partial.append(3)  # the first accepted request rejects 3 records
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], filters=filters,
-                           outputs=[{"Name": "opentelemetry", "Match": "*", "Host": "127.0.0.1",
-                                     "Port": str(rx.port), "add_label": "service.name ray"}])
+        cfg = write_config(
+            tmp_path / "c.conf",
+            inputs=[tail_input(log)],
+            filters=filters,
+            outputs=[
+                {
+                    "Name": "opentelemetry",
+                    "Match": "*",
+                    "Host": "127.0.0.1",
+                    "Port": str(rx.port),
+                    "add_label": "service.name ray",
+                }
+            ],
+        )
         with Agent(["-c", str(cfg)]) as agent:
             append_lines(log, lines)
             agent.wait_stderr("rejected 3 of 100 log records", 15)
             append_lines(log, ["INFO after"])
-            wait_until(lambda: any(r.get("body") == {"stringValue": "INFO after"}
-                                   for r in rx.records()), 15, "the next batch")
+            wait_until(
+                lambda: any(r.get("body") == {"stringValue": "INFO after"} for r in rx.records()),
+                15,
+                "the next batch",
+            )
             agent.stop()
             err = agent.err_text()
         assert rx.errors == []
@@ -51,5 +72,6 @@ def test_otlp_records_severity_attributes_and_answers(tmp_path: Path) -> None:
             assert rec["attributes"] == [{"key": "pid", "value": {"stringValue": "4242"}}]
         doc = json.loads(seen[2].body)
         assert doc["resourceLogs"][0]["resource"]["attributes"] == [
-            {"key": "service.name", "value": {"stringValue": "ray"}}]
+            {"key": "service.name", "value": {"stringValue": "ray"}}
+        ]
         assert doc["resourceLogs"][0]["scopeLogs"][0]["scope"]["name"] == "shipper"

@@ -34,19 +34,26 @@ def read_lines(path: Path) -> list[str]:
     return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
-def ctx_for(rel: str, path_key: str | None = "path", offset_key: str | None = None,
-            ) -> SourceContext:
+def ctx_for(
+    rel: str,
+    path_key: str | None = "path",
+    offset_key: str | None = None,
+) -> SourceContext:
     """A source as the reader would make it: the path under a real session directory."""
     name = rel.split("/", 2)[-1] if rel.startswith(("logs/", "rotation/logs/")) else rel
     if rel.startswith("rotation/"):
-        name = rel[len("rotation/logs/"):]
+        name = rel[len("rotation/logs/") :]
     elif rel.startswith("backend-log-json/"):
-        name = rel[len("backend-log-json/logs/"):]
+        name = rel[len("backend-log-json/logs/") :]
     elif rel.startswith("logs/"):
-        name = rel[len("logs/"):]
+        name = rel[len("logs/") :]
     real = f"/tmp/raytest/{SESSION}/logs/{name}"
-    return SourceContext(path="/tmp/raytest/session_latest/logs/" + name, real_path=real,
-                         path_key=path_key, offset_key=offset_key)
+    return SourceContext(
+        path="/tmp/raytest/session_latest/logs/" + name,
+        real_path=real,
+        path_key=path_key,
+        offset_key=offset_key,
+    )
 
 
 def feed_all(h: Any, lines: list[str]) -> list[dict[str, Any]]:
@@ -78,8 +85,11 @@ ORPHANS = {
     "rotation/logs/raylet.out.1": 14,
 }
 
-HEADED = [rel for rel in _all_fixture_files()
-          if not _is_free_text(rel) and not rel.endswith("debug_state.txt")]
+HEADED = [
+    rel
+    for rel in _all_fixture_files()
+    if not _is_free_text(rel) and not rel.endswith("debug_state.txt")
+]
 
 
 @pytest.mark.parametrize("rel", HEADED)
@@ -108,14 +118,17 @@ def test_every_line_parses_or_continues_its_record(rel: str) -> None:
 
 def test_joined_records_of_the_session() -> None:
     """Multi-line records counted by hand in the fixture files."""
+
     def joined(rel: str) -> list[str]:
         recs = feed_all(RayHandler(ctx_for(rel), multiline=("ray",)), read_lines(FIXTURES / rel))
         return [r["log"] for r in recs if "\n" in r["log"]]
 
     raylet = joined("logs/raylet.out")
     assert len(raylet) == 2
-    assert raylet[0].startswith("[2026-11-28 10:06:46,829 I 15328 15338] (raylet) store.cc:573: "
-                                "Plasma store debug dump: \nCurrent usage: 0 / 7.45557 GB")
+    assert raylet[0].startswith(
+        "[2026-11-28 10:06:46,829 I 15328 15338] (raylet) store.cc:573: "
+        "Plasma store debug dump: \nCurrent usage: 0 / 7.45557 GB"
+    )
     assert raylet[0].count("\n") == 21  # lines 9-29 of raylet.out
     monitor = joined("logs/monitor.log")
     assert len(monitor) == 4
@@ -138,7 +151,8 @@ def test_worker_err_tracebacks_are_one_record_each() -> None:
             '  File "/tmp/rayjob/job6.py", line 32, in bad_logged',
             "    1 / 0",
             "    ~~^~~",
-            "ZeroDivisionError: division by zero"]
+            "ZeroDivisionError: division by zero",
+        ]
     tb_recs = [r for r in recs if r["log"] in tbs]
     assert all(r["task_name"] == "bad_logged" and r["job_id"] == "01000000" for r in tb_recs)
 
@@ -154,7 +168,8 @@ def test_worker_err_tracebacks_are_one_record_each() -> None:
         "(issue #6998). You can override this by explicitly setting OMP_NUM_THREADS, or "
         "changing num_cpus.",
         "Task failed with unretryable exception: "
-        "TaskID(f4402ec78d3a2607a0e86c407796db68371c2e8501000000)."]
+        "TaskID(f4402ec78d3a2607a0e86c407796db68371c2e8501000000).",
+    ]
     assert recs[3]["actor_name"] == "Talker"
 
 
@@ -165,8 +180,7 @@ def test_worker_files_tracebacks_and_markers(rel: str) -> None:
     # Marker lines are consumed, everything else is shipped in order.
     rest = [ln for ln in lines if not ln.startswith(MARKERS)]
     assert "\n".join(r["log"] for r in recs) == "\n".join(rest)
-    assert len(_tracebacks(recs)) == sum(ln == "Traceback (most recent call last):"
-                                         for ln in lines)
+    assert len(_tracebacks(recs)) == sum(ln == "Traceback (most recent call last):" for ln in lines)
     for r in recs:
         assert r["component"] == "worker" and r["stream"] in ("out", "err")
 
@@ -176,18 +190,35 @@ def test_marker_fields_and_key_order() -> None:
     recs = feed_all(RayHandler(ctx_for(rel), multiline=("ray",)), read_lines(FIXTURES / rel))
     got = [(r["log"], r.get("task_name"), r.get("job_id")) for r in recs]
     assert got == [
-        ("task 0 stdout line", "task", "01000000"), ("task 0 multi", "task", "01000000"),
-        ("line", "task", "01000000"), ("stdout", "task", "01000000"),
-        ("task 2 stdout line", "task", "01000000"), ("task 2 multi", "task", "01000000"),
-        ("line", "task", "01000000"), ("stdout", "task", "01000000"),
-        ("task 3 stdout line", "task", "01000000"), ("task 3 multi", "task", "01000000"),
-        ("line", "task", "01000000"), ("stdout", "task", "01000000"),
+        ("task 0 stdout line", "task", "01000000"),
+        ("task 0 multi", "task", "01000000"),
+        ("line", "task", "01000000"),
+        ("stdout", "task", "01000000"),
+        ("task 2 stdout line", "task", "01000000"),
+        ("task 2 multi", "task", "01000000"),
+        ("line", "task", "01000000"),
+        ("stdout", "task", "01000000"),
+        ("task 3 stdout line", "task", "01000000"),
+        ("task 3 multi", "task", "01000000"),
+        ("line", "task", "01000000"),
+        ("stdout", "task", "01000000"),
         ("bad task about to raise", "bad", "01000000"),
-        ("crash task about to os._exit(1)", "crash", "01000000")]
-    assert list(recs[0]) == ["date", "log", "path", "session", "component", "worker_id", "pid",
-                             "stream", "job_id", "task_name"]
+        ("crash task about to os._exit(1)", "crash", "01000000"),
+    ]
+    assert list(recs[0]) == [
+        "date",
+        "log",
+        "path",
+        "session",
+        "component",
+        "worker_id",
+        "pid",
+        "stream",
+        "job_id",
+        "task_name",
+    ]
     assert recs[0]["worker_id"] == W1 and recs[0]["pid"] == 15425
-    assert recs[0]["path"] == "/tmp/raytest/session_latest/logs/" + rel[len("logs/"):]
+    assert recs[0]["path"] == "/tmp/raytest/session_latest/logs/" + rel[len("logs/") :]
     assert recs[0]["date"] == NOW
 
     # An actor's marker ends the previous task name (as Ray's log monitor does).
@@ -209,29 +240,57 @@ def test_emit_markers() -> None:
 
 def test_attempt_markers_set_task_id() -> None:
     h = RayHandler(ctx_for(f"logs/worker-{W3}-01000000-15426.out"))
-    recs = feed_all(h, [":task_attempt_start:c2668a65bda616c1ffffffffffffffffffffffff01000000-0",
-                        "inside", ":task_attempt_end:c2668a65bda616c1ffffffffffffffffffffffff"
-                        "01000000-0", "outside"])
+    recs = feed_all(
+        h,
+        [
+            ":task_attempt_start:c2668a65bda616c1ffffffffffffffffffffffff01000000-0",
+            "inside",
+            ":task_attempt_end:c2668a65bda616c1ffffffffffffffffffffffff01000000-0",
+            "outside",
+        ],
+    )
     assert [(r["log"], r.get("task_id")) for r in recs] == [
-        ("inside", "c2668a65bda616c1ffffffffffffffffffffffff01000000"), ("outside", None)]
+        ("inside", "c2668a65bda616c1ffffffffffffffffffffffff01000000"),
+        ("outside", None),
+    ]
 
 
 def test_core_worker_and_daemon_key_order() -> None:
     rel = f"logs/python-core-worker-{W1}_15425.log"
     recs = feed_all(RayHandler(ctx_for(rel), multiline=("ray",)), read_lines(FIXTURES / rel))
-    assert list(recs[0]) == ["date", "log", "path", "session", "component", "level", "pid",
-                             "tid", "source", "message", "worker_id"]
+    assert list(recs[0]) == [
+        "date",
+        "log",
+        "path",
+        "session",
+        "component",
+        "level",
+        "pid",
+        "tid",
+        "source",
+        "message",
+        "worker_id",
+    ]
     assert recs[0]["component"] == "core_worker" and recs[0]["worker_id"] == W1
-    recs = feed_all(RayHandler(ctx_for("logs/raylet.out", path_key=None)),
-                    read_lines(FIXTURES / "logs/raylet.out")[:1])
-    assert recs == [{
-        "date": recs[0]["date"],
-        "log": "[2026-11-28 10:06:46,822 I 15328 15328] (raylet) main.cc:283: Setting cluster "
-               "ID to: ddd9e5774ef13c0d458f2c1e7453bc0aeed5f75e112ea6d2b81a801b",
-        "session": SESSION, "component": "raylet", "level": "INFO", "pid": 15328, "tid": 15328,
-        "source": "main.cc:283",
-        "message": "Setting cluster ID to: "
-                   "ddd9e5774ef13c0d458f2c1e7453bc0aeed5f75e112ea6d2b81a801b"}]
+    recs = feed_all(
+        RayHandler(ctx_for("logs/raylet.out", path_key=None)),
+        read_lines(FIXTURES / "logs/raylet.out")[:1],
+    )
+    assert recs == [
+        {
+            "date": recs[0]["date"],
+            "log": "[2026-11-28 10:06:46,822 I 15328 15328] (raylet) main.cc:283: Setting cluster "
+            "ID to: ddd9e5774ef13c0d458f2c1e7453bc0aeed5f75e112ea6d2b81a801b",
+            "session": SESSION,
+            "component": "raylet",
+            "level": "INFO",
+            "pid": 15328,
+            "tid": 15328,
+            "source": "main.cc:283",
+            "message": "Setting cluster ID to: "
+            "ddd9e5774ef13c0d458f2c1e7453bc0aeed5f75e112ea6d2b81a801b",
+        }
+    ]
 
 
 def test_events_and_backend_json_files() -> None:
@@ -240,8 +299,10 @@ def test_events_and_backend_json_files() -> None:
     assert rec["component"] == "event" and rec["source"] == "RAYLET"
     assert rec["level"] == "ERROR" and rec["pid"] == 15328 and rec["date"] == 1795860408.0
     assert rec["label"] == "RAY_WORKER_FAILURE" and rec["worker_id"] == W1
-    rel = ("backend-log-json/logs/python-core-worker-"
-           "79bef2c5bc6c10fc1f3a58bae956a34b7b2f0acef25565680848d823_17274.log")
+    rel = (
+        "backend-log-json/logs/python-core-worker-"
+        "79bef2c5bc6c10fc1f3a58bae956a34b7b2f0acef25565680848d823_17274.log"
+    )
     recs = feed_all(RayHandler(ctx_for(rel), multiline=("ray",)), read_lines(FIXTURES / rel))
     # The JSON form has no pid: the file name's fills in.
     assert all(r["pid"] == 17274 and r["component"] == "core_worker" for r in recs)
@@ -260,12 +321,21 @@ def test_stdin_prefixes_name_the_component() -> None:
     assert drv["worker_id"] == "01000000ffffffffffffffffffffffffffffffffffffffffffffffff"
     # Unprefixed worker output continues the record before it (SPEC section 5).
     blank = next(r for r in recs if "BEFORE_BLANK" in r["log"])
-    assert blank["log"].split("\n")[1:4] == ["RAY_INIT_SECONDS 2.27", ":job_id:01000000",
-                                             ":task_name:blanks"]
+    assert blank["log"].split("\n")[1:4] == [
+        "RAY_INIT_SECONDS 2.27",
+        ":job_id:01000000",
+        ":task_name:blanks",
+    ]
     lines = read_lines(FIXTURES / "log-to-stderr/driver-stderr.txt")
     recs = feed_all(RayHandler(ctx, multiline=("ray",)), lines)
-    assert {r["component"] for r in recs} == {"stdin", "monitor", "dashboard", "log_monitor",
-                                              "runtime_env_agent", "dashboard_agent"}
+    assert {r["component"] for r in recs} == {
+        "stdin",
+        "monitor",
+        "dashboard",
+        "log_monitor",
+        "runtime_env_agent",
+        "dashboard_agent",
+    }
 
 
 def test_without_ray_metadata() -> None:
@@ -281,10 +351,8 @@ def test_without_ray_metadata() -> None:
     assert [r["log"] for r in recs] == [r["log"] for r in meta]
     # Marker lines are plain lines then.
     rel = f"logs/worker-{W3}-ffffffff-15426.out"
-    h = make_ray_handler(ctx_for(rel), ray_metadata=False, multiline=("python",),
-                         tz_offset=None)
-    assert [r["log"] for r in feed_all(h, read_lines(FIXTURES / rel))] == \
-        read_lines(FIXTURES / rel)
+    h = make_ray_handler(ctx_for(rel), ray_metadata=False, multiline=("python",), tz_offset=None)
+    assert [r["log"] for r in feed_all(h, read_lines(FIXTURES / rel))] == read_lines(FIXTURES / rel)
 
 
 def test_single_line_mode_parses_every_line() -> None:
@@ -335,28 +403,36 @@ def test_unknown_multiline_parser() -> None:
 
 def test_time_offset_is_in_hours() -> None:
     line = "[2026-11-28 10:06:46,822 I 15328 15328] (raylet) main.cc:283: x"
-    utc = make_ray_handler(ctx_for("logs/raylet.out"), ray_metadata=True, multiline=(),
-                           tz_offset=0)
-    cet = make_ray_handler(ctx_for("logs/raylet.out"), ray_metadata=True, multiline=(),
-                           tz_offset=1)
+    utc = make_ray_handler(ctx_for("logs/raylet.out"), ray_metadata=True, multiline=(), tz_offset=0)
+    cet = make_ray_handler(ctx_for("logs/raylet.out"), ray_metadata=True, multiline=(), tz_offset=1)
     (a,), (b,) = utc.feed([line], NOW), cet.feed([line], NOW)
     assert a["date"] == 1795860406.822 and a["date"] - b["date"] == 3600
 
 
 # -- properties --------------------------------------------------------------------------
 
-SPLIT_FILES = ["logs/raylet.out", "logs/monitor.log", f"logs/worker-{W1}-ffffffff-15425.err",
-               f"logs/worker-{W1}-ffffffff-15425.out", "rotation/logs/raylet.out.1",
-               f"rotation/logs/worker-{W5}-01000000-12773.err",
-               "logs/python-core-worker-3042138ba0359a5a25f99e5f659a38cb676469b6cbbd6b3c0f4c435f"
-               "_15521.log"]
+SPLIT_FILES = [
+    "logs/raylet.out",
+    "logs/monitor.log",
+    f"logs/worker-{W1}-ffffffff-15425.err",
+    f"logs/worker-{W1}-ffffffff-15425.out",
+    "rotation/logs/raylet.out.1",
+    f"rotation/logs/worker-{W5}-01000000-12773.err",
+    "logs/python-core-worker-3042138ba0359a5a25f99e5f659a38cb676469b6cbbd6b3c0f4c435f_15521.log",
+]
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.sampled_from(SPLIT_FILES), st.lists(st.integers(0, 300), max_size=12),
-       st.sampled_from([("ray",), ("python",), ()]), st.booleans(), st.booleans())
-def test_held_lines_is_exact_under_any_split(rel: str, cuts: list[int], ml: tuple[str, ...],
-                                             meta: bool, flush_between: bool) -> None:
+@given(
+    st.sampled_from(SPLIT_FILES),
+    st.lists(st.integers(0, 300), max_size=12),
+    st.sampled_from([("ray",), ("python",), ()]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_held_lines_is_exact_under_any_split(
+    rel: str, cuts: list[int], ml: tuple[str, ...], meta: bool, flush_between: bool
+) -> None:
     lines = read_lines(FIXTURES / rel)
     bounds = sorted({0, len(lines), *(c for c in cuts if c < len(lines))})
     ctx = ctx_for(rel, offset_key="offset")
@@ -382,32 +458,52 @@ def test_held_lines_is_exact_under_any_split(rel: str, cuts: list[int], ml: tupl
 
 
 _CONTEXTS = [
-    "logs/raylet.out", "logs/dashboard.log", f"logs/worker-{W1}-ffffffff-15425.err",
-    "logs/events/event_RAYLET.log", "", "logs/job-driver-raysubmit_x.log",
+    "logs/raylet.out",
+    "logs/dashboard.log",
+    f"logs/worker-{W1}-ffffffff-15425.err",
+    "logs/events/event_RAYLET.log",
+    "",
+    "logs/job-driver-raysubmit_x.log",
 ]
-_SEEDS = ["[2026-11-28 10:07:08,319 I 1 2] (raylet) a.cc:1: m",
-          "2026-11-28 10:07:08,319\tINFO (monitor) a.py:1 -- m",
-          "I1128 10:07:08.319117 1 a.cc:1] m",
-          "Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: x",
-          ":job_id:01000000", ":task_name:t", ":actor_name:A", '{"event_id":"e","timestamp":1}',
-          '{"asctime":"2026-11-28 10:07:08,319","levelname":"E","message":"m"}']
+_SEEDS = [
+    "[2026-11-28 10:07:08,319 I 1 2] (raylet) a.cc:1: m",
+    "2026-11-28 10:07:08,319\tINFO (monitor) a.py:1 -- m",
+    "I1128 10:07:08.319117 1 a.cc:1] m",
+    "Traceback (most recent call last):",
+    '  File "x.py", line 1',
+    "ValueError: x",
+    ":job_id:01000000",
+    ":task_name:t",
+    ":actor_name:A",
+    '{"event_id":"e","timestamp":1}',
+    '{"asctime":"2026-11-28 10:07:08,319","levelname":"E","message":"m"}',
+]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.binary(max_size=80).map(lambda b: b.decode("utf-8", "replace")),
-                          st.sampled_from(_SEEDS)), max_size=40),
-       st.sampled_from(_CONTEXTS), st.sampled_from([("ray",), ("python",), ()]), st.booleans(),
-       st.integers(1, 10))
-def test_any_input_ships_every_line_unchanged(lines: list[str], rel: str, ml: tuple[str, ...],
-                                              meta: bool, step: int) -> None:
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=80).map(lambda b: b.decode("utf-8", "replace")),
+            st.sampled_from(_SEEDS),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from(_CONTEXTS),
+    st.sampled_from([("ray",), ("python",), ()]),
+    st.booleans(),
+    st.integers(1, 10),
+)
+def test_any_input_ships_every_line_unchanged(
+    lines: list[str], rel: str, ml: tuple[str, ...], meta: bool, step: int
+) -> None:
     # Lines as a reader makes them: no newline inside.
     lines = [piece for ln in lines for piece in ln.split("\n")]
     ctx = SourceContext(path="", real_path="") if rel == "" else ctx_for(rel)
-    h = make_ray_handler(ctx, ray_metadata=meta, multiline=ml, tz_offset=None,
-                         emit_markers=True)
+    h = make_ray_handler(ctx, ray_metadata=meta, multiline=ml, tz_offset=None, emit_markers=True)
     recs: list[dict[str, Any]] = []
     for i in range(0, len(lines), step):
-        recs += h.feed(lines[i:i + step], NOW)
+        recs += h.feed(lines[i : i + step], NOW)
     recs += h.flush(NOW)
     assert "\n".join(r["log"] for r in recs) == "\n".join(lines)
     assert sum(r["log"].count("\n") + 1 for r in recs) == len(lines)

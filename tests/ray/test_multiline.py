@@ -53,23 +53,35 @@ def test_python_caret_lines_stay_in_the_traceback() -> None:
 
 
 def test_python_exception_line_forms() -> None:
-    for last in ["ray.exceptions.RayTaskError(ValueError): ray::bad() (pid=1, ip=x)",
-                 "KeyboardInterrupt", "module.sub.Error: x", "Error:"]:
+    for last in [
+        "ray.exceptions.RayTaskError(ValueError): ray::bad() (pid=1, ip=x)",
+        "KeyboardInterrupt",
+        "module.sub.Error: x",
+        "Error:",
+    ]:
         tb = [*CARET_TRACEBACK[:-1], last]
         assert run(PythonJoiner(), [*tb, "next"]) == [tb, ["next"]], last
 
 
 def test_python_cut_off_traceback() -> None:
-    lines = ["Traceback (most recent call last):", '  File "a.py", line 1, in <module>', "",
-             "other"]
+    lines = [
+        "Traceback (most recent call last):",
+        '  File "a.py", line 1, in <module>',
+        "",
+        "other",
+    ]
     assert run(PythonJoiner(), lines) == [lines[:2], [""], ["other"]]
 
 
 def test_python_chained_exceptions_are_separate_records_as_in_fluent_bit() -> None:
-    chained = [*CARET_TRACEBACK, "", "During handling of the above exception, another "
-               "exception occurred:", "", *FB_TRACEBACK]
-    assert run(PythonJoiner(), chained) == [
-        CARET_TRACEBACK, [""], [chained[6]], [""], FB_TRACEBACK]
+    chained = [
+        *CARET_TRACEBACK,
+        "",
+        "During handling of the above exception, another exception occurred:",
+        "",
+        *FB_TRACEBACK,
+    ]
+    assert run(PythonJoiner(), chained) == [CARET_TRACEBACK, [""], [chained[6]], [""], FB_TRACEBACK]
 
 
 def test_python_held_counts() -> None:
@@ -102,8 +114,18 @@ H = "H"  # any non-None head stands for "this line has a Ray header"
 
 
 def test_ray_continuations_join_the_headed_record() -> None:
-    lines = ["h1", "cont a", "", "cont b", "h2", "h3", "Traceback (most recent call last):",
-             '  File "x.py", line 1', "ValueError: x", "tail"]
+    lines = [
+        "h1",
+        "cont a",
+        "",
+        "cont b",
+        "h2",
+        "h3",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1',
+        "ValueError: x",
+        "tail",
+    ]
     heads = [H, None, None, None, H, H, None, None, None, None]
     assert run(RayJoiner(), lines, heads) == [lines[0:4], ["h2"], lines[5:]]
 
@@ -113,8 +135,12 @@ def test_ray_orphans_before_the_first_header() -> None:
     # except a traceback, which joins as in `python`.
     lines = ["[state-dump] a", "[state-dump] b", *CARET_TRACEBACK, "h", "c"]
     heads: list[Any] = [None] * (len(lines) - 2) + [H, None]
-    assert run(RayJoiner(), lines, heads) == [["[state-dump] a"], ["[state-dump] b"],
-                                               CARET_TRACEBACK, ["h", "c"]]
+    assert run(RayJoiner(), lines, heads) == [
+        ["[state-dump] a"],
+        ["[state-dump] b"],
+        CARET_TRACEBACK,
+        ["h", "c"],
+    ]
 
 
 def test_ray_header_ends_an_open_traceback() -> None:
@@ -127,7 +153,11 @@ def test_ray_free_text_joins_only_tracebacks() -> None:
     heads: list[Any] = [None] * len(lines)
     heads[0] = H  # a header in a worker file does not make the next lines its continuation
     assert run(RayJoiner(free_text=True), lines, heads) == [
-        ["print 1"], ["  indented"], CARET_TRACEBACK, ["print 2"]]
+        ["print 1"],
+        ["  indented"],
+        CARET_TRACEBACK,
+        ["print 2"],
+    ]
 
 
 def test_ray_held_is_exact() -> None:
@@ -158,15 +188,31 @@ def test_make_joiner() -> None:
         make_joiner(("nosuch",))
 
 
-_VOCAB = ["Traceback (most recent call last):", '  File "a.py", line 1, in f', "    x()",
-          "    ^^^", "ValueError: v", "KeyError", "", "  ", "plain", "T", "\t", "h"]
+_VOCAB = [
+    "Traceback (most recent call last):",
+    '  File "a.py", line 1, in f',
+    "    x()",
+    "    ^^^",
+    "ValueError: v",
+    "KeyError",
+    "",
+    "  ",
+    "plain",
+    "T",
+    "\t",
+    "h",
+]
 
 
 @settings(max_examples=300)
-@given(st.lists(st.tuples(st.sampled_from(_VOCAB), st.booleans()), max_size=60),
-       st.sampled_from(["python", "ray", "ray-free"]), st.integers(1, 7))
+@given(
+    st.lists(st.tuples(st.sampled_from(_VOCAB), st.booleans()), max_size=60),
+    st.sampled_from(["python", "ray", "ray-free"]),
+    st.integers(1, 7),
+)
 def test_push_many_equals_push_and_keeps_every_line(
-        items: list[tuple[str, bool]], kind: str, step: int) -> None:
+    items: list[tuple[str, bool]], kind: str, step: int
+) -> None:
     lines = [line for line, _ in items]
     heads = [H if h else None for _, h in items]
 
@@ -182,7 +228,7 @@ def test_push_many_equals_push_and_keeps_every_line(
         one.push(line, head, 0.0, out1)
         if i % step == step - 1 or i == len(lines) - 1:
             lo = i - i % step
-            many.push_many(lines[lo:i + 1], heads[lo:i + 1], 0.0, out2)
+            many.push_many(lines[lo : i + 1], heads[lo : i + 1], 0.0, out2)
             assert many.held == one.held
             # held is exact: what went out plus what is held is what came in.
             assert sum(len(g) - 2 for g in out2) + many.held == i + 1

@@ -61,32 +61,64 @@ LOGS: dict[str, dict[str, object]] = {
     "dashboard_agent.out": {"component": "dashboard_agent"},
     "debug_state.txt": {"component": "debug_state"},
     "events/event_AUTOSCALER.log": {"component": "event", "source": "AUTOSCALER"},
-    "events/event_CORE_WORKER_15055.log":
-        {"component": "event", "source": "CORE_WORKER", "pid": 15055},
-    "events/event_CORE_WORKER_15425.log":
-        {"component": "event", "source": "CORE_WORKER", "pid": 15425},
-    "events/event_CORE_WORKER_15426.log":
-        {"component": "event", "source": "CORE_WORKER", "pid": 15426},
-    "events/event_CORE_WORKER_15494.log":
-        {"component": "event", "source": "CORE_WORKER", "pid": 15494},
-    "events/event_CORE_WORKER_15521.log":
-        {"component": "event", "source": "CORE_WORKER", "pid": 15521},
+    "events/event_CORE_WORKER_15055.log": {
+        "component": "event",
+        "source": "CORE_WORKER",
+        "pid": 15055,
+    },
+    "events/event_CORE_WORKER_15425.log": {
+        "component": "event",
+        "source": "CORE_WORKER",
+        "pid": 15425,
+    },
+    "events/event_CORE_WORKER_15426.log": {
+        "component": "event",
+        "source": "CORE_WORKER",
+        "pid": 15426,
+    },
+    "events/event_CORE_WORKER_15494.log": {
+        "component": "event",
+        "source": "CORE_WORKER",
+        "pid": 15494,
+    },
+    "events/event_CORE_WORKER_15521.log": {
+        "component": "event",
+        "source": "CORE_WORKER",
+        "pid": 15521,
+    },
     "events/event_GCS.log": {"component": "event", "source": "GCS"},
     "events/event_RAYLET.log": {"component": "event", "source": "RAYLET"},
     "export_events/event_EXPORT_ACTOR.log": {"component": "event", "source": "EXPORT_ACTOR"},
-    "export_events/event_EXPORT_DRIVER_JOB.log":
-        {"component": "event", "source": "EXPORT_DRIVER_JOB"},
+    "export_events/event_EXPORT_DRIVER_JOB.log": {
+        "component": "event",
+        "source": "EXPORT_DRIVER_JOB",
+    },
     "export_events/event_EXPORT_NODE.log": {"component": "event", "source": "EXPORT_NODE"},
-    "export_events/event_EXPORT_TASK_15055.log":
-        {"component": "event", "source": "EXPORT_TASK", "pid": 15055},
-    "export_events/event_EXPORT_TASK_15425.log":
-        {"component": "event", "source": "EXPORT_TASK", "pid": 15425},
-    "export_events/event_EXPORT_TASK_15426.log":
-        {"component": "event", "source": "EXPORT_TASK", "pid": 15426},
-    "export_events/event_EXPORT_TASK_15494.log":
-        {"component": "event", "source": "EXPORT_TASK", "pid": 15494},
-    "export_events/event_EXPORT_TASK_15521.log":
-        {"component": "event", "source": "EXPORT_TASK", "pid": 15521},
+    "export_events/event_EXPORT_TASK_15055.log": {
+        "component": "event",
+        "source": "EXPORT_TASK",
+        "pid": 15055,
+    },
+    "export_events/event_EXPORT_TASK_15425.log": {
+        "component": "event",
+        "source": "EXPORT_TASK",
+        "pid": 15425,
+    },
+    "export_events/event_EXPORT_TASK_15426.log": {
+        "component": "event",
+        "source": "EXPORT_TASK",
+        "pid": 15426,
+    },
+    "export_events/event_EXPORT_TASK_15494.log": {
+        "component": "event",
+        "source": "EXPORT_TASK",
+        "pid": 15494,
+    },
+    "export_events/event_EXPORT_TASK_15521.log": {
+        "component": "event",
+        "source": "EXPORT_TASK",
+        "pid": 15521,
+    },
     "gcs_server.err": {"component": "gcs_server"},
     "gcs_server.out": {"component": "gcs_server"},
     "log_monitor.err": {"component": "log_monitor"},
@@ -95,42 +127,90 @@ LOGS: dict[str, dict[str, object]] = {
     "monitor.err": {"component": "monitor"},
     "monitor.log": {"component": "monitor"},
     "monitor.out": {"component": "monitor"},
-    f"python-core-driver-{DRIVER}_15055.log":
-        {"component": "core_driver", "worker_id": DRIVER, "job_id": "01000000", "pid": 15055},
-    f"python-core-worker-{W1}_15425.log":
-        {"component": "core_worker", "worker_id": W1, "pid": 15425},
-    f"python-core-worker-{W2}_15521.log":
-        {"component": "core_worker", "worker_id": W2, "pid": 15521},
-    f"python-core-worker-{W3}_15426.log":
-        {"component": "core_worker", "worker_id": W3, "pid": 15426},
-    f"python-core-worker-{W4}_15494.log":
-        {"component": "core_worker", "worker_id": W4, "pid": 15494},
+    f"python-core-driver-{DRIVER}_15055.log": {
+        "component": "core_driver",
+        "worker_id": DRIVER,
+        "job_id": "01000000",
+        "pid": 15055,
+    },
+    f"python-core-worker-{W1}_15425.log": {
+        "component": "core_worker",
+        "worker_id": W1,
+        "pid": 15425,
+    },
+    f"python-core-worker-{W2}_15521.log": {
+        "component": "core_worker",
+        "worker_id": W2,
+        "pid": 15521,
+    },
+    f"python-core-worker-{W3}_15426.log": {
+        "component": "core_worker",
+        "worker_id": W3,
+        "pid": 15426,
+    },
+    f"python-core-worker-{W4}_15494.log": {
+        "component": "core_worker",
+        "worker_id": W4,
+        "pid": 15494,
+    },
     "raylet.err": {"component": "raylet"},
     "raylet.out": {"component": "raylet"},
     "runtime_env_agent.err": {"component": "runtime_env_agent"},
     "runtime_env_agent.log": {"component": "runtime_env_agent"},
     "runtime_env_agent.out": {"component": "runtime_env_agent"},
     # Prestarted workers: `ffffffff` in the name is no job id, so there is none.
-    f"worker-{W1}-ffffffff-15425.err":
-        {"component": "worker", "worker_id": W1, "pid": 15425, "stream": "err"},
-    f"worker-{W1}-ffffffff-15425.out":
-        {"component": "worker", "worker_id": W1, "pid": 15425, "stream": "out"},
-    f"worker-{W2}-01000000-15521.err":
-        {"component": "worker", "worker_id": W2, "job_id": "01000000", "pid": 15521,
-         "stream": "err"},
-    f"worker-{W2}-01000000-15521.out":
-        {"component": "worker", "worker_id": W2, "job_id": "01000000", "pid": 15521,
-         "stream": "out"},
-    f"worker-{W3}-ffffffff-15426.err":
-        {"component": "worker", "worker_id": W3, "pid": 15426, "stream": "err"},
-    f"worker-{W3}-ffffffff-15426.out":
-        {"component": "worker", "worker_id": W3, "pid": 15426, "stream": "out"},
-    f"worker-{W4}-01000000-15494.err":
-        {"component": "worker", "worker_id": W4, "job_id": "01000000", "pid": 15494,
-         "stream": "err"},
-    f"worker-{W4}-01000000-15494.out":
-        {"component": "worker", "worker_id": W4, "job_id": "01000000", "pid": 15494,
-         "stream": "out"},
+    f"worker-{W1}-ffffffff-15425.err": {
+        "component": "worker",
+        "worker_id": W1,
+        "pid": 15425,
+        "stream": "err",
+    },
+    f"worker-{W1}-ffffffff-15425.out": {
+        "component": "worker",
+        "worker_id": W1,
+        "pid": 15425,
+        "stream": "out",
+    },
+    f"worker-{W2}-01000000-15521.err": {
+        "component": "worker",
+        "worker_id": W2,
+        "job_id": "01000000",
+        "pid": 15521,
+        "stream": "err",
+    },
+    f"worker-{W2}-01000000-15521.out": {
+        "component": "worker",
+        "worker_id": W2,
+        "job_id": "01000000",
+        "pid": 15521,
+        "stream": "out",
+    },
+    f"worker-{W3}-ffffffff-15426.err": {
+        "component": "worker",
+        "worker_id": W3,
+        "pid": 15426,
+        "stream": "err",
+    },
+    f"worker-{W3}-ffffffff-15426.out": {
+        "component": "worker",
+        "worker_id": W3,
+        "pid": 15426,
+        "stream": "out",
+    },
+    f"worker-{W4}-01000000-15494.err": {
+        "component": "worker",
+        "worker_id": W4,
+        "job_id": "01000000",
+        "pid": 15494,
+        "stream": "err",
+    },
+    f"worker-{W4}-01000000-15494.out": {
+        "component": "worker",
+        "worker_id": W4,
+        "job_id": "01000000",
+        "pid": 15494,
+        "stream": "out",
+    },
 }
 
 _W5 = {"component": "worker", "worker_id": W5, "job_id": "01000000", "pid": 12773}
@@ -182,46 +262,79 @@ def test_rotation(rel: str) -> None:
     assert session_of(real) == ROT_SESSION
 
 
-@pytest.mark.parametrize(("path", "expected"), [
-    # Ray's log monitor moves finished workers' files to old/.
-    (f"/tmp/ray/{SESSION}/logs/old/worker-{W2}-01000000-15521.out",
-     {"component": "worker", "worker_id": W2, "job_id": "01000000", "pid": 15521,
-      "stream": "out"}),
-    (f"/tmp/ray/{SESSION}/logs/old/python-core-worker-{W2}_15521.log",
-     {"component": "core_worker", "worker_id": W2, "pid": 15521}),
-    (f"/tmp/ray/{SESSION}/logs/python-core-worker-{W2}_15521.log.1",
-     {"component": "core_worker", "worker_id": W2, "pid": 15521}),
-    # io workers and workers without RAY_JOB_ID have no job id part at all.
-    (f"/tmp/ray/{SESSION}/logs/io_worker-{W3}-7788.out",
-     {"component": "io_worker", "worker_id": W3, "pid": 7788, "stream": "out"}),
-    (f"/tmp/ray/{SESSION}/logs/worker-{W3}-7788.err",
-     {"component": "worker", "worker_id": W3, "pid": 7788, "stream": "err"}),
-    (f"/tmp/ray/{SESSION}/logs/worker-{W3}-02000000-7788.out.4",
-     {"component": "worker", "worker_id": W3, "job_id": "02000000", "pid": 7788,
-      "stream": "out"}),
-    (f"/tmp/ray/{SESSION}/logs/job-driver-raysubmit_SxUm9EdnAUvTzDen.log",
-     {"component": "job_driver", "submission_id": "raysubmit_SxUm9EdnAUvTzDen"}),
-    (f"/tmp/ray/{SESSION}/logs/serve/controller_3021.log", {"component": "serve"}),
-    (f"/tmp/ray/{SESSION}/logs/serve/replica_app_Model_x8a2.log", {"component": "serve"}),
-    (f"/tmp/ray/{SESSION}/logs/ray_client_server.log", {"component": "ray_client_server"}),
-    (f"/tmp/ray/{SESSION}/logs/ray_client_server.err", {"component": "ray_client_server"}),
-    (f"/tmp/ray/{SESSION}/logs/ray_client_server_23001.out",
-     {"component": "ray_client_server", "port": 23001}),
-    (f"/tmp/ray/{SESSION}/logs/runtime_env_agent.log.5", {"component": "runtime_env_agent"}),
-    (f"/tmp/ray/{SESSION}/logs/monitor.log.2", {"component": "monitor"}),
-    (f"/tmp/ray/{SESSION}/logs/dashboard_JobHead.log.1", _dash("JobHead")),
-    (f"/tmp/ray/{SESSION}/logs/runtime_env_setup-01000000.log",
-     {"component": "runtime_env_setup", "job_id": "01000000"}),
-    (f"/tmp/ray/{SESSION}/logs/events/event_CORE_WORKER_15055.log.1",
-     {"component": "event", "source": "CORE_WORKER", "pid": 15055}),
-    # Unknown names ship with the file stem as component.
-    (f"/tmp/ray/{SESSION}/logs/my_app.log", {"component": "my_app"}),
-    (f"/tmp/ray/{SESSION}/logs/my.app.log.3", {"component": "my.app"}),
-    (f"/tmp/ray/{SESSION}/logs/README", {"component": "README"}),
-    (f"/tmp/ray/{SESSION}/logs/.hidden", {"component": ".hidden"}),
-    # A `serve` dir above logs/ is not Ray Serve's.
-    (f"/srv/serve/ray/{SESSION}/logs/raylet.out", {"component": "raylet"}),
-])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        # Ray's log monitor moves finished workers' files to old/.
+        (
+            f"/tmp/ray/{SESSION}/logs/old/worker-{W2}-01000000-15521.out",
+            {
+                "component": "worker",
+                "worker_id": W2,
+                "job_id": "01000000",
+                "pid": 15521,
+                "stream": "out",
+            },
+        ),
+        (
+            f"/tmp/ray/{SESSION}/logs/old/python-core-worker-{W2}_15521.log",
+            {"component": "core_worker", "worker_id": W2, "pid": 15521},
+        ),
+        (
+            f"/tmp/ray/{SESSION}/logs/python-core-worker-{W2}_15521.log.1",
+            {"component": "core_worker", "worker_id": W2, "pid": 15521},
+        ),
+        # io workers and workers without RAY_JOB_ID have no job id part at all.
+        (
+            f"/tmp/ray/{SESSION}/logs/io_worker-{W3}-7788.out",
+            {"component": "io_worker", "worker_id": W3, "pid": 7788, "stream": "out"},
+        ),
+        (
+            f"/tmp/ray/{SESSION}/logs/worker-{W3}-7788.err",
+            {"component": "worker", "worker_id": W3, "pid": 7788, "stream": "err"},
+        ),
+        (
+            f"/tmp/ray/{SESSION}/logs/worker-{W3}-02000000-7788.out.4",
+            {
+                "component": "worker",
+                "worker_id": W3,
+                "job_id": "02000000",
+                "pid": 7788,
+                "stream": "out",
+            },
+        ),
+        (
+            f"/tmp/ray/{SESSION}/logs/job-driver-raysubmit_SxUm9EdnAUvTzDen.log",
+            {"component": "job_driver", "submission_id": "raysubmit_SxUm9EdnAUvTzDen"},
+        ),
+        (f"/tmp/ray/{SESSION}/logs/serve/controller_3021.log", {"component": "serve"}),
+        (f"/tmp/ray/{SESSION}/logs/serve/replica_app_Model_x8a2.log", {"component": "serve"}),
+        (f"/tmp/ray/{SESSION}/logs/ray_client_server.log", {"component": "ray_client_server"}),
+        (f"/tmp/ray/{SESSION}/logs/ray_client_server.err", {"component": "ray_client_server"}),
+        (
+            f"/tmp/ray/{SESSION}/logs/ray_client_server_23001.out",
+            {"component": "ray_client_server", "port": 23001},
+        ),
+        (f"/tmp/ray/{SESSION}/logs/runtime_env_agent.log.5", {"component": "runtime_env_agent"}),
+        (f"/tmp/ray/{SESSION}/logs/monitor.log.2", {"component": "monitor"}),
+        (f"/tmp/ray/{SESSION}/logs/dashboard_JobHead.log.1", _dash("JobHead")),
+        (
+            f"/tmp/ray/{SESSION}/logs/runtime_env_setup-01000000.log",
+            {"component": "runtime_env_setup", "job_id": "01000000"},
+        ),
+        (
+            f"/tmp/ray/{SESSION}/logs/events/event_CORE_WORKER_15055.log.1",
+            {"component": "event", "source": "CORE_WORKER", "pid": 15055},
+        ),
+        # Unknown names ship with the file stem as component.
+        (f"/tmp/ray/{SESSION}/logs/my_app.log", {"component": "my_app"}),
+        (f"/tmp/ray/{SESSION}/logs/my.app.log.3", {"component": "my.app"}),
+        (f"/tmp/ray/{SESSION}/logs/README", {"component": "README"}),
+        (f"/tmp/ray/{SESSION}/logs/.hidden", {"component": ".hidden"}),
+        # A `serve` dir above logs/ is not Ray Serve's.
+        (f"/srv/serve/ray/{SESSION}/logs/raylet.out", {"component": "raylet"}),
+    ],
+)
 def test_other_names(path: str, expected: dict[str, object]) -> None:
     assert describe(path) == expected
 
@@ -251,6 +364,18 @@ def test_session_of() -> None:
 
 
 def test_describe_never_raises_on_odd_paths() -> None:
-    for path in ["", "/", "//", "logs/", "events/", "a/events/", "worker--.out",
-                 "python-core-worker-_1.log", ".log", "x.", "\x00", "serve/"]:
+    for path in [
+        "",
+        "/",
+        "//",
+        "logs/",
+        "events/",
+        "a/events/",
+        "worker--.out",
+        "python-core-worker-_1.log",
+        ".log",
+        "x.",
+        "\x00",
+        "serve/",
+    ]:
         assert isinstance(describe(path)["component"], str)

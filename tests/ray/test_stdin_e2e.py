@@ -21,8 +21,7 @@ import pytest
 
 from tests.agent import Agent, wait_for
 
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "ray-session-2.60" / \
-    "log-to-stderr"
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "ray-session-2.60" / "log-to-stderr"
 
 # C++ `[2026-11-28 10:06:19,256 I 14486 14486] (gcs_server) file.cc:98: msg` and Python
 # `2026-11-28 10:06:19,668<TAB>INFO (monitor) monitor.py:730 -- msg`.
@@ -71,7 +70,7 @@ def run_stdin(data: bytes, *extra: str, pieces: bool = False) -> Agent:
         pos = 0
         while pos < len(data):
             n = rnd.randint(1, 700)
-            agent.proc.stdin.write(data[pos:pos + n])
+            agent.proc.stdin.write(data[pos : pos + n])
             agent.proc.stdin.flush()
             pos += n
             if rnd.random() < 0.05:
@@ -106,14 +105,20 @@ def test_fixture_components_and_joined_continuations(name: str) -> None:
         plasma = next(r for r in agent.snapshot() if "Plasma store debug dump" in r["log"])
         assert plasma["log"].count("\n") >= 20  # the whole dump, one record
     else:
-        assert {"dashboard", "dashboard_agent", "monitor", "log_monitor",
-                "runtime_env_agent"} <= comps
+        assert {
+            "dashboard",
+            "dashboard_agent",
+            "monitor",
+            "log_monitor",
+            "runtime_env_agent",
+        } <= comps
 
 
 def test_both_streams_cut_anywhere() -> None:
     """`2>&1`: both files in one stream, written in random pieces (lines split across reads)."""
-    data = (FIXTURE / "driver-stderr.txt").read_bytes() + \
-        (FIXTURE / "driver-stdout.txt").read_bytes()
+    data = (FIXTURE / "driver-stderr.txt").read_bytes() + (
+        FIXTURE / "driver-stdout.txt"
+    ).read_bytes()
     lines = fixture_lines("driver-stderr.txt") + fixture_lines("driver-stdout.txt")
     with run_stdin(data, pieces=True) as agent:
         assert agent.proc.wait(30) == 0, agent.err_text()
@@ -125,8 +130,10 @@ def test_last_line_without_newline_and_multiline_flush() -> None:
     """A record held while the stream stays open goes out after Multiline_Flush; at the end
     of input an unterminated last line is a record too."""
     head = "[2026-11-28 10:06:20,060 I 14547 14556] (raylet) store.cc:573: dump:"
-    agent = Agent(["-i", "stdin", "-p", "Multiline_Flush=0.3", "-o", "stdout", "-f", "0.1"],
-                  stdin=subprocess.PIPE)
+    agent = Agent(
+        ["-i", "stdin", "-p", "Multiline_Flush=0.3", "-o", "stdout", "-f", "0.1"],
+        stdin=subprocess.PIPE,
+    )
     with agent:
         assert agent.proc.stdin is not None
         agent.proc.stdin.write(f"{head}\nbody 1\nbody 2\n".encode())
@@ -153,8 +160,9 @@ def test_sigterm_with_stdin_open_delivers_and_exits() -> None:
 
 def test_ray_metadata_off_gives_plain_records() -> None:
     line = "[2026-11-28 10:06:19,256 I 14486 14486] (gcs_server) gcs_server_main.cc:98: hi"
-    with run_stdin(f"{line}\nnext\n".encode(), "-p", "Ray_Metadata=off",
-                   "-p", "multiline.parser=") as agent:
+    with run_stdin(
+        f"{line}\nnext\n".encode(), "-p", "Ray_Metadata=off", "-p", "multiline.parser="
+    ) as agent:
         assert agent.proc.wait(20) == 0
         agent.kill()
     recs = agent.snapshot()
@@ -174,20 +182,35 @@ def test_backpressure_pauses_reading_then_delivers_everything() -> None:
     """Nobody reads shipper's stdout: it must stop reading stdin (the writer blocks) instead
     of buffering the stream; once stdout is read, every line arrives, once."""
     n = 100_000
-    line = "[2026-11-28 10:06:19,256 I 14486 14486] (raylet) node_manager.cc:1: line {:06d} " \
-        + "x" * 40 + "\n"
+    line = (
+        "[2026-11-28 10:06:19,256 I 14486 14486] (raylet) node_manager.cc:1: line {:06d} "
+        + "x" * 40
+        + "\n"
+    )
     payload = "".join(line.format(i) for i in range(n)).encode()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shipper", "-i", "stdin", "-p", "Mem_Buf_Limit=256k",
-         "-o", "stdout"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "shipper",
+            "-i",
+            "stdin",
+            "-p",
+            "Mem_Buf_Limit=256k",
+            "-o",
+            "stdout",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     written = [0]
 
     def writer() -> None:
         assert proc.stdin is not None
         view = memoryview(payload)
         for i in range(0, len(payload), 65536):
-            proc.stdin.write(view[i:i + 65536])
+            proc.stdin.write(view[i : i + 65536])
             proc.stdin.flush()
             written[0] = i + 65536
         proc.stdin.close()

@@ -32,8 +32,11 @@ def test_stalled_stdout_keeps_memory_flat(tmp_path: Path, conf) -> None:  # type
     log = tmp_path / "big.log"
     log.write_bytes(b"")
     cfg = conf(str(log), Ray_Metadata="off", Read_from_Head="on")  # default Mem_Buf_Limit
-    proc = subprocess.Popen([sys.executable, "-m", "shipper", "-c", cfg],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper", "-c", cfg],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     peak = 0
     try:
@@ -41,8 +44,12 @@ def test_stalled_stdout_keeps_memory_flat(tmp_path: Path, conf) -> None:  # type
         block = 10_000
         with open(log, "ab") as f:
             for start in range(0, lines, block):
-                f.write(b"".join(b"%09d %s\n" % (i, b"r" * (LINE - 11))
-                                 for i in range(start, min(lines, start + block))))
+                f.write(
+                    b"".join(
+                        b"%09d %s\n" % (i, b"r" * (LINE - 11))
+                        for i in range(start, min(lines, start + block))
+                    )
+                )
                 peak = max(peak, _rss_kb(proc.pid))
         # The pipe is full and nobody reads: the agent must be holding, not hoarding.
         settle = time.monotonic() + 3
@@ -62,7 +69,7 @@ def test_stalled_stdout_keeps_memory_flat(tmp_path: Path, conf) -> None:  # type
             assert proc.stdout is not None
             for raw in proc.stdout:
                 pos = raw.find(b'"log":"') + 7
-                seq = int(raw[pos:pos + 9])
+                seq = int(raw[pos : pos + 9])
                 if seq != expect:
                     bad.append(raw[:80])
                 expect = seq + 1

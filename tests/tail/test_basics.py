@@ -20,8 +20,7 @@ def test_seed_config_runs_unchanged_with_path_key_true(tmp_path: Path) -> None:
     (root / "session_2026-11-28_10-06-45_296613_1" / "logs").mkdir(parents=True)
     (root / "session_latest").symlink_to(root / "session_2026-11-28_10-06-45_296613_1")
     conf = tmp_path / "fluent-bit.conf"
-    conf.write_text(f"@SET RAY=/{root.relative_to('/')}\n"
-                    + seed.replace("/tmp/ray", "${RAY}"))
+    conf.write_text(f"@SET RAY=/{root.relative_to('/')}\n" + seed.replace("/tmp/ray", "${RAY}"))
     with Agent(["-c", str(conf)]) as agent:
         agent.wait_stderr("initial scan done")
         log = root / "session_latest" / "logs" / "raylet.out"
@@ -41,8 +40,14 @@ def test_comma_paths_exclude_and_tag_star(tmp_path: Path, conf) -> None:  # type
     (a / "skip.log").write_text("skipped\n")
     (b / "y.txt").write_text("by\n")
     (b / "z.log").write_text("not matched\n")
-    cfg = conf(f"{a}/*.log, {b}/*.txt", Exclude_Path="*/skip.log", Read_from_Head="on",
-               Ray_Metadata="off", Path_Key="file", Tag="app.*")
+    cfg = conf(
+        f"{a}/*.log, {b}/*.txt",
+        Exclude_Path="*/skip.log",
+        Read_from_Head="on",
+        Ray_Metadata="off",
+        Path_Key="file",
+        Tag="app.*",
+    )
     with Agent(["-c", cfg]) as agent:
         recs = agent.wait_records(2)
         wait_for(lambda: agent.proc.poll() is None)
@@ -136,8 +141,13 @@ def test_long_lines_truncated_then_followed(tmp_path: Path, conf) -> None:  # ty
 def test_long_lines_skipped_then_followed(tmp_path: Path, conf) -> None:  # type: ignore[no-untyped-def]
     log = tmp_path / "long.log"
     log.write_bytes(b"a\n" + b"x" * 5000 + b"\nb\n" + b"z" * 4000)
-    cfg = conf(str(log), Ray_Metadata="off", Read_from_Head="on", Buffer_Max_Size="1k",
-               Skip_Long_Lines="on")
+    cfg = conf(
+        str(log),
+        Ray_Metadata="off",
+        Read_from_Head="on",
+        Buffer_Max_Size="1k",
+        Skip_Long_Lines="on",
+    )
     with Agent(["-c", cfg]) as agent:
         agent.wait_log("b")
         with log.open("ab") as f:
@@ -170,7 +180,7 @@ def test_tag_star_expanded_routes_by_match(tmp_path: Path) -> None:
     Ray_Metadata off
 [OUTPUT]
     Name stdout
-    Match kube.{str(log).lstrip('/').replace('/', '.')}
+    Match kube.{str(log).lstrip("/").replace("/", ".")}
     Format json_lines
 [OUTPUT]
     Name stdout
@@ -185,9 +195,24 @@ def test_tag_star_expanded_routes_by_match(tmp_path: Path) -> None:
 def test_cli_inputs_and_outputs(tmp_path: Path) -> None:
     log = tmp_path / "cli.log"
     log.write_text("from cli\n")
-    args = ["-i", "tail", "-p", f"path={log}", "-p", "read_from_head=true", "-p",
-            "ray_metadata=off", "-o", "stdout", "-p", "format=json_lines", "-p",
-            "json_date_key=ts", "-p", "json_date_format=iso8601"]
+    args = [
+        "-i",
+        "tail",
+        "-p",
+        f"path={log}",
+        "-p",
+        "read_from_head=true",
+        "-p",
+        "ray_metadata=off",
+        "-o",
+        "stdout",
+        "-p",
+        "format=json_lines",
+        "-p",
+        "json_date_key=ts",
+        "-p",
+        "json_date_format=iso8601",
+    ]
     with Agent(args) as agent:
         rec = agent.wait_records(1)[0]
         assert agent.stop() == 0
@@ -198,14 +223,29 @@ def test_cli_inputs_and_outputs(tmp_path: Path) -> None:
 def test_json_format_is_an_array_per_flush(tmp_path: Path) -> None:
     log = tmp_path / "j.log"
     log.write_text("a\nb\n")
-    args = ["-i", "tail", "-p", f"path={log}", "-p", "read_from_head=on", "-p",
-            "ray_metadata=off", "-o", "stdout", "-p", "format=json", "-p",
-            "json_date_format=epoch"]
+    args = [
+        "-i",
+        "tail",
+        "-p",
+        f"path={log}",
+        "-p",
+        "read_from_head=on",
+        "-p",
+        "ray_metadata=off",
+        "-o",
+        "stdout",
+        "-p",
+        "format=json",
+        "-p",
+        "json_date_format=epoch",
+    ]
     import json
     import subprocess
     import sys
-    proc = subprocess.Popen([sys.executable, "-m", "shipper", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     proc.terminate()
@@ -217,11 +257,16 @@ def test_json_format_is_an_array_per_flush(tmp_path: Path) -> None:
 def test_version_and_dry_run(tmp_path: Path) -> None:
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-m", "shipper", "--version"], capture_output=True,
-                         text=True, check=True)
+
+    out = subprocess.run(
+        [sys.executable, "-m", "shipper", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("shipper v")
     shutil.copy(FIXTURES / "fluent-bit.conf", tmp_path / "fb.conf")
-    dry = subprocess.run([sys.executable, "-m", "shipper", "--dry-run", "-c",
-                          str(tmp_path / "fb.conf")], capture_output=True, text=True)
+    dry = subprocess.run(
+        [sys.executable, "-m", "shipper", "--dry-run", "-c", str(tmp_path / "fb.conf")],
+        capture_output=True,
+        text=True,
+    )
     assert dry.returncode == 0, dry.stderr
     assert "successful" in dry.stdout

@@ -23,8 +23,7 @@ class Writer(threading.Thread):
     def run(self) -> None:
         with open(self.path, "ab", buffering=0) as f:
             while not self.halt.is_set():
-                f.write(b"".join(f"{self.prefix} {self.count + i}\n".encode()
-                                 for i in range(50)))
+                f.write(b"".join(f"{self.prefix} {self.count + i}\n".encode() for i in range(50)))
                 self.count += 50
                 self.halt.wait(0.005)
 
@@ -98,8 +97,11 @@ def test_offset_stored_only_after_delivery(tmp_path: Path, conf) -> None:  # typ
     log.write_bytes(b"x" * 100 + b"\n")
     db = tmp_path / "n.db"
     cfg = conf(str(log), Ray_Metadata="off", Read_from_Head="on", DB=str(db))
-    proc = subprocess.Popen([sys.executable, "-m", "shipper", "-c", cfg],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper", "-c", cfg],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     try:
         wait_for(lambda: stored() == 101, what="the first line's offset stored")
@@ -151,10 +153,18 @@ def test_grace_timeout_keeps_undelivered_for_next_run(tmp_path: Path, conf) -> N
     log = tmp_path / "g.log"
     total = 20000
     log.write_bytes(b"".join(b"%0100d\n" % i for i in range(total)))
-    cfg = conf(str(log), Ray_Metadata="off", Read_from_Head="on", DB=str(tmp_path / "g.db"),
-               service="    Grace 1")
-    proc = subprocess.Popen([sys.executable, "-m", "shipper", "-c", cfg],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    cfg = conf(
+        str(log),
+        Ray_Metadata="off",
+        Read_from_Head="on",
+        DB=str(tmp_path / "g.db"),
+        service="    Grace 1",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper", "-c", cfg],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
 
     def in_pipe() -> int:
@@ -173,6 +183,7 @@ def test_grace_timeout_keeps_undelivered_for_next_run(tmp_path: Path, conf) -> N
             proc.wait()
         proc.stdout.close()
     import json
+
     seen = {json.loads(line)["log"] for line in first.splitlines() if line.endswith("}")}
     assert 0 < len(seen) < total
     with Agent(["-c", cfg]) as second:

@@ -99,8 +99,10 @@ def test_new_directory_seen_fast(tmp_path: Path, conf) -> None:  # type: ignore[
 
 def test_dangling_session_latest_falls_back_to_newest(tmp_path: Path, conf) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "ray"
-    for name, text in [("session_2026-01-01_00-00-00_000000_1", "older\n"),
-                       ("session_2026-01-02_00-00-00_000000_2", "newest\n")]:
+    for name, text in [
+        ("session_2026-01-01_00-00-00_000000_1", "older\n"),
+        ("session_2026-01-02_00-00-00_000000_2", "newest\n"),
+    ]:
         (root / name / "logs").mkdir(parents=True)
         (root / name / "logs" / "raylet.out").write_text(text)
     (root / "session_latest").symlink_to(root / "session_2026-01-03_deleted")

@@ -32,8 +32,12 @@ def test_session_switch_reads_both_once_with_right_session(tmp_path: Path, conf)
     s1 = _session(root, 1)
     link = root / "session_latest"
     link.symlink_to(s1.parent)
-    cfg = conf(f"{link}/logs/*, {link}/logs/events/*.log", Read_from_Head="on",
-               Path_Key="path", Refresh_Interval="60")
+    cfg = conf(
+        f"{link}/logs/*, {link}/logs/events/*.log",
+        Read_from_Head="on",
+        Path_Key="path",
+        Refresh_Interval="60",
+    )
     expected: dict[str, str] = {}
     with Agent(["-c", cfg]) as agent:
         expected |= dict.fromkeys(_write(s1, "one", 0, 100), s1.parent.name)

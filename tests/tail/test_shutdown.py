@@ -16,10 +16,10 @@ def test_sigterm_with_a_stuck_output_exits_0_within_grace(tmp_path: Path, conf) 
     """stdout is a pipe nobody reads: draining cannot finish, Grace bounds the wait."""
     log = tmp_path / "g.log"
     log.write_bytes(b"".join(b"%0100d\n" % i for i in range(20000)))  # 2 MB: fills the pipe
-    cfg = conf(str(log), Ray_Metadata="off", Read_from_Head="on",
-               service="    Grace 2")
-    proc = subprocess.Popen([sys.executable, "-m", "shipper", "-c", cfg],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cfg = conf(str(log), Ray_Metadata="off", Read_from_Head="on", service="    Grace 2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper", "-c", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert proc.stdout is not None and proc.stderr is not None
     try:
         os.set_blocking(proc.stderr.fileno(), False)
@@ -29,6 +29,7 @@ def test_sigterm_with_a_stuck_output_exits_0_within_grace(tmp_path: Path, conf) 
             nonlocal err
             err += proc.stderr.read() or b""  # type: ignore[union-attr]
             return b"initial scan done" in err
+
         wait_for(started, what="agent started")
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -48,9 +49,11 @@ def test_log_level_error_keeps_stderr_quiet(tmp_path: Path) -> None:
     log = tmp_path / "q.log"
     log.write_text("line\n")
     cfg = tmp_path / "q.conf"
-    cfg.write_text(f"[SERVICE]\n    Log_Level error\n[INPUT]\n    Name tail\n    Path {log}\n"
-                   "    Read_from_Head on\n    Ray_Metadata off\n[OUTPUT]\n    Name stdout\n"
-                   "    Match *\n")
+    cfg.write_text(
+        f"[SERVICE]\n    Log_Level error\n[INPUT]\n    Name tail\n    Path {log}\n"
+        "    Read_from_Head on\n    Ray_Metadata off\n[OUTPUT]\n    Name stdout\n"
+        "    Match *\n"
+    )
     with Agent(["-c", str(cfg)]) as agent:
         agent.wait_log("line")
         assert agent.stop() == 0
@@ -80,8 +83,9 @@ def test_stdout_closed_by_its_reader_stops_the_agent(tmp_path: Path, conf) -> No
     log = tmp_path / "h.log"
     log.write_bytes(b"".join(b"line %d\n" % i for i in range(5000)))
     cfg = conf(str(log), Ray_Metadata="off", Read_from_Head="on", service="    Grace 1")
-    proc = subprocess.Popen([sys.executable, "-m", "shipper", "-c", cfg],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper", "-c", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert proc.stdout is not None
     first = proc.stdout.readline()
     proc.stdout.close()  # the reader goes away

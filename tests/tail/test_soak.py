@@ -61,8 +61,11 @@ class RayLikeWriter(threading.Thread):
                 sizes = [0] * FILES
                 self.switched.set()
             i = seq // batch % FILES
-            lines = [f"[{seq + k:09d}] session line written by the soak writer, padding to "
-                     f"about ninety bytes" for k in range(batch)]
+            lines = [
+                f"[{seq + k:09d}] session line written by the soak writer, padding to "
+                f"about ninety bytes"
+                for k in range(batch)
+            ]
             data = ("\n".join(lines) + "\n").encode()
             handles[i].write(data)
             handles[i].flush()
@@ -92,8 +95,9 @@ def test_soak_rotation_and_session_switch(tmp_path: Path, conf) -> None:  # type
     seconds = float(os.environ.get("SHIPPER_SOAK_SECONDS", "12"))
     root = tmp_path / "ray"
     root.mkdir()
-    cfg = conf(f"{root}/session_latest/logs/*", Read_from_Head="on", Rotate_Wait="2",
-               Refresh_Interval="5")
+    cfg = conf(
+        f"{root}/session_latest/logs/*", Read_from_Head="on", Rotate_Wait="2", Refresh_Interval="5"
+    )
     writer = RayLikeWriter(root, rate=25_000, seconds=seconds)
     with Agent(["-c", cfg]) as agent:
         agent.wait_stderr("initial scan done")
@@ -103,8 +107,11 @@ def test_soak_rotation_and_session_switch(tmp_path: Path, conf) -> None:  # type
         total = len(writer.written)
         assert total >= 20_000 * seconds * 0.9, f"writer too slow: {total} lines"
         last = writer.written[-1]
-        wait_for(lambda: len(agent.records) >= total, timeout=60,
-                 what=f"{total} records (have {len(agent.records)})")
+        wait_for(
+            lambda: len(agent.records) >= total,
+            timeout=60,
+            what=f"{total} records (have {len(agent.records)})",
+        )
         agent.wait_log(last)
         assert agent.stop() == 0
     counts = Counter(agent.logs())

@@ -37,13 +37,18 @@ SESSION_2 = "session_2026-11-28_11-00-00_000001_20000"
 MTIME = 1795860451.0  # 2026-11-28 10:07:31 UTC, just after the session's last line
 ESC = "\x1b["
 # A record's first line: time, who, level (or blanks), message.
-HEAD = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} ([^\s\[]+(?:\[[^\]]*\])?) +"
-                  r"(DEBUG|INFO |WARN |ERROR|FATAL|     ) ")
+HEAD = re.compile(
+    r"^\d\d:\d\d:\d\d\.\d{3} ([^\s\[]+(?:\[[^\]]*\])?) +"
+    r"(DEBUG|INFO |WARN |ERROR|FATAL|     ) "
+)
 
 
 def env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("NO_COLOR", "FORCE_COLOR", "TERM", "COLUMNS")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NO_COLOR", "FORCE_COLOR", "TERM", "COLUMNS")
+    }
     base.update({"TZ": "UTC", "TERM": "xterm-256color", "PYTHONPATH": str(REPO)})
     base.update(extra)
     return base
@@ -62,8 +67,13 @@ def ray_tmp(tmp_path: Path) -> Path:
 
 
 def run_piped(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "shipper", "tail", *args], env=env(**extra),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "shipper", "tail", *args],
+        env=env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def heads(text: str) -> list[re.Match[str]]:
@@ -109,8 +119,11 @@ class PtyView:
         return re.sub(r"\x1b\[[0-9;]*m", "", self.text)
 
     def wait_text(self, needle: str, timeout: float = 30) -> None:
-        wait_for(lambda: needle in self.plain(), timeout,
-                 f"{needle!r} on the terminal; it shows:\n{self.plain()[-3000:]}")
+        wait_for(
+            lambda: needle in self.plain(),
+            timeout,
+            f"{needle!r} on the terminal; it shows:\n{self.plain()[-3000:]}",
+        )
 
     def ctrl_c(self) -> None:
         os.write(self.fd, b"\x03")  # the terminal turns it into SIGINT for the view
@@ -121,6 +134,7 @@ class PtyView:
             if pid:
                 self.status = os.waitstatus_to_exitcode(status)
             return pid != 0
+
         wait_for(reaped, timeout, "the view to exit")
         self._reader.join(5)
         assert self.status is not None
@@ -157,6 +171,7 @@ def cpp(comp: str, msg: str, t: str = "10:07:40,000") -> str:
 
 # -- golden: the plain rendering of the whole fixture session ------------------------------
 
+
 def test_golden_plain_rendering(ray_tmp: Path) -> None:
     res = run_piped(str(ray_tmp), "-n", "all", "--no-follow")
     assert res.returncode == 0, res.stderr
@@ -179,9 +194,12 @@ def test_golden_holds_what_a_person_needs(ray_tmp: Path) -> None:
     assert len(tb) == 2
     for i in tb:
         assert lines[i].startswith("10:07:31.000 worker[bad_logged pid=15425] ERROR Traceback")
-        assert lines[i + 1:i + 5] == [
-            '      File "/tmp/rayjob/job6.py", line 32, in bad_logged', "        1 / 0",
-            "        ~~^~~", "    ZeroDivisionError: division by zero"]
+        assert lines[i + 1 : i + 5] == [
+            '      File "/tmp/rayjob/job6.py", line 32, in bad_logged',
+            "        1 / 0",
+            "        ~~^~~",
+            "    ZeroDivisionError: division by zero",
+        ]
     # Time order across files; C++, Python and glog lines all timed by their own stamp.
     times = [m.group(0)[:12] for m in heads(text)]
     assert times == sorted(times)
@@ -191,16 +209,24 @@ def test_golden_holds_what_a_person_needs(ray_tmp: Path) -> None:
 
 # -- filters, -n, --json (piped) --------------------------------------------------------------
 
+
 def test_filters(ray_tmp: Path) -> None:
     d = str(ray_tmp)
     errors = heads(run_piped(d, "-n", "all", "--no-follow", "--level", "error").stdout)
     assert errors and {m.group(2) for m in errors} <= {"ERROR", "FATAL"}
     assert any(m.group(1).startswith("worker[bad_logged") for m in errors)  # traceback=ERROR
 
-    comps = heads(run_piped(d, "-n", "all", "--no-follow", "-c", "raylet",
-                            "--component", "dashboard*,event").stdout)
-    assert {m.group(1).split("[")[0] for m in comps} == {"raylet", "dashboard",
-                                                           "dashboard_agent", "event"}
+    comps = heads(
+        run_piped(
+            d, "-n", "all", "--no-follow", "-c", "raylet", "--component", "dashboard*,event"
+        ).stdout
+    )
+    assert {m.group(1).split("[")[0] for m in comps} == {
+        "raylet",
+        "dashboard",
+        "dashboard_agent",
+        "event",
+    }
 
     job = run_piped(d, "-n", "all", "--no-follow", "--job", "01000000", "--json").stdout
     recs = [json.loads(line) for line in job.splitlines()]
@@ -208,9 +234,14 @@ def test_filters(ray_tmp: Path) -> None:
     assert {r["component"] for r in recs} == {"worker", "core_driver", "event"}
 
     grep = run_piped(d, "-n", "all", "--no-follow", "--grep", r"actor (work|err) \d").stdout
-    assert [m.string[m.end():] for m in heads(grep)] == [
-        "actor err 0", "actor err 1", "actor err 2", "actor work 0", "actor work 1",
-        "actor work 2"]
+    assert [m.string[m.end() :] for m in heads(grep)] == [
+        "actor err 0",
+        "actor err 1",
+        "actor err 2",
+        "actor work 0",
+        "actor work 1",
+        "actor work 2",
+    ]
 
     last = heads(run_piped(d, "-n", "3", "--no-follow", "-c", "gcs_server").stdout)
     full = heads(run_piped(d, "-n", "all", "--no-follow", "-c", "gcs_server").stdout)
@@ -233,8 +264,12 @@ def test_colour_forced_when_piped(ray_tmp: Path) -> None:
 
 def test_closed_pipe_exits_quietly(ray_tmp: Path) -> None:
     """`shipper tail | head -1`: the reader goes away; the view stops, no traceback."""
-    proc = subprocess.Popen([sys.executable, "-m", "shipper", "tail", str(ray_tmp), "-n",
-                             "all"], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper", "tail", str(ray_tmp), "-n", "all"],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.readline().startswith(b"\xe2\x94\x80\xe2\x94\x80 session")
@@ -250,6 +285,7 @@ def test_closed_pipe_exits_quietly(ray_tmp: Path) -> None:
 
 # -- in a terminal --------------------------------------------------------------------------
 
+
 def test_terminal_colour_filters_follow_and_ctrl_c(ray_tmp: Path) -> None:
     logs = ray_tmp / SESSION / "logs"
     with pty_view(str(ray_tmp), "-n", "2", "-c", "raylet,gcs_server", "-l", "info") as view:
@@ -259,8 +295,10 @@ def test_terminal_colour_filters_follow_and_ctrl_c(ray_tmp: Path) -> None:
         assert len(heads(view.plain())) == 2  # -n 2
         append(logs / "raylet.out", cpp("raylet", "LIVE raylet line"))
         append(logs / "monitor.log", "2026-11-28 10:07:40,000\tINFO monitor.py:1 -- LIVE monitor")
-        append(logs / "gcs_server.out", cpp("gcs_server", "LIVE gcs debug", t="10:07:41,000")
-               .replace(" I 100", " D 100"))
+        append(
+            logs / "gcs_server.out",
+            cpp("gcs_server", "LIVE gcs debug", t="10:07:41,000").replace(" I 100", " D 100"),
+        )
         append(logs / "gcs_server.out", cpp("gcs_server", "LIVE gcs last", t="10:07:42,000"))
         view.wait_text("LIVE raylet line")
         view.wait_text("LIVE gcs last")
@@ -327,8 +365,11 @@ def test_history_ends_while_files_keep_growing(ray_tmp: Path) -> None:
     def writer() -> None:
         i = 0
         while not stop.is_set():
-            append(logs / "raylet.out", cpp("raylet", f"busy {i}", "10:08:00,000"),
-                   "  a continuation line")
+            append(
+                logs / "raylet.out",
+                cpp("raylet", f"busy {i}", "10:08:00,000"),
+                "  a continuation line",
+            )
             i += 1
             time.sleep(0.02)
 
@@ -337,8 +378,7 @@ def test_history_ends_while_files_keep_growing(ray_tmp: Path) -> None:
     try:
         with pty_view(str(ray_tmp), "-n", "3", "-c", "gcs_server") as view:
             view.wait_text("Stats module has shutdown.")  # the history was printed
-            append(logs / "gcs_server.out", cpp("gcs_server", "LIVE after history",
-                                                "10:08:01,000"))
+            append(logs / "gcs_server.out", cpp("gcs_server", "LIVE after history", "10:08:01,000"))
             view.wait_text("LIVE after history")
             view.ctrl_c()
             assert view.wait() == 0
