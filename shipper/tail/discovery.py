@@ -90,6 +90,8 @@ def expand(patterns: Iterable[str], excludes: Iterable[str]) -> dict[str, Found]
     excl = tuple(excludes)
     found: dict[str, Found] = {}
     for pattern in patterns:
+        if "\0" in pattern:
+            continue  # matches nothing (and os calls raise ValueError on a NUL byte)
         for p in _expand_one(pattern):
             resolved = resolve_session_link(p)
             link = target = ""
@@ -135,6 +137,8 @@ def watch_dirs(patterns: Iterable[str]) -> set[str]:
     """
     dirs: set[str] = set()
     for pattern in patterns:
+        if "\0" in pattern:
+            continue
         pattern = os.path.abspath(pattern)
         parts = pattern.split(os.sep)[:-1]
         top = max(2, len(static_prefix(pattern).split(os.sep)) - 2)
