@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 import shipper
@@ -329,6 +329,7 @@ RAW_TEXT = st.one_of(
 @given(RAW_TEXT, st.sampled_from([".conf", ".yaml", ".yml", ""]))
 def test_dry_run_in_process_never_raises(fuzz_dir: Path, text: str, ext: str) -> None:  # type: ignore[no-untyped-def]
     """`shipper --dry-run -c FILE` through cli.main: 0 or 1, never an exception."""
+    assume(not _known_nul_include(text.encode("utf-8", "replace")))
     path = fuzz_dir / f"c{ext}"
     path.write_text(
         text, encoding="utf-8", errors="surrogatepass"
@@ -339,6 +340,31 @@ def test_dry_run_in_process_never_raises(fuzz_dir: Path, text: str, ext: str) ->
     assert "Traceback" not in err, err
     if rc == 1:
         assert "error" in err.lower(), err
+
+
+def _known_nul_include(data: bytes) -> bool:
+    """An include whose name holds a NUL byte: see test_include_with_a_nul_byte."""
+    return b"\x00" in data and b"include" in data.lower()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="known bug, shipper/config/classic.py IncludeTracker.resolve: glob.glob raises "
+    "ValueError (embedded null byte) when the include's directory part holds a NUL byte: a "
+    "traceback on --dry-run. Remove this mark and the assume() in the fuzz tests once fixed.",
+)
+@pytest.mark.parametrize("fmt", ["classic", "yaml"])
+def test_include_with_a_nul_byte(fuzz_dir: Path, fmt: str) -> None:
+    """Found by test_dry_run_in_process_never_raises: `@INCLUDE \\x00    Path /tmp/x/*`."""
+    if fmt == "classic":
+        path = fuzz_dir / "nul-include.conf"
+        path.write_bytes(b"@INCLUDE a\x00b/x*\n")
+    else:
+        path = fuzz_dir / "nul-include.yaml"
+        path.write_bytes(b'includes:\n  - "a\\0b/x*"\n')
+    rc, err = _dry_run_in_process(path)
+    assert rc == 1 and "error" in err, err
 
 
 @pytest.mark.parametrize("plugin", ["stdout", "http", "es"])
@@ -372,6 +398,7 @@ _E2E_EXAMPLES: list[tuple[int, int]] = []
 def test_dry_run_subprocess_never_traceback(fuzz_dir: Path, data: bytes, ext: str) -> None:  # type: ignore[no-untyped-def]
     """The real entry point, `python -m shipper --dry-run -c <fuzzed file>`: exit 0 or 1 with
     a message, never a Python traceback on stderr."""
+    assume(not _known_nul_include(data))
     path = fuzz_dir / f"e2e{ext}"
     path.write_bytes(data)
     r = subprocess.run(

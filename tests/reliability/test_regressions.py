@@ -134,3 +134,31 @@ def test_deleted_files_leave_no_offsets_behind(tmp_path: Path, results) -> None:
     )
     row.peak_rss_kb = agent.peak_rss_kb
     assert not tally.missing and tally.duplicated == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_path_with_a_nul_byte_matches_nothing(tmp_path: Path, results) -> None:  # type: ignore[no-untyped-def]
+    """`Path /tmp/a<NUL>b/*.log` passed --dry-run, then killed the tail input at its first
+    scan (glob: ValueError, embedded null byte) and the agent exited 1 with a traceback.
+    Found by the fuzz tests. It matches nothing; the input's other patterns still work."""
+    log = tmp_path / "ok.log"
+    lines = numbered("ok", 0, 10)
+    append_lines(log, lines)
+    cfg = tmp_path / "s.conf"
+    cfg.write_bytes(classic([tail_input(f"{tmp_path}/a\0b/*.log, {log}")], [STDOUT]).encode())
+    with AgentProc(["-c", str(cfg)]) as agent:
+        agent.wait_logs(lines)
+        assert agent.stop() == 0
+        err = agent.err_text()
+    assert "Traceback" not in err and "stopped unexpectedly" not in err, err
+    results.add(
+        Row(
+            "a Path with a NUL byte",
+            written=10,
+            delivered=agent.count(),
+            lost=0,
+            duplicated=0,
+            peak_rss_kb=agent.peak_rss_kb,
+            note="matches nothing; the other patterns ship",
+        )
+    )
