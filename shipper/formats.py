@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from shipper.chunk import Record
+from shipper.config.schema import opt
 
 _UTC = dt.UTC
 
@@ -68,3 +69,21 @@ def encode_json_lines(records: list[Record], date: DateFormat) -> bytes:
 
 def encode_json_array(records: list[Record], date: DateFormat) -> bytes:
     return orjson.dumps(date.apply(records))
+
+
+def date_key_opt() -> Any:
+    """The `json_date_key` row of an output's key table."""
+    return opt(
+        "json_date_key", "str", "date", help="Key of the record time; 'false' leaves it out."
+    )
+
+
+def date_format_opt() -> Any:
+    """The `json_date_format` row of an output's key table."""
+    return opt(
+        "json_date_format",
+        "str",
+        "double",
+        choices=tuple(_CONVERT),
+        help="How the record time is written.",
+    )

@@ -16,7 +16,13 @@ import orjson
 from shipper.chunk import Record
 from shipper.config.model import ConfigError, Section
 from shipper.config.schema import build, opt
-from shipper.formats import DateFormat, encode_json_array, encode_json_lines
+from shipper.formats import (
+    DateFormat,
+    date_format_opt,
+    date_key_opt,
+    encode_json_array,
+    encode_json_lines,
+)
 from shipper.match import Matcher
 from shipper.outputs.base import Delivery
 from shipper.outputs.httpclient import NET_PREFIX, HttpClient, HttpOptions, HttpOutput
@@ -43,16 +49,8 @@ class HttpOutputOptions(HttpOptions):
         help="Body format: json (array), json_lines (NDJSON), json_stream "
         "(objects back to back). msgpack and gelf are not supported.",
     )
-    json_date_key: str = opt(
-        "json_date_key", "str", "date", help="Key of the record time; 'false' leaves it out."
-    )
-    json_date_format: str = opt(
-        "json_date_format",
-        "str",
-        "double",
-        choices=("double", "epoch", "epoch_ms", "iso8601", "java_sql_timestamp"),
-        help="How the record time is written.",
-    )
+    json_date_key: str = date_key_opt()
+    json_date_format: str = date_format_opt()
 
 
 class HttpJsonOutput(HttpOutput):

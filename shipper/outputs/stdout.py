@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 from shipper.chunk import Record
 from shipper.config.schema import opt
-from shipper.formats import DateFormat, encode_json_array, encode_json_lines
+from shipper.formats import (
+    DateFormat,
+    date_format_opt,
+    date_key_opt,
+    encode_json_array,
+    encode_json_lines,
+)
 from shipper.outputs.base import DeliveryError, Output
 
 
@@ -29,16 +35,8 @@ class StdoutOptions:
         choices=("json_lines", "json", "msgpack"),
         help="json_lines: one JSON object per line; json: one array per flush.",
     )
-    json_date_key: str = opt(
-        "json_date_key", "str", "date", help="Key of the record time; 'false' leaves it out."
-    )
-    json_date_format: str = opt(
-        "json_date_format",
-        "str",
-        "double",
-        choices=("double", "epoch", "epoch_ms", "iso8601", "java_sql_timestamp"),
-        help="How the record time is written.",
-    )
+    json_date_key: str = date_key_opt()
+    json_date_format: str = date_format_opt()
 
 
 class StdoutOutput(Output):
