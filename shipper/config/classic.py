@@ -131,6 +131,8 @@ class IncludeTracker:
         """The files an include names (relative to the including file), sorted for globs."""
         if not target:
             raise ConfigError("include needs a file name", file=file, line=line, key=key)
+        if "\x00" in target:  # no file name holds one; os and glob would raise ValueError
+            raise ConfigError("include name holds a NUL byte", file=file, line=line, key=key)
         path = os.path.normpath(os.path.join(os.path.dirname(file), target))
         if "*" in target:  # Fluent Bit globs only when there is a '*'
             matches = sorted(p for p in glob.glob(path) if os.path.isfile(p))
