@@ -564,7 +564,7 @@ def test_tail_model(results) -> None:  # type: ignore[no-untyped-def]
         run_state_machine_as_test(
             TailModel,
             settings=settings(
-                max_examples=int(os.environ.get("SHIPPER_MODEL_EXAMPLES", 60 if LONG else 14)),
+                max_examples=int(os.environ.get("SHIPPER_MODEL_EXAMPLES", 60 if LONG else 12)),
                 stateful_step_count=60 if LONG else 25,
                 deadline=None,
                 database=None,

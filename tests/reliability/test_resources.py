@@ -87,7 +87,7 @@ class RotatingWriter(threading.Thread):
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_rotation_storm_no_fd_or_memory_growth(tmp_path: Path, results) -> None:  # type: ignore[no-untyped-def]
-    seconds = 120.0 if LONG else 25.0
+    seconds = 120.0 if LONG else 20.0
     logs = tmp_path / "logs"
     logs.mkdir()
     cfg = write_conf(
