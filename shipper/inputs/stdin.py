@@ -38,6 +38,7 @@ from shipper.config.schema import build, opt
 from shipper.lines import LineHandler, PlainHandler, SourceContext
 from shipper.tail.identity import FileId
 from shipper.tail.input import RECORD_OVERHEAD
+from shipper.tail.options import DEFAULT_MEM_BUF_LIMIT
 from shipper.tail.reader import LineRules, TailedFile, drain_partial
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ class StdinOptions:
     mem_buf_limit: int = opt(
         "Mem_Buf_Limit",
         "size",
-        32 * 1024 * 1024,
-        help="Bytes of records in flight before reading pauses.",
+        DEFAULT_MEM_BUF_LIMIT,
+        help="Bytes of records in flight before reading pauses (0: the default).",
     )
     ray_metadata: bool = opt(
         "Ray_Metadata",
@@ -87,6 +88,16 @@ class StdinOptions:
         help="UTC offset in hours of the timestamps in Ray's "
         "lines (default: this machine's local zone).",
     )
+
+    def __post_init__(self) -> None:
+        # As tail's: 0 (Fluent Bit's "no limit") would leave no room to read, ever.
+        if self.mem_buf_limit <= 0:
+            log.warning(
+                "Mem_Buf_Limit %d: no limit in Fluent Bit; shipper keeps memory "
+                "bounded at the default 32M",
+                self.mem_buf_limit,
+            )
+            object.__setattr__(self, "mem_buf_limit", DEFAULT_MEM_BUF_LIMIT)
 
 
 def _handler(opts: StdinOptions) -> LineHandler:

@@ -244,3 +244,31 @@ def test_backpressure_pauses_reading_then_delivers_everything() -> None:
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 stream.close()
+
+
+def test_mem_buf_limit_zero_still_reads() -> None:
+    """Fluent Bit's 0 ("no limit") must not leave stdin without room to read (it did)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shipper",
+            "-i",
+            "stdin",
+            "-p",
+            "mem_buf_limit=0",
+            "-p",
+            "ray_metadata=off",
+            "-o",
+            "stdout",
+        ],
+        input=b"a\nb\n",
+        capture_output=True,
+        timeout=30,
+    )
+    assert out.returncode == 0
+    assert [line.split(b'"log":')[1][:3] for line in out.stdout.splitlines()] == [b'"a"', b'"b"']
+    assert b"Mem_Buf_Limit 0" in out.stderr
