@@ -38,7 +38,7 @@ from shipper.config.schema import build, opt
 from shipper.lines import LineHandler, PlainHandler, SourceContext
 from shipper.tail.identity import FileId
 from shipper.tail.input import RECORD_OVERHEAD
-from shipper.tail.options import DEFAULT_MEM_BUF_LIMIT
+from shipper.tail.options import DEFAULT_MEM_BUF_LIMIT, bounded_mem_buf_limit
 from shipper.tail.reader import LineRules, TailedFile, drain_partial
 
 log = logging.getLogger(__name__)
@@ -90,14 +90,7 @@ class StdinOptions:
     )
 
     def __post_init__(self) -> None:
-        # As tail's: 0 (Fluent Bit's "no limit") would leave no room to read, ever.
-        if self.mem_buf_limit <= 0:
-            log.warning(
-                "Mem_Buf_Limit %d: no limit in Fluent Bit; shipper keeps memory "
-                "bounded at the default 32M",
-                self.mem_buf_limit,
-            )
-            object.__setattr__(self, "mem_buf_limit", DEFAULT_MEM_BUF_LIMIT)
+        object.__setattr__(self, "mem_buf_limit", bounded_mem_buf_limit(self.mem_buf_limit))
 
 
 def _handler(opts: StdinOptions) -> LineHandler:

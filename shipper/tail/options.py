@@ -134,12 +134,16 @@ class TailOptions:
     )
 
     def __post_init__(self) -> None:
-        # Fluent Bit reads 0 as "no limit"; here it paused every read for ever (nothing was
-        # ever in budget). Memory stays bounded: 0 means the default.
-        if self.mem_buf_limit <= 0:
-            log.warning(
-                "Mem_Buf_Limit %d: no limit in Fluent Bit; shipper keeps memory "
-                "bounded at the default 32M",
-                self.mem_buf_limit,
-            )
-            object.__setattr__(self, "mem_buf_limit", DEFAULT_MEM_BUF_LIMIT)
+        object.__setattr__(self, "mem_buf_limit", bounded_mem_buf_limit(self.mem_buf_limit))
+
+
+def bounded_mem_buf_limit(value: int) -> int:
+    """Fluent Bit reads Mem_Buf_Limit 0 as "no limit"; here no room would ever be left to
+    read. Memory stays bounded: 0 (or less) means the default."""
+    if value > 0:
+        return value
+    log.warning(
+        "Mem_Buf_Limit %d: no limit in Fluent Bit; shipper keeps memory bounded at the default 32M",
+        value,
+    )
+    return DEFAULT_MEM_BUF_LIMIT
