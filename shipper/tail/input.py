@@ -339,7 +339,6 @@ class TailInput:
                 f.last_change = mono
                 state = "more"
                 continue
-            self.stats.bytes_behind[f.path] = size - f.read_pos - len(data)
             if not data:
                 continue
             f.last_change = mono
