@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from shipper.chunk import Record
+from shipper.chunk import Chunk, Record
 from shipper.config.schema import opt
 
 _UTC = dt.UTC
@@ -69,6 +69,26 @@ def encode_json_lines(records: list[Record], date: DateFormat) -> bytes:
 
 def encode_json_array(records: list[Record], date: DateFormat) -> bytes:
     return orjson.dumps(date.apply(records))
+
+
+def chunks_json(batch: list[Chunk], date: DateFormat, fmt: str) -> bytes | None:
+    """The batch in `fmt` (json_lines, json, json_stream) made from the chunks' JSON lines
+    without decoding them; None when a chunk has none or the date must be rewritten."""
+    if not date.identity:
+        return None
+    parts: list[bytes] = []
+    for chunk in batch:
+        if chunk.json is None:
+            return None
+        parts.append(chunk.json)
+    body = b"".join(parts)
+    if fmt == "json_lines":
+        return body
+    if fmt == "json":
+        return b"[" + body[:-1].replace(b"\n", b",") + b"]"
+    if fmt == "json_stream":
+        return body.replace(b"\n", b"")
+    return None
 
 
 def date_key_opt() -> Any:

@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from shipper.chunk import Record
+import orjson
+
+from shipper.chunk import Encoded, Record
+from shipper.escape import escape_chunk, join_records
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +41,11 @@ class LineHandler(Protocol):
         """Emit every held line now."""
         ...
 
+    def encode(self, complete: bytes, now: float) -> Encoded | None:
+        """The fast path: complete lines (joined by newlines, none longer than the line
+        limit, no offsets wanted) straight to JSON lines, or None for `feed`'s path."""
+        ...
+
     def reset(self) -> None:
         """Forget held state (the file was truncated)."""
         ...
@@ -46,13 +54,25 @@ class LineHandler(Protocol):
 class PlainHandler:
     """Pure Fluent Bit records: date (read time), log, the path key and the offset key."""
 
-    __slots__ = ("_offset_key", "_path", "_path_key", "held_lines")
+    __slots__ = ("_offset_key", "_path", "_path_key", "_suffix", "held_lines")
 
     def __init__(self, ctx: SourceContext) -> None:
         self._path_key = ctx.path_key
         self._offset_key = ctx.offset_key
         self._path = ctx.path
         self.held_lines = 0
+        # What follows the log text in every record of this source (JSON lines, see encode).
+        tail = b'"'
+        if ctx.path_key:
+            tail += b"," + orjson.dumps(ctx.path_key) + b":" + orjson.dumps(ctx.path)
+        self._suffix = tail + b"}\n"
+
+    def encode(self, complete: bytes, now: float) -> Encoded | None:
+        escaped = escape_chunk(complete)
+        if escaped is None:
+            return None
+        prefix = b'{"date":' + orjson.dumps(now) + b',"log":"'
+        return Encoded(*join_records(*escaped, prefix, self._suffix))
 
     def feed(self, lines: list[str], now: float, offsets: list[int] | None = None) -> list[Record]:
         key = self._path_key

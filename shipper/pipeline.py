@@ -107,7 +107,7 @@ class Pipeline:
         for flt in self.filters:
             if flt.matcher.matches(tag):
                 chunk.records = flt.apply(chunk.records, tag)
-        if chunk.records:
+        if chunk.count:
             for out in self.outputs:
                 if out.matcher.matches(tag):
                     out.submit(chunk)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shipper import telemetry
-from shipper.chunk import Chunk, Record
+from shipper.chunk import Chunk, Part, count_of, make_chunk
 from shipper.config.model import ConfigError, Section
 from shipper.config.schema import build, opt
 from shipper.lines import LineHandler, PlainHandler, SourceContext
@@ -348,14 +348,15 @@ class StdinInput:
         self._emit_records(drain_partial(self.stream, now), self.stream.read_pos)
         log.info("%s: end of input", self.name)
 
-    def _emit_records(self, records: list[Record], end: int, nbytes: int = 0) -> None:
-        if not records:
+    def _emit_records(self, records: Part, end: int, nbytes: int = 0) -> None:
+        n = count_of(records)
+        if not n:
             return
-        cost = nbytes + RECORD_OVERHEAD * len(records)
+        cost = nbytes + RECORD_OVERHEAD * n
         ack = self.stream.new_ack(end, cost)
         self.in_flight += cost
-        self.stats.records += len(records)
-        self._emit(Chunk(self.tag, records, cost, on_done=ack))
+        self.stats.records += n
+        self._emit(make_chunk(self.tag, [records], cost, on_done=ack))
 
     def _acknowledged(self, _stream: TailedFile, nbytes: int) -> None:
         self.in_flight -= nbytes

@@ -80,13 +80,20 @@ class Output(abc.ABC):
         self.on_fatal: Callable[[str], None] | None = None
 
     # -- plugin interface -------------------------------------------------------------
+    def encode_chunks(self, batch: list[Chunk]) -> bytes | None:
+        """The payload straight from the chunks' JSON lines, or None to encode records.
+
+        Only an output whose body is JSON lines (or made from them) overrides this."""
+        return None
+
     @abc.abstractmethod
     def encode(self, records: list[Record]) -> bytes:
         """Records -> one payload."""
 
     @abc.abstractmethod
     async def send(self, payload: bytes, records: list[Record]) -> None:
-        """Deliver one payload; raise DeliveryError on failure."""
+        """Deliver one payload; raise DeliveryError on failure. `records` is empty when
+        `encode_chunks` made the payload."""
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources (sessions, threads). Called once before the first send."""
@@ -170,7 +177,7 @@ class Output(abc.ABC):
             except Exception as exc:  # a bug must not kill the output and stall every input
                 self.log.exception("unexpected error delivering a batch")
                 telemetry.output_dropped(
-                    self.stats, sum(len(c.records) for c in batch), f"unexpected error: {exc!r}"
+                    self.stats, sum(c.count for c in batch), f"unexpected error: {exc!r}"
                 )
             self._busy -= 1
             for chunk in batch:
@@ -179,12 +186,18 @@ class Output(abc.ABC):
                 self._idle.set()
 
     async def _deliver(self, batch: list[Chunk]) -> None:
-        records = (
-            [r for chunk in batch for r in chunk.records] if len(batch) > 1 else batch[0].records
-        )
-        if not records:
+        count = sum(c.count for c in batch)
+        if not count:
             return
-        payload = self.encode(records)
+        records: list[Record] = []  # decoded only for outputs that need them
+        payload = self.encode_chunks(batch)
+        if payload is None:
+            records = (
+                [r for chunk in batch for r in chunk.records]
+                if len(batch) > 1
+                else batch[0].records
+            )
+            payload = self.encode(records)
         attempt = 0
         while True:
             try:
@@ -196,11 +209,11 @@ class Output(abc.ABC):
                         self.on_fatal(err.reason)
                     await asyncio.Event().wait()  # never acknowledged: wait to be cancelled
                 if not err.retryable:
-                    telemetry.output_dropped(self.stats, len(records), err.reason)
+                    telemetry.output_dropped(self.stats, count, err.reason)
                     return
                 limit = self.delivery.retry_limit
                 if limit is not None and attempt >= limit:
-                    telemetry.output_retries_exhausted(self.stats, len(records), err.reason)
+                    telemetry.output_retries_exhausted(self.stats, count, err.reason)
                     return
                 delay = backoff_delay(
                     attempt, self.delivery.backoff_base, self.delivery.backoff_cap, err.retry_after
@@ -209,5 +222,5 @@ class Output(abc.ABC):
                 telemetry.output_retry(self.stats, attempt, delay, err.reason)
                 await asyncio.sleep(delay)
                 continue
-            telemetry.output_delivered(self.stats, len(records), len(payload))
+            telemetry.output_delivered(self.stats, count, len(payload))
             return

@@ -13,11 +13,12 @@ from typing import Any
 
 import orjson
 
-from shipper.chunk import Record
+from shipper.chunk import Chunk, Record
 from shipper.config.model import ConfigError, Section
 from shipper.config.schema import build, opt
 from shipper.formats import (
     DateFormat,
+    chunks_json,
     date_format_opt,
     date_key_opt,
     encode_json_array,
@@ -62,6 +63,9 @@ class HttpJsonOutput(HttpOutput):
         self.date = DateFormat.build(opts.json_date_key, opts.json_date_format)
         self.method = opts.http_method.upper()
         self.content_type = CONTENT_TYPES[opts.format]
+
+    def encode_chunks(self, batch: list[Chunk]) -> bytes | None:
+        return chunks_json(batch, self.date, self.opts.format)
 
     def encode(self, records: list[Record]) -> bytes:
         if self.opts.format == "json_lines":

@@ -14,10 +14,11 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from shipper.chunk import Record
+from shipper.chunk import Chunk, Record
 from shipper.config.schema import opt
 from shipper.formats import (
     DateFormat,
+    chunks_json,
     date_format_opt,
     date_key_opt,
     encode_json_array,
@@ -54,6 +55,10 @@ class StdoutOutput(Output):
             queue.SimpleQueue()
         )
         self._thread: threading.Thread | None = None
+
+    def encode_chunks(self, batch: list[Chunk]) -> bytes | None:
+        body = chunks_json(batch, self.date, self.opts.format)
+        return body + b"\n" if body is not None and self.opts.format == "json" else body
 
     def encode(self, records: list[Record]) -> bytes:
         if self.opts.format == "json":

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from shipper.chunk import Record
+from shipper.chunk import Encoded, Record
 from shipper.lines import LineHandler, PlainHandler, SourceContext
 from shipper.ray.lines import LineParser
 from shipper.ray.multiline import Group, Joiner, RayJoiner, make_joiner
@@ -142,6 +142,9 @@ class RayHandler:
             self._emit(groups, out)
         self.held_lines = 0
         return out
+
+    def encode(self, complete: bytes, now: float) -> Encoded | None:
+        return None
 
     def reset(self) -> None:
         # Markers are kept: after a copytruncate the same worker goes on printing for the same

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from shipper import telemetry
-from shipper.chunk import Chunk, Record
+from shipper.chunk import Chunk, Part, count_of, make_chunk
 from shipper.lines import HandlerFactory, SourceContext
 from shipper.tail import discovery
 from shipper.tail.checkpoints import Checkpoints
@@ -71,7 +71,7 @@ class TailInput:
         )
         self.in_flight = 0
         self._waiting = False  # reading waits for acknowledgements (WINDOW, Mem_Buf_Limit)
-        self._out: dict[str, tuple[list[Record], list[RangeAck], list[int]]] = {}
+        self._out: dict[str, tuple[list[Part], list[RangeAck], list[int]]] = {}
         self._dirty: set[TailedFile] = set()
         self._wake = asyncio.Event()
         self._scan_requested = True
@@ -351,23 +351,22 @@ class TailInput:
             self._emit_records(f, records, end, len(data))
         return state
 
-    def _emit_records(
-        self, f: TailedFile, records: list[Record], end: int, nbytes: int = 0
-    ) -> None:
+    def _emit_records(self, f: TailedFile, records: Part, end: int, nbytes: int = 0) -> None:
         """Queue a file's new records for this turn's chunk (one per tag, see _flush_out)."""
-        if not records:
+        n = count_of(records)
+        if not n:
             if end != f.commit_pos:
                 f.new_ack(end)(None)  # nothing to deliver, but the offset may move
             return
-        cost = nbytes + RECORD_OVERHEAD * len(records)
+        cost = nbytes + RECORD_OVERHEAD * n
         ack = f.new_ack(end, cost)
         self.in_flight += cost
-        self.stats.records += len(records)
+        self.stats.records += n
         out = self._out.get(f.tag)
         if out is None:
-            self._out[f.tag] = (records, [ack], [cost])
+            self._out[f.tag] = ([records], [ack], [cost])
         else:
-            out[0].extend(records)
+            out[0].append(records)
             out[1].append(ack)
             out[2].append(cost)
 
@@ -375,8 +374,8 @@ class TailInput:
         """Emit what this turn read: one chunk per tag, not one per file (with thousands of
         files the per-chunk cost of routing and delivery dominated)."""
         out, self._out = self._out, {}
-        for tag, (records, acks, costs) in out.items():
-            self._emit(Chunk(tag, records, sum(costs), on_done=Acks(acks)))
+        for tag, (parts, acks, costs) in out.items():
+            self._emit(make_chunk(tag, parts, sum(costs), on_done=Acks(acks)))
 
     def _acknowledged(self, f: TailedFile, nbytes: int) -> None:
         self.in_flight -= nbytes

@@ -16,7 +16,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shipper.chunk import Chunk, Record
+from shipper.chunk import Chunk, Encoded, Record
+from shipper.escape import longest_line_over
 from shipper.lines import LineHandler
 from shipper.tail.identity import FileId
 
@@ -27,6 +28,11 @@ class LineRules:
     skip_long: bool
     skip_empty: bool
     want_offsets: bool  # Offset_Key set
+
+    @property
+    def fast(self) -> bool:
+        """May a chunk skip the per-line split (handler.encode)?"""
+        return not (self.want_offsets or self.skip_empty)
 
 
 class RangeAck:
@@ -115,11 +121,14 @@ class TailedFile:
         self.generation += 1
         self.handler.reset()
 
-    def ingest(self, data: bytes, rules: LineRules, now: float) -> tuple[list[Record], int]:
+    def ingest(
+        self, data: bytes, rules: LineRules, now: float
+    ) -> tuple[list[Record] | Encoded, int]:
         """Append `data`; return the records now complete and the new commit position.
 
-        One decode and one split for the whole chunk; per-line work only when a long line,
-        a CR, an empty line to skip or Offset_Key needs it.
+        First the handler's fast path (JSON lines from the whole chunk, see escape.py); else
+        one decode and one split for the whole chunk, with per-line work only when a long
+        line, a CR, an empty line to skip or Offset_Key needs it.
         """
         buf = self.partial + data if self.partial else data
         base = self.line_pos
@@ -129,7 +138,7 @@ class TailedFile:
             if nl < 0:
                 self.partial = b""
                 self.line_pos = self.read_pos
-                return [], self._commit_after([], None, b"")
+                return [], self._commit_after(0, None, b"")
             self.skipping = False
             base += nl + 1
             buf = buf[nl + 1 :]
@@ -139,6 +148,16 @@ class TailedFile:
         self.line_pos = base + cut + 1
         long_idx: list[int] = []
         ends: list[int] | None = None
+        if (
+            cut >= 0
+            and rules.fast
+            and len(self.partial) <= rules.max_line
+            and not longest_line_over(complete, rules.max_line)
+        ):
+            enc = self.handler.encode(complete, now)
+            if enc is not None:
+                n_lines = complete.count(b"\n") + 1 if self.handler.held_lines else 0
+                return enc, self._commit_after(n_lines, None, complete)
         if cut < 0:
             lines: list[str] = []
         elif b"\r" in complete or rules.want_offsets or rules.skip_empty:
@@ -159,7 +178,7 @@ class TailedFile:
                     [text], [self.line_pos] if rules.want_offsets else None, [0], rules, now
                 )
             return records, self.line_pos
-        return records, self._commit_after(lines, ends, complete)
+        return records, self._commit_after(len(lines), ends, complete)
 
     def _feed(
         self,
@@ -188,14 +207,14 @@ class TailedFile:
         records += handler.feed(lines[start:], now, offsets[start:] if offsets else None)
         return records
 
-    def _commit_after(self, lines: list[str], ends: list[int] | None, complete: bytes) -> int:
+    def _commit_after(self, n_lines: int, ends: list[int] | None, complete: bytes) -> int:
         """The new commit position: line_pos, minus the lines the handler holds back."""
         held = self.handler.held_lines
         if held == 0:
             return self.line_pos
-        if held > len(lines):
+        if held > n_lines:
             return self.commit_pos  # the held record began in an earlier read
-        first_held = len(lines) - held
+        first_held = n_lines - held
         if ends is not None:
             return ends[first_held - 1] if first_held else self.line_pos - len(complete) - 1
         pos = len(complete)

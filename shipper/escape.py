@@ -1,0 +1,73 @@
+"""Whole-chunk JSON escaping: many lines' JSON string bodies in a few C-level passes.
+
+A reader's fast path turns a chunk of complete lines into JSON lines without a str, a dict
+or an `orjson.dumps` call per line. JSON escaping is character by character, so escaping
+the whole chunk as one string gives every line's JSON string body exactly as orjson writes
+it for that line alone, the newlines between them becoming the two bytes `\\n`. That token
+is unambiguous only while the chunk holds no backslash (else `\\\\n` could be an escaped
+backslash and an `n`); such chunks are escaped by hand instead. A chunk that is not valid
+UTF-8 or holds a CR returns None: the per-line path replaces bad bytes and strips CRs.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+# Control characters orjson escapes, other than tab (escaped here) and newline (the line
+# separator), for the by-hand path. (Deleting them with bytes.translate and comparing
+# lengths is ten times faster than a regex search.)
+_UNSAFE = bytes([*range(0x00, 0x09), *range(0x0B, 0x20)])
+
+
+def escape_chunk(complete: bytes) -> tuple[bytes, bytes] | None:
+    """`complete` (lines joined by newlines) with every line's text JSON-escaped, and the
+    token that now separates the lines; None when the chunk needs the per-line path."""
+    if b"\r" in complete:
+        return None
+    if b"\\" in complete:
+        return _by_hand(complete)
+    try:
+        text = complete.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # invalid bytes become U+FFFD on the per-line path
+    return orjson.dumps(text)[1:-1], b"\\n"
+
+
+def _by_hand(complete: bytes) -> tuple[bytes, bytes] | None:
+    if not complete.isascii():
+        try:
+            complete.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if len(complete.translate(None, _UNSAFE)) != len(complete):
+        return None
+    complete = complete.replace(b"\\", b"\\\\")
+    if b'"' in complete:
+        complete = complete.replace(b'"', b'\\"')
+    if b"\t" in complete:
+        complete = complete.replace(b"\t", b"\\t")
+    return complete, b"\n"
+
+
+def join_records(body: bytes, newline: bytes, prefix: bytes, suffix: bytes) -> tuple[bytes, int]:
+    """Each line of an escaped chunk between `prefix` and `suffix`: the records' JSON lines
+    (suffix ends with a newline) and how many there are."""
+    sep = suffix + prefix
+    out = body.replace(newline, sep)
+    count = (len(out) - len(body)) // (len(sep) - len(newline)) + 1
+    return prefix + out + suffix, count
+
+
+def longest_line_over(complete: bytes, limit: int) -> bool:
+    """Is any line of `complete` longer than `limit` bytes? A few jumps per chunk, not a
+    step per line: from each position, the last newline within limit+1 bytes."""
+    end = len(complete)
+    if end <= limit:
+        return False
+    pos = 0
+    while end - pos > limit:
+        nl = complete.rfind(b"\n", pos, pos + limit + 1)
+        if nl < 0:
+            return True
+        pos = nl + 1
+    return False
