@@ -3,10 +3,11 @@
 A reader's fast path turns a chunk of complete lines into JSON lines without a str, a dict
 or an `orjson.dumps` call per line. JSON escaping is character by character, so escaping
 the whole chunk as one string gives every line's JSON string body exactly as orjson writes
-it for that line alone, the newlines between them becoming the two bytes `\\n`. That token
-is unambiguous only while the chunk holds no backslash (else `\\\\n` could be an escaped
-backslash and an `n`); such chunks are escaped by hand instead. A chunk that is not valid
-UTF-8 or holds a CR returns None: the per-line path replaces bad bytes and strips CRs.
+it for that line alone. The newlines are first swapped for DEL (0x7f), which orjson leaves
+as it is, so that they stay one byte that marks line ends and nothing else (as the two bytes
+`\\n` they are ambiguous after a backslash, and replacing a two-byte token costs ten times
+more). A chunk that already holds a DEL is escaped by hand instead. A chunk that is not
+valid UTF-8 or holds a CR returns None: the per-line path replaces bad bytes, strips CRs.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ def escape_chunk(complete: bytes) -> tuple[bytes, bytes] | None:
     token that now separates the lines; None when the chunk needs the per-line path."""
     if b"\r" in complete:
         return None
-    if b"\\" in complete:
+    if b"\x7f" in complete:
         return _by_hand(complete)
     try:
-        text = complete.decode("utf-8")
+        text = complete.replace(b"\n", b"\x7f").decode("utf-8")
     except UnicodeDecodeError:
         return None  # invalid bytes become U+FFFD on the per-line path
-    return orjson.dumps(text)[1:-1], b"\\n"
+    return orjson.dumps(text)[1:-1], b"\x7f"
 
 
 def _by_hand(complete: bytes) -> tuple[bytes, bytes] | None:

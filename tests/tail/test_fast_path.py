@@ -63,9 +63,9 @@ def test_plain_encode_equals_the_per_line_records(path_key: str | None, lines: l
     complete = b"\n".join(lines)
     enc = handler.encode(complete, NOW)
     has_cr = b"\r" in complete
-    # Other control characters are escaped, except with a backslash in the chunk (by hand).
+    # Other control characters are escaped, except in a chunk with a DEL (escaped by hand).
     has_control = has_cr or (
-        b"\\" in complete and any(c < 0x20 and c not in (0x09, 0x0A) for c in complete)
+        b"\x7f" in complete and any(c < 0x20 and c not in (0x09, 0x0A) for c in complete)
     )
     try:
         complete.decode("utf-8")
@@ -83,7 +83,13 @@ def test_plain_encode_equals_the_per_line_records(path_key: str | None, lines: l
 
 def test_plain_encode_on_the_common_cases() -> None:
     handler = PlainHandler(SourceContext(path="/p", real_path="/p", path_key="path"))
-    for lines in ([b""], [b"", b""], [b'say "hi"\tthere \\n', b"caf\xc3\xa9"], [b"x"] * 1000):
+    for lines in (
+        [b""],
+        [b"", b""],
+        [b'say "hi"\tthere \\n', b"caf\xc3\xa9"],
+        [b"x"] * 1000,
+        [b"del \x7f", b'"q" \\'],  # escaped by hand
+    ):
         enc = handler.encode(b"\n".join(lines), NOW)
         assert enc is not None
         assert enc.json == per_line(handler, lines)
