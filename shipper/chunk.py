@@ -7,8 +7,9 @@ budget and may store the range's end offset. That is the whole at-least-once con
 
 Records come in one of two forms. `records`: a list of dicts. `json`: the same records already
 encoded, one `orjson.dumps(record)` per line, each ending in a newline, as a reader's fast path
-makes them without a dict per line. A JSON-lines output sends `json` as it is; anything that
-needs dicts (a filter, another format) reads `records`, which decodes it once.
+makes them without a dict per line; kept as a list of pieces whose concatenation is that text,
+so that it is copied once, into the output's payload. A JSON-lines output sends `json` as it
+is; anything that needs dicts (a filter, another format) reads `records`, decoded once.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ Record = dict[str, Any]
 
 
 class Encoded:
-    """Records as JSON lines (see the module doc): what a reader's fast path returns."""
+    """Records as JSON lines in pieces (see the module doc): a reader's fast path's result."""
 
     __slots__ = ("count", "json")
 
-    def __init__(self, json: bytes, count: int) -> None:
+    def __init__(self, json: list[bytes], count: int) -> None:
         self.json = json
         self.count = count
 
@@ -54,7 +55,7 @@ class Chunk:
     ) -> None:
         self.tag = tag
         self._records = records
-        self.json = encoded.json if encoded is not None else None
+        self.json: list[bytes] | None = encoded.json if encoded is not None else None
         if records is not None:
             self.count = len(records)
         elif encoded is not None:
@@ -70,7 +71,7 @@ class Chunk:
     @property
     def records(self) -> list[Record]:
         if self._records is None:
-            self._records = decode_json_lines(self.json or b"")
+            self._records = decode_json_lines(b"".join(self.json or ()))
         return self._records
 
     @records.setter
@@ -111,10 +112,10 @@ def make_chunk(
         joined = (
             encoded[0]
             if len(encoded) == 1
-            else Encoded(b"".join([p.json for p in encoded]), sum(p.count for p in encoded))
+            else Encoded([b for p in encoded for b in p.json], sum(p.count for p in encoded))
         )
         return Chunk(tag, None, nbytes, on_done, encoded=joined)
     records: list[Record] = []
     for p in parts:
-        records += decode_json_lines(p.json) if isinstance(p, Encoded) else p
+        records += decode_json_lines(b"".join(p.json)) if isinstance(p, Encoded) else p
     return Chunk(tag, records, nbytes, on_done)

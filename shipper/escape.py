@@ -21,8 +21,9 @@ _UNSAFE = bytes([*range(0x00, 0x09), *range(0x0B, 0x20)])
 
 
 def escape_chunk(complete: bytes) -> tuple[bytes, bytes] | None:
-    """`complete` (lines joined by newlines) with every line's text JSON-escaped, and the
-    token that now separates the lines; None when the chunk needs the per-line path."""
+    """`complete` (lines joined by newlines) as one JSON string, quotes included, with
+    every line's text escaped, and the byte that now separates the lines; None when the
+    chunk needs the per-line path."""
     if b"\r" in complete:
         return None
     if b"\x7f" in complete:
@@ -31,7 +32,7 @@ def escape_chunk(complete: bytes) -> tuple[bytes, bytes] | None:
         text = complete.replace(b"\n", b"\x7f").decode("utf-8")
     except UnicodeDecodeError:
         return None  # invalid bytes become U+FFFD on the per-line path
-    return orjson.dumps(text)[1:-1], b"\x7f"
+    return orjson.dumps(text), b"\x7f"
 
 
 def _by_hand(complete: bytes) -> tuple[bytes, bytes] | None:
@@ -47,16 +48,19 @@ def _by_hand(complete: bytes) -> tuple[bytes, bytes] | None:
         complete = complete.replace(b'"', b'\\"')
     if b"\t" in complete:
         complete = complete.replace(b"\t", b"\\t")
-    return complete, b"\n"
+    return b'"' + complete + b'"', b"\n"
 
 
-def join_records(body: bytes, newline: bytes, prefix: bytes, suffix: bytes) -> tuple[bytes, int]:
-    """Each line of an escaped chunk between `prefix` and `suffix`: the records' JSON lines
-    (suffix ends with a newline) and how many there are."""
+def join_records(
+    body: bytes, newline: bytes, prefix: bytes, suffix: bytes
+) -> tuple[list[bytes], int]:
+    """Each line of an escaped chunk between `prefix` (ending in the opening quote of the
+    line's string) and `suffix` (starting with its closing quote, ending in a newline): the
+    records' JSON lines, in pieces, and how many there are."""
     sep = suffix + prefix
     out = body.replace(newline, sep)
     count = (len(out) - len(body)) // (len(sep) - len(newline)) + 1
-    return prefix + out + suffix, count
+    return [prefix[:-1], out, suffix[1:]], count
 
 
 def longest_line_over(complete: bytes, limit: int) -> bool:

@@ -80,7 +80,7 @@ def chunks_json(batch: list[Chunk], date: DateFormat, fmt: str) -> bytes | None:
     for chunk in batch:
         if chunk.json is None:
             return None
-        parts.append(chunk.json)
+        parts += chunk.json
     body = b"".join(parts)
     if fmt == "json_lines":
         return body

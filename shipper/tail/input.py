@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from shipper import telemetry
-from shipper.chunk import Chunk, Part, count_of, make_chunk
+from shipper.chunk import Chunk, Encoded, Part, count_of, make_chunk
 from shipper.lines import HandlerFactory, SourceContext
 from shipper.tail import discovery
 from shipper.tail.checkpoints import Checkpoints
@@ -40,7 +40,9 @@ PASS_COST = 2e-4  # seconds per open file and pass: fstat, a chunk, its ack (x10
 IDLE_TICK = 1.0  # the wait doubles up to this while nothing grows (idle: 0.05% of a core)
 WINDOW = 8 * 1024 * 1024  # records in flight before reading waits for acknowledgements
 READ_LIMIT = 256 * 1024  # bytes read from one file per pass ...
-PASS_READ = 256 * 1024  # ... and from all files together (1 MiB cost 1M page faults per 1M lines)
+PASS_READ = 256 * 1024  # ... and from all files together (1 MiB cost 1M page faults per 1M lines
+PASS_READ_ENCODED = 1024 * 1024  # ... unless the last pass made JSON lines, not dicts: 4x fewer
+# passes halved the CPU per line (benchmarks/RESULTS.md)
 RELEASED_TTL = 60.0  # seconds a released file may go unseen before it is forgotten
 RECORD_OVERHEAD = 350  # approximate bytes of a record dict beyond its line, for Mem_Buf_Limit
 
@@ -71,6 +73,7 @@ class TailInput:
         )
         self.in_flight = 0
         self._waiting = False  # reading waits for acknowledgements (WINDOW, Mem_Buf_Limit)
+        self._made_dicts = True  # the last pass made record dicts (see PASS_READ_ENCODED)
         self._out: dict[str, tuple[list[Part], list[RangeAck], list[int]]] = {}
         self._dirty: set[TailedFile] = set()
         self._wake = asyncio.Event()
@@ -317,7 +320,8 @@ class TailInput:
             return "idle"
         # Records take ~4x their raw bytes in memory: read no more than fits the budget.
         # and keep each pass small: big passes cost more in page faults than they save.
-        per_pass = min(room // 4, PASS_READ)
+        per_pass = min(room // 4, PASS_READ if self._made_dicts else PASS_READ_ENCODED)
+        self._made_dicts = False
         per_file = max(
             4096, min(max(READ_LIMIT, self.opts.buffer_chunk_size), per_pass // len(files))
         )
@@ -354,6 +358,8 @@ class TailInput:
     def _emit_records(self, f: TailedFile, records: Part, end: int, nbytes: int = 0) -> None:
         """Queue a file's new records for this turn's chunk (one per tag, see _flush_out)."""
         n = count_of(records)
+        if not isinstance(records, Encoded):
+            self._made_dicts = True
         if not n:
             if end != f.commit_pos:
                 f.new_ack(end)(None)  # nothing to deliver, but the offset may move
