@@ -16,8 +16,12 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import orjson
+
 from shipper.chunk import Encoded, Record
+from shipper.escape import escape_chunk, join_records
 from shipper.lines import LineHandler, PlainHandler, SourceContext
+from shipper.ray.fast import FastRay, encode_items, next_special
 from shipper.ray.lines import LineParser
 from shipper.ray.multiline import Group, Joiner, RayJoiner, make_joiner
 from shipper.ray.names import describe, file_kind, session_of
@@ -41,6 +45,8 @@ class RayHandler:
 
     __slots__ = (
         "_emit_markers",
+        "_fast",
+        "_fast_free",
         "_frame",
         "_joiner",
         "_marked",
@@ -109,6 +115,17 @@ class RayHandler:
         # End offsets of the lines fed but not yet emitted (only with the offset key).
         self._offsets: deque[int | None] = deque()
         self.held_lines = 0
+        self._fast = self._make_fast(kind, ctx, tz_offset) if not emit_markers else None
+        # User output: fast while a chunk holds nothing but plain lines (see fast.plain_text).
+        self._fast_free = (
+            ray_metadata
+            and kind == "free"
+            and ctx.real_path != ""
+            and not self._okey
+            and not emit_markers
+            and (self._joiner is None or isinstance(self._joiner, RayJoiner))
+            and list(frame)[:2] == ["date", "log"]
+        )
 
     # -- LineHandler -------------------------------------------------------------------------
 
@@ -144,7 +161,99 @@ class RayHandler:
         return out
 
     def encode(self, complete: bytes, now: float) -> Encoded | None:
-        return None
+        """The fast path (shipper/ray/fast.py) where it applies; its runs of rows in order,
+        the rest through `feed` as if the lines had come one by one."""
+        if self._fast_free:
+            return self._encode_free(complete, now)
+        fast = self._fast
+        plan = fast.plan(complete) if fast is not None else None
+        if fast is None or plan is None:
+            return None
+        parts: list[bytes] = []
+        count = 0
+        split: list[bytes] | None = None
+        for is_fast, start, end in plan.runs:
+            if is_fast:
+                if self._joiner is not None and self._joiner.held:
+                    # The run's first line has a header: what is held is complete.
+                    count += _dump(self.flush(now), parts)
+                parts.append(fast.encode_rows(plan, start, end))
+                count += end - start
+                continue
+            if start == plan.lines - 1:
+                raw = [complete[complete.rfind(b"\n") + 1 :]]
+            else:
+                if split is None:
+                    split = complete.split(b"\n")
+                raw = split[start:end]
+            count += self._feed_raw(raw, now, parts)
+        return Encoded(parts, count)
+
+    def _encode_free(self, complete: bytes, now: float) -> Encoded:
+        """Runs of plain lines through the fast path, each special line (and a traceback
+        until it ends) through `feed`, in order."""
+        joiner = self._joiner
+        parts: list[bytes] = []
+        count = 0
+        pos, end = 0, len(complete)
+        while pos <= end:
+            nxt = pos if joiner is not None and joiner.held else next_special(complete, pos)
+            if nxt != pos:
+                stop = end if nxt < 0 else nxt - 1  # the newline before the special line
+                count += self._free_run(complete[pos:stop], now, parts)
+                pos = stop + 1
+                continue
+            nl = complete.find(b"\n", pos)
+            stop = end if nl < 0 else nl
+            count += self._feed_raw([complete[pos:stop]], now, parts)
+            pos = stop + 1
+        return Encoded(parts, count)
+
+    def _free_run(self, lines: bytes, now: float, parts: list[bytes]) -> int:
+        """Plain lines (joined by newlines) with nothing held: each its own record."""
+        escaped = escape_chunk(lines)
+        if escaped is None:  # a CR or invalid UTF-8: line by line
+            return self._feed_raw(lines.split(b"\n"), now, parts)
+        # Every record is this one but for its log text: `_free` builds the frame once.
+        head, _, tail = orjson.dumps(self._free("", now)).partition(b',"log":""')
+        run, n = join_records(*escaped, head + b',"log":"', b'"' + tail + b"\n")
+        parts += run
+        return n
+
+    def _feed_raw(self, raw: list[bytes], now: float, parts: list[bytes]) -> int:
+        """Lines as the reader's per-line path hands them over: decoded, CR stripped."""
+        lines = [r.decode("utf-8", "replace") for r in raw]
+        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+        return _dump(self.feed(lines, now), parts)
+
+    def _make_fast(self, kind: str, ctx: SourceContext, tz_offset: float | None) -> FastRay | None:
+        """A fast path when this source's records are ones it makes exactly: Ray's header
+        files (not user output, markers, stdin prefixes or offsets), keys in the usual places."""
+        frame = self._frame
+        if (
+            not self._meta
+            or kind != "ray"
+            or ctx.real_path == ""
+            or self._okey
+            or self._marked
+            or not (self._joiner is None or isinstance(self._joiner, RayJoiner))
+            or (tz_offset is not None and (tz_offset * 3600.0) % 1.0 != 0.0)
+            or set(frame) & (_LINE_KEYS | set(self._name_rest))
+            or list(frame)[:2] != ["date", "log"]
+        ):
+            return None
+        rest_items = list(self._name_rest.items())
+        fill = self._name_fill
+
+        def rest(line_keys: frozenset[str]) -> bytes:
+            return encode_items(rest_items + [(k, v) for k, v in fill if k not in line_keys])
+
+        return FastRay(
+            frame_tail=encode_items(list(frame.items())[2:]),
+            rest=rest,
+            epoch=self._parser.epoch,
+            joins=self._joiner is not None,
+        )
 
     def reset(self) -> None:
         # Markers are kept: after a copytruncate the same worker goes on printing for the same
@@ -286,6 +395,12 @@ class RayHandler:
             out.append(rec)
         elif self._okey:
             self._offsets.popleft()
+
+
+def _dump(records: list[Record], parts: list[bytes]) -> int:
+    dumps = orjson.dumps
+    parts += [dumps(r) + b"\n" for r in records]
+    return len(records)
 
 
 def make_ray_handler(

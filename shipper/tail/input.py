@@ -41,8 +41,8 @@ IDLE_TICK = 1.0  # the wait doubles up to this while nothing grows (idle: 0.05% 
 WINDOW = 8 * 1024 * 1024  # records in flight before reading waits for acknowledgements
 READ_LIMIT = 256 * 1024  # bytes read from one file per pass ...
 PASS_READ = 256 * 1024  # ... and from all files together (1 MiB cost 1M page faults per 1M lines
-PASS_READ_ENCODED = 1024 * 1024  # ... unless the last pass made JSON lines, not dicts: 4x fewer
-# passes halved the CPU per line (benchmarks/RESULTS.md)
+PASS_READ_LEAN = 1024 * 1024  # ... unless the last pass made JSON lines under 3x its input
+# (plain records): 4x fewer passes halved their CPU; bigger records cost more in page faults
 RELEASED_TTL = 60.0  # seconds a released file may go unseen before it is forgotten
 RECORD_OVERHEAD = 350  # approximate bytes of a record dict beyond its line, for Mem_Buf_Limit
 
@@ -73,7 +73,7 @@ class TailInput:
         )
         self.in_flight = 0
         self._waiting = False  # reading waits for acknowledgements (WINDOW, Mem_Buf_Limit)
-        self._made_dicts = True  # the last pass made record dicts (see PASS_READ_ENCODED)
+        self._pass_in = self._pass_out = 0  # bytes read, bytes of records made
         self._out: dict[str, tuple[list[Part], list[RangeAck], list[int]]] = {}
         self._dirty: set[TailedFile] = set()
         self._wake = asyncio.Event()
@@ -320,8 +320,9 @@ class TailInput:
             return "idle"
         # Records take ~4x their raw bytes in memory: read no more than fits the budget.
         # and keep each pass small: big passes cost more in page faults than they save.
-        per_pass = min(room // 4, PASS_READ if self._made_dicts else PASS_READ_ENCODED)
-        self._made_dicts = False
+        lean = self._pass_in > 0 and self._pass_out < 3 * self._pass_in
+        per_pass = min(room // 4, PASS_READ_LEAN if lean else PASS_READ)
+        self._pass_in = self._pass_out = 0
         per_file = max(
             4096, min(max(READ_LIMIT, self.opts.buffer_chunk_size), per_pass // len(files))
         )
@@ -358,8 +359,11 @@ class TailInput:
     def _emit_records(self, f: TailedFile, records: Part, end: int, nbytes: int = 0) -> None:
         """Queue a file's new records for this turn's chunk (one per tag, see _flush_out)."""
         n = count_of(records)
-        if not isinstance(records, Encoded):
-            self._made_dicts = True
+        self._pass_in += nbytes
+        if isinstance(records, Encoded):
+            self._pass_out += sum(map(len, records.json))
+        else:
+            self._pass_out += 4 * nbytes
         if not n:
             if end != f.commit_pos:
                 f.new_ack(end)(None)  # nothing to deliver, but the offset may move

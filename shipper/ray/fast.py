@@ -1,0 +1,240 @@
+"""The Ray fast path: a chunk of a Ray daemon's log straight to JSON lines, in whole-chunk steps.
+
+For the files whose lines carry Ray's headers (C++ spdlog in `raylet.out`, core worker logs...;
+Python logging in `dashboard.log`, `monitor.log`...), the per-line path costs a regex match, a
+dict and an `orjson.dumps` per line in the interpreter. Here the chunk is escaped once (see
+shipper/escape.py: lines end in DEL), one `findall` of the header regex runs over the escaped
+text and yields every line's fields already JSON-escaped, `zip` turns the rows into columns, and
+the records are the columns interleaved with the constant pieces of the record (by slice
+assignment) and joined once. Per line, nothing runs in the interpreter.
+
+The fast regexes accept a subset of what shipper/ray/lines.py accepts, with the same groups:
+no backslash inside the header's free-form tokens (so the escaped and the raw text agree
+there), pids without leading zeros. A line they do not take, and the header line before it
+(whose record it may continue), go through the handler's per-line path, in order; so do the
+chunk's last line (held: the next read may continue it) and a date `_epoch` cannot place.
+
+User output (worker `.out/.err`) has nothing to parse: a run of lines that are all plain text
+(see `next_special`) is the plain path's JSON lines with the worker's constant keys around
+each line; marker lines and tracebacks in between go through the per-line path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from shipper.escape import escape_chunk
+
+__all__ = ["FastRay", "Plan", "encode_items", "next_special"]
+
+_TS = rb"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})"
+# Free-form tokens exclude the backslash (escapes) and DEL (the line separator).
+_CPP_HEAD = (
+    rb"\[" + _TS + rb" ([TDIWEC]) (0|[1-9]\d{0,17}) (0|[1-9]\d{0,17})\] "
+    rb"(?:\([^)\s\\\x7f]+\) )?([^\s:\\\x7f]+:\d+): ?"
+)
+# The tab after the milliseconds is escaped: the two bytes `\t`.
+_PY_HEAD = (
+    _TS + rb"\\t(DEBUG|INFO|WARNING|ERROR|CRITICAL|WARN|FATAL|TRACE) "
+    rb"(?:\([^)\s\\\x7f]+\) )?([^\s\\\x7f]+:\d+|\(unknown file\):\d+) --(?: |(?=\x7f))"
+)
+
+_LEVELS: dict[bytes, bytes] = {
+    b"T": b"DEBUG",
+    b"D": b"DEBUG",
+    b"I": b"INFO",
+    b"W": b"WARNING",
+    b"E": b"ERROR",
+    b"C": b"FATAL",
+    b"DEBUG": b"DEBUG",
+    b"INFO": b"INFO",
+    b"WARNING": b"WARNING",
+    b"WARN": b"WARNING",
+    b"ERROR": b"ERROR",
+    b"CRITICAL": b"FATAL",
+    b"FATAL": b"FATAL",
+    b"TRACE": b"DEBUG",
+    b"": b"",
+}
+
+_CACHE_MAX = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Format:
+    rows: re.Pattern[bytes]  # one match per line: (line, ts, ms, level, fields..., message)
+    head: re.Pattern[bytes]  # the header alone (the chunk's last line)
+    fields: tuple[str, ...]  # the line's keys between level and message, in record order
+    numeric: frozenset[str]  # of those, the ones written as JSON numbers
+
+    @classmethod
+    def of(cls, head: bytes, fields: tuple[str, ...], numeric: frozenset[str]) -> _Format:
+        return cls(
+            re.compile(rb"((?:" + head + rb")?([^\x7f]*))\x7f"),
+            re.compile(head + rb"[^\x7f]*\Z"),
+            fields,
+            numeric,
+        )
+
+
+CPP = _Format.of(_CPP_HEAD, ("pid", "tid", "source"), frozenset({"pid", "tid"}))
+PY = _Format.of(_PY_HEAD, ("source",), frozenset())
+
+
+class _Seconds(dict[bytes, bytes | None]):
+    """`YYYY-mm-dd HH:MM:SS` -> the epoch second as JSON text; None where the per-line path
+    must decide (a date `epoch` cannot place, before 1970, or not a whole second)."""
+
+    def __init__(self, epoch: Callable[[str], float | None]) -> None:
+        super().__init__()
+        self._epoch = epoch
+
+    def __missing__(self, ts: bytes) -> bytes | None:
+        if len(self) >= _CACHE_MAX:
+            self.clear()
+        sec = self._epoch(ts.decode()) if ts else None
+        text = None if sec is None or sec < 0 or sec != int(sec) else b"%d" % int(sec)
+        self[ts] = text
+        return text
+
+
+@dataclass(slots=True)
+class Plan:
+    """A chunk cut into runs: `fast` ranges of rows encoded here, the rest per line."""
+
+    body: bytes  # the escaped chunk
+    columns: list[tuple[bytes, ...]]
+    seconds: list[bytes | None]
+    runs: list[tuple[bool, int, int]]  # (fast, first row, end row); the last row is never fast
+    lines: int
+
+
+class FastRay:
+    """The fast path of one source (built by RayHandler when its records allow it)."""
+
+    __slots__ = ("_consts", "_fmt", "_joins", "_seconds", "_tail_by_fmt")
+
+    def __init__(
+        self,
+        *,
+        frame_tail: bytes,
+        rest: Callable[[frozenset[str]], bytes],
+        epoch: Callable[[str], float | None],
+        joins: bool,
+    ) -> None:
+        """`frame_tail`: the frame's keys after date and log, encoded (`,"k":v...`); `rest`:
+        for the keys a line sets, what the record has after the message, encoded; `joins`:
+        a line without a header continues the record before it (the `ray` parser)."""
+        self._seconds = _Seconds(epoch)
+        self._joins = joins
+        self._consts: dict[int, list[bytes]] = {}
+        for fmt in (CPP, PY):
+            keys = frozenset({"level", "message", *fmt.fields})
+            consts = [b'{"date":', b".", b',"log":"', b'"' + frame_tail + b',"level":"']
+            prev_text = True  # the level is a string
+            for name in fmt.fields:
+                opener = b'"' if prev_text else b""
+                text = name not in fmt.numeric
+                consts.append(opener + b',"' + name.encode() + b'":' + (b'"' if text else b""))
+                prev_text = text
+            consts.append((b'"' if prev_text else b"") + b',"message":"')
+            consts.append(b'"' + rest(keys) + b"}\n")
+            self._consts[id(fmt)] = consts
+        self._fmt: _Format | None = None
+
+    def plan(self, complete: bytes) -> Plan | None:
+        """Cut a chunk of complete lines, or None when the whole chunk goes per line."""
+        first = complete[:1]
+        fmt = CPP if first == b"[" else PY if first.isdigit() else None
+        if fmt is None:
+            return None
+        escaped = escape_chunk(complete)
+        if escaped is None or escaped[1] != b"\x7f":
+            return None
+        body = escaped[0]  # `"line\x7fline\x7f...line"`
+        last = body.rfind(b"\x7f")
+        if last < 0:
+            return None  # one line: it is held anyway
+        rows = fmt.rows.findall(body, 1, last + 1)
+        n = len(rows) + 1
+        columns = list(zip(*rows, strict=True))
+        seconds = list(map(self._seconds.__getitem__, columns[1]))
+        # Rows the fast path cannot take: no fast header, or a date to decide per line.
+        bad: list[int] = []
+        i = -1
+        try:
+            while True:
+                i = seconds.index(None, i + 1)
+                bad.append(i)
+        except ValueError:
+            pass
+        slow = set(bad)
+        if self._joins:
+            # A row may be continued by the line after it: then it goes per line too.
+            slow.update(i - 1 for i in bad if i > 0)
+            if fmt.head.match(body, last + 1, len(body) - 1) is None:
+                slow.add(n - 2)
+        slow.add(n - 1)
+        runs: list[tuple[bool, int, int]] = []
+        start = 0
+        for i in sorted(slow):
+            if i > start:
+                runs.append((True, start, i))
+            if runs and not runs[-1][0] and runs[-1][2] == i:
+                runs[-1] = (False, runs[-1][1], i + 1)
+            else:
+                runs.append((False, i, i + 1))
+            start = i + 1
+        self._fmt = fmt
+        return Plan(body, columns, seconds, runs, n)
+
+    def encode_rows(self, plan: Plan, start: int, end: int) -> bytes:
+        """Rows [start, end) of a plan (all fast) as JSON lines."""
+        fmt = self._fmt
+        assert fmt is not None
+        consts = self._consts[id(fmt)]
+        cols = plan.columns
+        k = end - start
+        nf = len(fmt.fields)
+        width = 2 * nf + 11
+        out: list[bytes | None] = [None] * (k * width)
+        out[0::width] = [consts[0]] * k
+        out[1::width] = plan.seconds[start:end]
+        out[2::width] = [consts[1]] * k
+        out[3::width] = cols[2][start:end]  # milliseconds
+        out[4::width] = [consts[2]] * k
+        out[5::width] = cols[0][start:end]  # the whole line
+        out[6::width] = [consts[3]] * k
+        out[7::width] = list(map(_LEVELS.__getitem__, cols[3][start:end]))
+        for f in range(nf):
+            out[8 + 2 * f :: width] = [consts[4 + f]] * k
+            out[9 + 2 * f :: width] = cols[4 + f][start:end]
+        out[8 + 2 * nf :: width] = [consts[4 + nf]] * k
+        out[9 + 2 * nf :: width] = cols[4 + nf][start:end]  # the message
+        out[10 + 2 * nf :: width] = [consts[5 + nf]] * k
+        return b"".join(out)  # type: ignore[arg-type]
+
+
+# Lines of user output (worker stdout/stderr) that the per-line path treats apart: a Ray header
+# (C++, Python, glog, JSON), a worker marker line, the start of a traceback.
+_SPECIAL = rb"(?:[\[{0-9:]|[IWEF][0-9]|Traceback)"
+_SPECIAL_FIRST = re.compile(_SPECIAL)
+_SPECIAL_LATER = re.compile(rb"\n" + _SPECIAL)
+
+
+def next_special(complete: bytes, pos: int) -> int:
+    """Where the first line at or after line start `pos` that is not plain text starts
+    (see _SPECIAL), or -1."""
+    if _SPECIAL_FIRST.match(complete, pos) is not None:
+        return pos
+    m = _SPECIAL_LATER.search(complete, pos)
+    return -1 if m is None else m.start() + 1
+
+
+def encode_items(items: list[tuple[str, object]]) -> bytes:
+    """`,"k":v` for each item, as orjson writes them inside an object."""
+    return b"".join(b"," + orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in items)
