@@ -298,3 +298,16 @@ def read_all(
             continue
         out.append((f, data, size, nlink, None))
     return out
+
+
+def any_changed(files: list[TailedFile]) -> bool:
+    """Has any file bytes not read yet, or shrunk, or lost its last link? (fstat of an open
+    local file does not block: the loop does it without a thread hop.)"""
+    for f in files:
+        try:
+            st = os.fstat(f.fd)
+        except OSError:
+            return True
+        if st.st_size != f.read_pos or st.st_nlink == 0:  # unread bytes, truncated, deleted
+            return True
+    return False
