@@ -147,14 +147,24 @@ def watch_dirs(patterns: Iterable[str]) -> set[str]:
             level = os.sep.join(parts[:depth]) or os.sep
             for d in glob.glob(level) if _has_glob(level) else [level]:
                 if os.path.isdir(d):
-                    dirs.add(os.path.realpath(d))
+                    dirs.add(real_path_of(d))
                     level_found = True
         if not level_found:
             anc = os.sep.join(parts[:top]) or os.sep
             while not os.path.isdir(anc) and anc != os.sep:
                 anc = os.path.dirname(anc)
-            dirs.add(os.path.realpath(anc))
+            dirs.add(real_path_of(anc))
     return dirs
+
+
+def real_path_of(path: str) -> str:
+    """realpath, or the path as it is when a symlink in it is being re-pointed right now
+    (readlink after lstat can race the swap: FileNotFoundError even in non-strict mode);
+    the next scan resolves it again."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return os.path.abspath(path)
 
 
 class Watcher:

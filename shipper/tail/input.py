@@ -277,7 +277,7 @@ class TailInput:
             os.close(fd)  # a rotated file we finished: nothing new, stay released
             return
         self.released.pop(fid, None)
-        real = os.path.realpath(open_path)
+        real = discovery.real_path_of(open_path)
         ctx = SourceContext(
             path=path, real_path=real, path_key=self.opts.path_key, offset_key=self.opts.offset_key
         )
