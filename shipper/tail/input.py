@@ -37,16 +37,18 @@ from shipper.tail.reader import (
     RangeAck,
     TailedFile,
     any_changed,
+    bytes_behind,
     drain_partial,
     read_all,
 )
+from shipper.tail.wake import WriteWake
 
 log = logging.getLogger(__name__)
 
 MIN_TICK = 0.02  # seconds between read passes while files grow, or longer with many files:
 PASS_COST = 4e-4  # seconds per open file and pass: fstat, a chunk, its ack (x20: ~5% duty)
-IDLE_TICK = 0.25  # the wait doubles up to this while nothing grows: lines written after a
-# quiet spell wait at most this (1 s made the p99 of the live benchmark 450 ms)
+IDLE_TICK = 1.0  # the wait doubles up to this while nothing grows (then a write wakes it:
+ARM_TICK = 0.15  # from a wait this long on, see wake.py; without it the live p99 was 450 ms)
 WINDOW = 8 * 1024 * 1024  # records in flight before reading waits for acknowledgements
 READ_LIMIT = 256 * 1024  # bytes read from one file per pass ...
 PASS_READ = 256 * 1024  # ... and from all files together (1 MiB cost 1M page faults per 1M lines
@@ -66,7 +68,7 @@ class TailInput:
         self.factory = factory
         self.stats = telemetry.REGISTRY.input(name)
         self.stats.buffer_limit = opts.mem_buf_limit
-        self.stats.behind_probe = self._behind_now
+        self.stats.behind_probe = lambda: bytes_behind(self.files.values())
         self.files: dict[FileId, TailedFile] = {}
         self.released: dict[FileId, Released] = {}
         self.rules = LineRules(
@@ -92,6 +94,7 @@ class TailInput:
         self._failed_paths: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher = discovery.Watcher(self._kick_threadsafe)
+        self._idle_wake = WriteWake(self._wake.set)
         self._emit: Callable[[Chunk], None] = lambda chunk: None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -116,6 +119,8 @@ class TailInput:
                 next_refresh = now + self.opts.refresh_interval
             busy = await self._read_pass()
             self._quiet = busy == "idle"
+            if not self._quiet:
+                self._idle_wake.disarm()
             # What a pass costs beyond its lines grows with the files, not with the lines:
             # with thousands of files, pass less often (lines wait longer, CPU stays low).
             active_tick = min(1.0, max(MIN_TICK, PASS_COST * len(self.files)))
@@ -130,6 +135,8 @@ class TailInput:
                 await asyncio.sleep(0)  # a backlog: read on at once, but let outputs run
                 continue
             tick = active_tick if busy == "data" else max(active_tick, min(IDLE_TICK, tick * 2))
+            if tick >= ARM_TICK and not self._idle_wake.armed and self.opts.inotify_watcher:
+                self._idle_wake.arm({os.path.dirname(f.real_path) for f in self.files.values()})
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), tick)
@@ -152,6 +159,7 @@ class TailInput:
         self._flush_out()
 
     def close(self) -> None:
+        self._idle_wake.disarm()
         self._watcher.stop()
         self._commit()
         for f in self.files.values():
@@ -188,15 +196,6 @@ class TailInput:
         self.stats.files_open += len(state.files)
         self._adopted = True
         log.info("%s: took over %d open file(s)", self.name, len(state.files))
-
-    def _behind_now(self) -> dict[str, int]:
-        """Bytes not read per file, by fstat at scrape time (read passes stop while paused)."""
-        out: dict[str, int] = {}
-        for f in self.files.values():
-            if f.fd >= 0:
-                with contextlib.suppress(OSError):
-                    out[f.path] = max(0, os.fstat(f.fd).st_size - f.read_pos)
-        return out
 
     # -- discovery ----------------------------------------------------------------------
     def _kick_threadsafe(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from shipper.chunk import Chunk, Encoded, Record
@@ -311,3 +311,13 @@ def any_changed(files: list[TailedFile]) -> bool:
         if st.st_size != f.read_pos or st.st_nlink == 0:  # unread bytes, truncated, deleted
             return True
     return False
+
+
+def bytes_behind(files: Iterable[TailedFile]) -> dict[str, int]:
+    """Bytes not read per file, by fstat at scrape time (read passes stop while paused)."""
+    out: dict[str, int] = {}
+    for f in files:
+        if f.fd >= 0:
+            with contextlib.suppress(OSError):
+                out[f.path] = max(0, os.fstat(f.fd).st_size - f.read_pos)
+    return out

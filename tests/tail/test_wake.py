@@ -1,0 +1,80 @@
+"""shipper/tail/wake.py: while the files are idle, a write wakes the tail loop at once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from shipper.chunk import Chunk
+from shipper.lines import PlainHandler
+from shipper.tail.input import ARM_TICK, IDLE_TICK, TailInput
+from shipper.tail.options import TailOptions
+from shipper.tail.wake import WriteWake
+
+
+async def _until(cond, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def _append(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+async def test_a_write_wakes_until_disarmed(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"")
+    woken: list[int] = []
+    wake = WriteWake(lambda: woken.append(1))
+    assert wake.arm({str(tmp_path)})
+    assert wake.armed
+    _append(log, b"line\n")
+    await _until(lambda: bool(woken), "the wake-up")
+    wake.disarm()
+    assert not wake.armed
+    n = len(woken)
+    _append(log, b"more\n")
+    await asyncio.sleep(0.2)  # a window in which a still-armed watch would have fired
+    assert len(woken) == n
+    wake.disarm()  # twice is harmless
+
+
+async def test_arming_fails_quietly(tmp_path: Path) -> None:
+    wake = WriteWake(lambda: None)
+    assert not wake.arm({str(tmp_path / "missing")})
+    assert not wake.armed
+    assert not wake.arm(set())
+
+
+async def test_the_idle_tail_loop_arms_and_a_write_disarms(tmp_path: Path) -> None:
+    """The loop backs off past ARM_TICK, arms, and the next write is read and disarms."""
+    assert IDLE_TICK > ARM_TICK
+    log = tmp_path / "a.log"
+    log.write_bytes(b"first\n")
+    opts = TailOptions(path=(str(tmp_path / "*.log"),), read_from_head=True)
+    inp = TailInput(name="tail.0", opts=opts, factory=PlainHandler)
+    got: list[Chunk] = []
+
+    def emit(chunk: Chunk) -> None:
+        got.append(chunk)
+        chunk.release()
+
+    task = asyncio.create_task(inp.run(emit))
+    try:
+        await _until(lambda: sum(c.count for c in got) == 1, "the first line")
+        await _until(lambda: inp._idle_wake.armed, "the idle wake-up to be armed")
+        _append(log, b"second\n")
+        await _until(lambda: sum(c.count for c in got) == 2, "the line written while idle")
+        await _until(lambda: inp._idle_wake.armed, "armed again once idle")
+    finally:
+        inp.stop()
+        await task
+        inp.close()
+    assert not inp._idle_wake.armed
