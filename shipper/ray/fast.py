@@ -106,7 +106,7 @@ class _Seconds(dict[bytes, bytes | None]):
 class Plan:
     """A chunk cut into runs: `fast` ranges of rows encoded here, the rest per line."""
 
-    body: bytes  # the escaped chunk
+    fmt: _Format
     columns: list[tuple[bytes, ...]]
     seconds: list[bytes | None]
     runs: list[tuple[bool, int, int]]  # (fast, first row, end row); the last row is never fast
@@ -116,7 +116,7 @@ class Plan:
 class FastRay:
     """The fast path of one source (built by RayHandler when its records allow it)."""
 
-    __slots__ = ("_consts", "_fmt", "_joins", "_seconds", "_tail_by_fmt")
+    __slots__ = ("_consts", "_joins", "_seconds")
 
     def __init__(
         self,
@@ -144,7 +144,6 @@ class FastRay:
             consts.append((b'"' if prev_text else b"") + b',"message":"')
             consts.append(b'"' + rest(keys) + b"}\n")
             self._consts[id(fmt)] = consts
-        self._fmt: _Format | None = None
 
     def plan(self, complete: bytes) -> Plan | None:
         """Cut a chunk of complete lines, or None when the whole chunk goes per line."""
@@ -189,13 +188,11 @@ class FastRay:
             else:
                 runs.append((False, i, i + 1))
             start = i + 1
-        self._fmt = fmt
-        return Plan(body, columns, seconds, runs, n)
+        return Plan(fmt, columns, seconds, runs, n)
 
     def encode_rows(self, plan: Plan, start: int, end: int) -> bytes:
         """Rows [start, end) of a plan (all fast) as JSON lines."""
-        fmt = self._fmt
-        assert fmt is not None
+        fmt = plan.fmt
         consts = self._consts[id(fmt)]
         cols = plan.columns
         k = end - start
