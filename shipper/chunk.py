@@ -107,8 +107,8 @@ def make_chunk(
 ) -> Chunk:
     """One chunk of several readers' parts, in order: JSON lines when all of them are,
     else records (decoding the encoded parts; mixed passes are rare)."""
-    if all(isinstance(p, Encoded) for p in parts):
-        encoded = [p for p in parts if isinstance(p, Encoded)]
+    encoded = [p for p in parts if isinstance(p, Encoded)]
+    if len(encoded) == len(parts):
         joined = (
             encoded[0]
             if len(encoded) == 1

@@ -51,6 +51,19 @@ def _by_hand(complete: bytes) -> tuple[bytes, bytes] | None:
     return b'"' + complete + b'"', b"\n"
 
 
+def needs_per_line(complete: bytes) -> bool:
+    """Does a chunk hold a CR or invalid UTF-8 (the per-line path strips, replaces)?"""
+    if b"\r" in complete:
+        return True
+    if complete.isascii():
+        return False
+    try:
+        complete.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 def join_records(
     body: bytes, newline: bytes, prefix: bytes, suffix: bytes
 ) -> tuple[list[bytes], int]:

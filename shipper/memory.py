@@ -10,8 +10,9 @@ memory kept is bounded by Mem_Buf_Limit, so keeping it costs nothing we did not 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
+
+from shipper.libc import libc
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +23,12 @@ KEEP_BYTES = 32 * 1024 * 1024
 
 def tune_allocator() -> bool:
     """Raise glibc's trim and mmap thresholds; a no-op elsewhere (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    if not name:
+    lib = libc()
+    if lib is None:
         return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        mallopt = lib.mallopt
+    except AttributeError:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int

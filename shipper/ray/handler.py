@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from shipper.chunk import Encoded, Record
-from shipper.escape import escape_chunk, join_records
+from shipper.escape import escape_chunk, join_records, needs_per_line
 from shipper.lines import LineHandler, PlainHandler, SourceContext
 from shipper.ray.fast import FastRay, encode_items, next_special
 from shipper.ray.lines import LineParser
@@ -189,9 +189,11 @@ class RayHandler:
             count += self._feed_raw(raw, now, parts)
         return Encoded(parts, count)
 
-    def _encode_free(self, complete: bytes, now: float) -> Encoded:
+    def _encode_free(self, complete: bytes, now: float) -> Encoded | None:
         """Runs of plain lines through the fast path, each special line (and a traceback
         until it ends) through `feed`, in order."""
+        if needs_per_line(complete):
+            return None  # the reader's per-line path strips CRs and replaces bad bytes
         joiner = self._joiner
         parts: list[bytes] = []
         count = 0
@@ -210,9 +212,10 @@ class RayHandler:
         return Encoded(parts, count)
 
     def _free_run(self, lines: bytes, now: float, parts: list[bytes]) -> int:
-        """Plain lines (joined by newlines) with nothing held: each its own record."""
+        """Plain lines (joined by newlines, no CR, valid UTF-8) with nothing held: each its
+        own record."""
         escaped = escape_chunk(lines)
-        if escaped is None:  # a CR or invalid UTF-8: line by line
+        if escaped is None:  # a DEL with control characters: line by line
             return self._feed_raw(lines.split(b"\n"), now, parts)
         # Every record is this one but for its log text: `_free` builds the frame once.
         head, _, tail = orjson.dumps(self._free("", now)).partition(b',"log":""')
@@ -221,10 +224,8 @@ class RayHandler:
         return n
 
     def _feed_raw(self, raw: list[bytes], now: float, parts: list[bytes]) -> int:
-        """Lines as the reader's per-line path hands them over: decoded, CR stripped."""
-        lines = [r.decode("utf-8", "replace") for r in raw]
-        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-        return _dump(self.feed(lines, now), parts)
+        """Lines of a chunk that needs no per-line cleaning (see needs_per_line) to `feed`."""
+        return _dump(self.feed([r.decode() for r in raw], now), parts)
 
     def _make_fast(self, kind: str, ctx: SourceContext, tz_offset: float | None) -> FastRay | None:
         """A fast path when this source's records are ones it makes exactly: Ray's header

@@ -156,8 +156,7 @@ class TailedFile:
         ):
             enc = self.handler.encode(complete, now)
             if enc is not None:
-                n_lines = complete.count(b"\n") + 1 if self.handler.held_lines else 0
-                return enc, self._commit_after(n_lines, None, complete)
+                return enc, self._commit_after(None, None, complete)
         if cut < 0:
             lines: list[str] = []
         elif b"\r" in complete or rules.want_offsets or rules.skip_empty:
@@ -207,18 +206,22 @@ class TailedFile:
         records += handler.feed(lines[start:], now, offsets[start:] if offsets else None)
         return records
 
-    def _commit_after(self, n_lines: int, ends: list[int] | None, complete: bytes) -> int:
-        """The new commit position: line_pos, minus the lines the handler holds back."""
+    def _commit_after(self, n_lines: int | None, ends: list[int] | None, complete: bytes) -> int:
+        """The new commit position: line_pos, minus the lines the handler holds back.
+
+        `n_lines`: the lines fed from `complete` (None: every line of it, not counted)."""
         held = self.handler.held_lines
         if held == 0:
             return self.line_pos
-        if held > n_lines:
+        if n_lines is not None and held > n_lines:
             return self.commit_pos  # the held record began in an earlier read
-        first_held = n_lines - held
-        if ends is not None:
+        if ends is not None and n_lines is not None:
+            first_held = n_lines - held
             return ends[first_held - 1] if first_held else self.line_pos - len(complete) - 1
         pos = len(complete)
         for _ in range(held):
+            if pos < 0:
+                return self.commit_pos  # more held lines than this read had
             pos = complete.rfind(b"\n", 0, pos)
         return self.line_pos - len(complete) - 1 + pos + 1
 

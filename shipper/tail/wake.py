@@ -17,27 +17,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 from collections.abc import Callable
+
+from shipper.libc import libc
 
 log = logging.getLogger(__name__)
 
 _IN_MODIFY = 0x00000002
 
 
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if not name:
+def _inotify() -> ctypes.CDLL | None:
+    lib = libc()
+    if lib is None:
         return None
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        libc.inotify_init1.argtypes = [ctypes.c_int]
-        libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-    except (OSError, AttributeError):
+        lib.inotify_init1.argtypes = [ctypes.c_int]
+        lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+    except AttributeError:  # not Linux
         return None
-    return libc
+    return lib
 
 
 class WriteWake:
@@ -57,7 +57,7 @@ class WriteWake:
         if self._fd >= 0:
             return True
         if self._libc is None:
-            self._libc = _libc()
+            self._libc = _inotify()
         libc = self._libc
         if libc is None or not dirs:
             return False

@@ -40,8 +40,15 @@ async def test_a_write_wakes_until_disarmed(tmp_path: Path) -> None:
     wake.disarm()
     assert not wake.armed
     n = len(woken)
+    # A second, armed watch is the witness: once it has seen the write, the first would
+    # have too, were it still armed.
+    witness: list[int] = []
+    probe = WriteWake(lambda: witness.append(1))
+    assert probe.arm({str(tmp_path)})
     _append(log, b"more\n")
-    await asyncio.sleep(0.2)  # a window in which a still-armed watch would have fired
+    await _until(lambda: bool(witness), "the witness")
+    await asyncio.sleep(0)  # one more turn of the loop for any other ready reader
+    probe.disarm()
     assert len(woken) == n
     wake.disarm()  # twice is harmless
 
