@@ -49,15 +49,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-T = TypeVar("T")
 
 __all__ = [
     "REPO_ROOT",
@@ -78,7 +77,6 @@ __all__ = [
     "require_ray",
     "run_in_netns",
     "stop_process",
-    "wait_for",
 ]
 
 
@@ -97,24 +95,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(
-    predicate: Callable[[], T],
-    timeout: float,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> T:
-    """Poll `predicate` until it returns something truthy; return that. TimeoutError past
-    `timeout` seconds (the message names `what`). Exceptions from the predicate propagate."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _proc_table() -> dict[int, tuple[int, int]]:
