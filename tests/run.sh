@@ -30,6 +30,10 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi
 }
 
+build_inputs_sha() {
+    cat pyproject.toml shipper/ray/*.c | sha256sum | cut -d' ' -f1
+}
+
 install_project() {
     # Fast path: the package is importable from this tree and every test extra is present.
     if "$PY" - <<'EOF' 2>/dev/null
@@ -53,9 +57,10 @@ for raw in dist.requires or []:
         sys.exit(1)
 EOF
     then
-        # Re-install anyway when pyproject.toml changed since the last install.
+        # Re-install anyway when pyproject.toml or the C helper changed since the last install
+        # (the editable install builds shipper/ray/_fastray.c in place).
         local mark="$ROOT/.pytest_cache/.shipper-pyproject.sha"
-        local want; want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+        local want; want="$(build_inputs_sha)"
         if [ -f "$mark" ] && [ "$(cat "$mark")" = "$want" ]; then
             log "project + test extras already installed"
             return
@@ -64,7 +69,7 @@ EOF
     log "pip install -e '.[test]'"
     "$PY" -m pip install --disable-pip-version-check -q -e '.[test]'
     mkdir -p "$ROOT/.pytest_cache"
-    sha256sum pyproject.toml | cut -d' ' -f1 > "$ROOT/.pytest_cache/.shipper-pyproject.sha"
+    build_inputs_sha > "$ROOT/.pytest_cache/.shipper-pyproject.sha"
 }
 
 install_clickhouse() {

@@ -3,7 +3,11 @@ under any cut of the file into reads, on the real session's files and on hostile
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -11,12 +15,38 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import shipper.ray.fast as fast_mod
 from shipper.chunk import Encoded
 from shipper.lines import LineHandler
 from shipper.ray.handler import RayHandler, make_ray_handler
 from shipper.tail.identity import FileId
 from shipper.tail.reader import LineRules, TailedFile
 from tests.ray.test_handler import FIXTURES, HEADED, NOW, _all_fixture_files, ctx_for
+
+# Both versions of the fast path: the C helper (shipper/ray/_fastray.c) and pure Python.
+IMPLS = ["c", "python"]
+_BUILT = fast_mod._native
+
+
+@contextlib.contextmanager
+def implementation(impl: str) -> Iterator[None]:
+    if impl == "c" and _BUILT is None:
+        pytest.skip("shipper/ray/_fastray.c is not built here (no C compiler at install)")
+    saved = fast_mod._native
+    fast_mod._native = _BUILT if impl == "c" else None
+    try:
+        yield
+    finally:
+        fast_mod._native = saved
+
+
+def test_the_c_helper_is_built_where_a_compiler_is() -> None:
+    """`pip install .` builds it when it can; only then do the "c" cases below run."""
+    if os.environ.get("SHIPPER_NO_EXTENSIONS"):
+        assert not fast_mod.native()
+    elif shutil.which("cc") or shutil.which("gcc"):
+        assert fast_mod.native(), "a C compiler is here, but shipper.ray._fastray was not built"
+
 
 RULES = LineRules(max_line=32768, skip_long=False, skip_empty=False, want_offsets=False)
 
@@ -78,20 +108,30 @@ def both(ctx_rel: str, data: bytes, cuts: list[int], multiline: tuple[str, ...] 
 WORKER_FILES = [rel for rel in _all_fixture_files() if rel.split("/")[-1].startswith("worker-")]
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("rel", HEADED + WORKER_FILES)
 @pytest.mark.parametrize("multiline", [("ray",), ()])
-def test_fixture_files_under_random_reads(rel: str, multiline: tuple[str, ...]) -> None:
+def test_fixture_files_under_random_reads(rel: str, multiline: tuple[str, ...], impl: str) -> None:
     data = (FIXTURES / rel).read_bytes()
     rng = random.Random(rel)
-    for _ in range(5):
-        cuts = (
-            sorted(rng.sample(range(1, len(data)), min(8, len(data) - 1))) if len(data) > 2 else []
-        )
-        both(rel, data, cuts, multiline)
+    with implementation(impl):
+        for _ in range(5):
+            cuts = (
+                sorted(rng.sample(range(1, len(data)), min(8, len(data) - 1)))
+                if len(data) > 2
+                else []
+            )
+            both(rel, data, cuts, multiline)
 
 
-def test_the_fast_path_takes_the_daemon_logs() -> None:
+@pytest.mark.parametrize("impl", IMPLS)
+def test_the_fast_path_takes_the_daemon_logs(impl: str) -> None:
     """Not a path that never runs: whole reads of real files go through it."""
+    with implementation(impl):
+        _takes_the_daemon_logs()
+
+
+def _takes_the_daemon_logs() -> None:
     taken = 0
     for rel in (
         "logs/raylet.out",
@@ -108,9 +148,12 @@ def test_the_fast_path_takes_the_daemon_logs() -> None:
 STAMP = st.sampled_from(
     ["2026-11-28 10:07:08", "2026-13-45 10:07:08", "1969-12-31 23:59:59", "2026-03-29 02:30:00"]
 )
+# Message text: quotes, backslashes, control characters, non-ASCII. A DEL, a CR or an invalid
+# byte anywhere sends the whole chunk per line, so those are rare (see RARE), not in every text.
 TEXT = st.lists(
-    st.sampled_from([*'aZ0 :()[]"\\\t\x0b\x0c\x1b\x7féß€😀-.,', "--", ".py", ".cc:"]), max_size=25
+    st.sampled_from([*'aZ0 :()[]"\\\t\x0b\x0c\x1béß€😀-.,', "--", ".py", ".cc:"]), max_size=25
 ).map("".join)
+RARE = st.sampled_from(["a DEL \x7f here", "plain \r", "bad \udcff byte"])
 CPP_LINE = st.builds(
     lambda ts, ms, lvl, pid, tid, comp, src, msg: (
         f"[{ts},{ms} {lvl} {pid} {tid}] {comp}{src}: {msg}"
@@ -118,10 +161,12 @@ CPP_LINE = st.builds(
     STAMP,
     st.sampled_from(["000", "319", "999"]),
     st.sampled_from(list("TDIWECX")),
-    st.sampled_from(["15251", "0", "007", "1" * 20]),
-    st.sampled_from(["15251", "1"]),
-    st.sampled_from(["", "(raylet) ", '(ray"let) ', "(a b) "]),
-    st.sampled_from(["file.cc:103", "a\\b.cc:1", 'q"x.cc:2', "x.cc", "d\tx.cc:3"]),
+    st.sampled_from(["15251", "0", "007", "1" * 18, "1" * 19, "00"]),
+    st.sampled_from(["15251", "1", "0", "1" * 19]),
+    st.sampled_from(["", "(raylet) ", '(ray"let) ', "(a b) ", "(raylet)", "() ", "(x)) "]),
+    st.sampled_from(
+        ["file.cc:103", "a\\b.cc:1", 'q"x.cc:2', "x.cc", "d\tx.cc:3", "x.cc:", "x.cc:1:", ":1"]
+    ),
     TEXT,
 )
 PY_LINE = st.builds(
@@ -129,9 +174,25 @@ PY_LINE = st.builds(
     STAMP,
     st.sampled_from(["000", "320"]),
     st.sampled_from(["\t", " ", "\\t"]),
-    st.sampled_from(["INFO", "WARNING", "CRITICAL", "WARN", "NOTE"]),
-    st.sampled_from(["worker.py:95", "(unknown file):0", 'w"x.py:1', "a\\b.py:2", "x.py"]),
-    st.sampled_from(["-- ", "--", "- "]),
+    st.sampled_from(
+        ["INFO", "WARNING", "CRITICAL", "WARN", "NOTE", "DEBUG", "ERROR", "FATAL", "TRACE", "WARNS"]
+    ),
+    st.sampled_from(
+        [
+            "worker.py:95",
+            "(unknown file):0",
+            'w"x.py:1',
+            "a\\b.py:2",
+            "x.py",
+            "a:1:2",
+            ":12",
+            "x.py:",
+            "(x) y.py:3",
+            "(unknown file):",
+            "(unknown file):1x",
+        ]
+    ),
+    st.sampled_from(["-- ", "--", "- ", "--x"]),
     TEXT,
 )
 OTHER = st.one_of(
@@ -148,22 +209,28 @@ OTHER = st.one_of(
             ":task_attempt_start:abc-0",
             '{"asctime": "2026-11-28 10:07:08,319", "levelname": "INFO", "message": "m"}',
             "I1128 10:07:08.319117   15251 file.cc:1403] glog",
-            "plain \r",
-            "bad \udcff byte",
         ]
     ),
 )
-LINES = st.lists(st.one_of(CPP_LINE, PY_LINE, OTHER), min_size=1, max_size=25)
+LINES = st.lists(
+    st.one_of(CPP_LINE, CPP_LINE, PY_LINE, PY_LINE, OTHER, RARE), min_size=1, max_size=25
+)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=300, deadline=None)
 @given(lines=LINES, cut_seed=st.integers(0, 2**16), multiline=st.sampled_from([("ray",), ()]))
 def test_hostile_lines_give_the_same_records(
-    lines: list[str], cut_seed: int, multiline: tuple[str, ...]
+    lines: list[str], cut_seed: int, multiline: tuple[str, ...], impl: str
 ) -> None:
     data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")  # \udcff: a bad byte
     rng = random.Random(cut_seed)
     cuts = sorted(rng.sample(range(1, len(data)), min(3, len(data) - 1))) if len(data) > 2 else []
+    with implementation(impl):
+        _same_records_everywhere(data, cuts, multiline)
+
+
+def _same_records_everywhere(data: bytes, cuts: list[int], multiline: tuple[str, ...]) -> None:
     for rel in (
         "logs/raylet.out",
         "logs/dashboard.log",
@@ -173,9 +240,15 @@ def test_hostile_lines_give_the_same_records(
         both(rel, data, cuts, multiline)
 
 
-def test_hostile_but_fast() -> None:
+@pytest.mark.parametrize("impl", IMPLS)
+def test_hostile_but_fast(impl: str) -> None:
     """Quotes, backslashes, tabs, escapes and non-ASCII in messages, continuation lines and
     a leading-zero pid among them: fast where it can be, the same records everywhere."""
+    with implementation(impl):
+        _hostile_but_fast()
+
+
+def _hostile_but_fast() -> None:
     cpp = [
         '[2026-11-28 10:07:08,319 I 15251 15251] (raylet) file.cc:103: say "hi"\\ \t\x1b[31m é',
         "[2026-11-28 10:07:08,320 W 15251 7] x.cc:1: next",
@@ -198,3 +271,82 @@ def test_hostile_but_fast() -> None:
         data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")  # \udcff: a bad byte
         assert both(rel, data, []) == 1
         assert both(rel, data, [len(data) // 3]) >= 1
+
+
+def _mostly(valid: list[str], hostile: list[str]) -> st.SearchStrategy[str]:
+    """A header field: valid nine times in ten, so that most lines miss by one field."""
+    return st.integers(0, 9).flatmap(
+        lambda i: st.sampled_from(valid) if i else st.sampled_from(hostile)
+    )
+
+
+NEAR_CPP = st.builds(
+    lambda ts, ms, lvl, pid, tid, comp, src, sep, msg: (
+        f"[{ts},{ms} {lvl} {pid} {tid}] {comp}{src}{sep}{msg}"
+    ),
+    _mostly(
+        ["2026-11-28 10:07:08", "2026-11-28 10:07:09"],
+        ["2026-11-28 10:07:0x", "1969-12-31 23:59:59", "2026-11-28 10:07:08 "],
+    ),
+    _mostly(["000", "319"], ["31", "3190", "31a"]),
+    _mostly(list("TDIWEC"), ["X", "i", "II", ""]),
+    _mostly(["15251", "0", "1" * 18], ["007", "1" * 19, "00", "", "-1"]),
+    _mostly(["15251", "0", "1" * 18], ["01", "1" * 19, ""]),
+    _mostly(["", "(raylet) ", "(gcs_server) "], ["(raylet)", "() ", "(x)) ", "(a b) ", '(a\\"b) ']),
+    _mostly(
+        ["file.cc:103", "a.b_c.cc:1"], ["x.cc", "x.cc:", ":1", "a:b.cc:1", "a\\b.cc:1", "x.cc:1x"]
+    ),
+    _mostly([": ", ":"], [" :", ";"]),
+    TEXT,
+)
+NEAR_PY = st.builds(
+    lambda ts, ms, sep, lvl, comp, src, dash, msg: f"{ts},{ms}{sep}{lvl} {comp}{src} {dash}{msg}",
+    _mostly(
+        ["2026-11-28 10:07:08", "2026-11-28 10:07:09"], ["2026-11-28 10:07", "x026-11-28 10:07:08"]
+    ),
+    _mostly(["000", "320"], ["32", "3200"]),
+    _mostly(["\t"], ["\t\t", " ", "\\t"]),
+    _mostly(
+        ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "WARN", "FATAL", "TRACE"],
+        ["WARNS", "info", "NOTE", ""],
+    ),
+    _mostly(["", "(raylet) "], ["(raylet)", "() ", "(a b) "]),
+    _mostly(
+        ["worker.py:95", "(unknown file):0", "a:1:2", "::5"],
+        [":12", "x.py:", "x.py", "(unknown file):", "(unknown file):1x", "a\\b.py:2", "x.py:1x"],
+    ),
+    _mostly(["-- ", "--"], ["- ", "--x", "-- -"]),
+    TEXT,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    lines=st.lists(st.one_of(NEAR_CPP, NEAR_PY, CPP_LINE, PY_LINE, OTHER), min_size=2, max_size=25)
+)
+def test_the_c_helper_takes_exactly_the_lines_the_regexes_take(lines: list[str]) -> None:
+    """Row for row: the same rows left to the per-line path, the same bytes for the rest."""
+    if _BUILT is None:
+        pytest.skip("shipper/ray/_fastray.c is not built here")
+    data = "\n".join(lines).encode("utf-8", "surrogateescape")
+    handler = make_ray_handler(
+        ctx_for("logs/raylet.out"), ray_metadata=True, multiline=(), tz_offset=None
+    )
+    assert isinstance(handler, RayHandler) and handler._fast is not None
+    fast = handler._fast
+    plans = {}
+    for impl in IMPLS:
+        with implementation(impl):
+            plan = fast.plan(data)
+            plans[impl] = (
+                None
+                if plan is None
+                else (
+                    plan.lines,
+                    plan.runs,
+                    [fast.encode_rows(plan, a, b) for f, a, b in plan.runs if f],
+                )
+            )
+    assert plans["c"] == plans["python"]
+    if any(line[:1] == "[" or line[:1].isdigit() for line in lines[1:]):
+        assert plans["c"] is not None  # no DEL, CR or bad byte here: the chunk was planned

@@ -1,0 +1,12 @@
+# The C helper of shipper/ray/fast.py (shipper/ray/_fastray.c).
+from collections.abc import Mapping
+
+def rows(
+    body: bytes,
+    pos: int,
+    end: int,
+    cpp: bool,
+    seconds: Mapping[bytes, bytes | None],
+    consts: tuple[bytes, ...],
+    /,
+) -> tuple[bytes, bytes, list[int]]: ...
