@@ -136,7 +136,14 @@ class TailInput:
                 await asyncio.sleep(0)  # a backlog: read on at once, but let outputs run
                 continue
             tick = active_tick if busy == "data" else max(active_tick, min(IDLE_TICK, tick * 2))
-            if tick >= ARM_TICK and not self._idle_wake.armed and self.opts.inotify_watcher:
+            # Only while idle: with thousands of growing files the active tick is long too,
+            # and a wake-up at every write made a pass per write (93% of a core, not 14%).
+            if (
+                busy == "idle"
+                and tick >= ARM_TICK
+                and not self._idle_wake.armed
+                and self.opts.inotify_watcher
+            ):
                 self._idle_wake.arm({os.path.dirname(f.real_path) for f in self.files.values()})
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

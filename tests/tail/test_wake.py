@@ -6,6 +6,9 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
+import shipper.tail.input as input_mod
 from shipper.chunk import Chunk
 from shipper.lines import PlainHandler
 from shipper.tail.input import ARM_TICK, IDLE_TICK, TailInput
@@ -85,3 +88,37 @@ async def test_the_idle_tail_loop_arms_and_a_write_disarms(tmp_path: Path) -> No
         await task
         inp.close()
     assert not inp._idle_wake.armed
+
+
+async def test_growing_files_do_not_arm_the_wake_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With many files the active tick is long as well (PASS_COST per file): while the files
+    grow, reading stays on that tick; a wake-up at each write made a pass per write (2,000
+    files at 10 lines/s each took 93% of a core instead of 13%)."""
+    monkeypatch.setattr(input_mod, "PASS_COST", 0.3)  # one file: a 0.3 s tick, past ARM_TICK
+    assert ARM_TICK < 0.3
+    log = tmp_path / "a.log"
+    log.write_bytes(b"")
+    opts = TailOptions(path=(str(tmp_path / "*.log"),), read_from_head=True)
+    inp = TailInput(name="tail.0", opts=opts, factory=PlainHandler)
+    got: list[Chunk] = []
+
+    def emit(chunk: Chunk) -> None:
+        got.append(chunk)
+        chunk.release()
+
+    task = asyncio.create_task(inp.run(emit))
+    writes = 30
+    try:
+        await _until(lambda: len(inp.files) == 1, "the file to be followed")
+        for i in range(writes):  # every 50 ms for 1.5 s: six times per tick
+            _append(log, b"line %d\n" % i)
+            await asyncio.sleep(0.05)
+        await _until(lambda: sum(c.count for c in got) == writes, "every line")
+    finally:
+        inp.stop()
+        await task
+        inp.close()
+    # ~5 passes with data at a 0.3 s tick; one per write (30) with the wake-up armed.
+    assert len(got) <= writes // 2, len(got)
