@@ -29,6 +29,10 @@ class SourceContext:
 
 class LineHandler(Protocol):
     held_lines: int
+    # After `encode`: the length of the chunk's last line when the fast path left it unread
+    # (a header line whose record the next read may continue; the reader keeps its bytes and
+    # gives them back with that read, or to `feed` at the flush timeout), else 0.
+    unread: int
 
     def feed(self, lines: list[str], now: float, offsets: list[int] | None = None) -> list[Record]:
         """Complete lines (no newline, no CR), in file order -> records.
@@ -54,13 +58,14 @@ class LineHandler(Protocol):
 class PlainHandler:
     """Pure Fluent Bit records: date (read time), log, the path key and the offset key."""
 
-    __slots__ = ("_offset_key", "_path", "_path_key", "_suffix", "held_lines")
+    __slots__ = ("_offset_key", "_path", "_path_key", "_suffix", "held_lines", "unread")
 
     def __init__(self, ctx: SourceContext) -> None:
         self._path_key = ctx.path_key
         self._offset_key = ctx.offset_key
         self._path = ctx.path
         self.held_lines = 0
+        self.unread = 0
         # What follows the log text in every record of this source (JSON lines, see encode).
         tail = b'"'
         if ctx.path_key:

@@ -320,7 +320,7 @@ class StdinInput:
 
     async def _wait(self) -> None:
         timeout: float | None = None
-        if self.stream.handler.held_lines:
+        if self.stream.held:
             timeout = self._last_data + self.opts.multiline_flush - time.monotonic()
             if timeout <= 0:  # nothing came for Multiline_Flush: the record is complete
                 self._emit_records(self.stream.flush_held(time.time()), self.stream.line_pos)

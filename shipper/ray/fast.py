@@ -131,6 +131,7 @@ class Plan:
     fmt: _Format
     runs: list[tuple[bool, int, int]]  # (fast, first row, end row); the last row is never fast
     lines: int
+    defer: bool  # the last row is in no run: a header line left for the next read
     # Either the rows' fields (pure Python: columns, epoch seconds per row) ...
     columns: list[tuple[bytes, ...]] | None = None
     seconds: list[bytes | None] | None = None
@@ -186,8 +187,12 @@ class FastRay:
             return None
         body = escaped[0]  # `"line\x7fline\x7f...line"`
         last = body.rfind(b"\x7f")
+        # With the `ray` joiner the last line's record may go on in the next read. A header
+        # line is left for that read (it starts the next chunk: no per-line work for it);
+        # any other goes per line, held by the joiner, and so does the line before it.
+        defer = self._joins and fmt.head.match(body, last + 1, len(body) - 1) is not None
         if last < 0:
-            return None  # one line: it is held anyway
+            return Plan(fmt, [], 1, defer) if defer else None
         columns: list[tuple[bytes, ...]] | None = None
         seconds: list[bytes | None] | None = None
         if _native is not None:
@@ -208,9 +213,10 @@ class FastRay:
         if self._joins:
             # A row may be continued by the line after it: then it goes per line too.
             slow.update(i - 1 for i in bad if i > 0)
-            if fmt.head.match(body, last + 1, len(body) - 1) is None:
-                slow.add(n - 2)
-        slow.add(n - 1)
+            if not defer:
+                slow.update((n - 2, n - 1))
+        else:
+            slow.add(n - 1)  # the row passes above cover lines ending in DEL; it has none
         runs: list[tuple[bool, int, int]] = []
         start = 0
         for i in sorted(slow):
@@ -221,7 +227,9 @@ class FastRay:
             else:
                 runs.append((False, i, i + 1))
             start = i + 1
-        return Plan(fmt, runs, n, columns, seconds, out, ends)
+        if start < n - 1:  # deferred: the rows up to the last
+            runs.append((True, start, n - 1))
+        return Plan(fmt, runs, n, defer, columns, seconds, out, ends)
 
     def encode_rows(self, plan: Plan, start: int, end: int) -> bytes:
         """Rows [start, end) of a plan (all fast) as JSON lines."""

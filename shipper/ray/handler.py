@@ -60,6 +60,7 @@ class RayHandler:
         "_okey",
         "_parser",
         "held_lines",
+        "unread",
     )
 
     def __init__(
@@ -115,6 +116,7 @@ class RayHandler:
         # End offsets of the lines fed but not yet emitted (only with the offset key).
         self._offsets: deque[int | None] = deque()
         self.held_lines = 0
+        self.unread = 0
         self._fast = self._make_fast(kind, ctx, tz_offset) if not emit_markers else None
         # User output: fast while a chunk holds nothing but plain lines (see fast.plain_text).
         self._fast_free = (
@@ -163,6 +165,7 @@ class RayHandler:
     def encode(self, complete: bytes, now: float) -> Encoded | None:
         """The fast path (shipper/ray/fast.py) where it applies; its runs of rows in order,
         the rest through `feed` as if the lines had come one by one."""
+        self.unread = 0
         if self._fast_free:
             return self._encode_free(complete, now)
         fast = self._fast
@@ -187,6 +190,12 @@ class RayHandler:
                     split = complete.split(b"\n")
                 raw = split[start:end]
             count += self._feed_raw(raw, now, parts)
+        if plan.defer:
+            # The last line has a header: it waits unread for the next read (see
+            # LineHandler.unread), and no record held before it can go on.
+            self.unread = len(complete) - complete.rfind(b"\n") - 1
+            if self._joiner is not None and self._joiner.held:
+                count += _dump(self.flush(now), parts)
         return Encoded(parts, count)
 
     def _encode_free(self, complete: bytes, now: float) -> Encoded | None:

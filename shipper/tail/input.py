@@ -418,7 +418,7 @@ class TailInput:
         now = time.time()
         for fid, f in list(self.files.items()):
             idle_for = mono - f.last_change
-            if f.handler.held_lines and idle_for >= self.opts.multiline_flush:
+            if f.held and idle_for >= self.opts.multiline_flush:
                 records = f.flush_held(now)
                 self._emit_records(f, records, f.line_pos)
             gone = f.deleted or not f.matched or f.cur_path != f.path

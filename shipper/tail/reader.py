@@ -3,6 +3,9 @@
 Positions (byte offsets in the file):
   read_pos   next byte to read
   line_pos   end of the last complete line consumed (read_pos - len(partial))
+  deferred   bytes at the start of `partial` that are a complete line the handler's fast path
+             left for the next read (see LineHandler.unread): a record that may continue
+             waits there as raw bytes, not in the handler's per-line path
   commit_pos end of the last line whose record was emitted (line_pos minus the lines a
              multi-line handler still holds); a chunk covers [previous commit_pos, commit_pos)
   acked_pos  end of the last chunk that every output accepted: the only offset ever stored
@@ -94,6 +97,7 @@ class TailedFile:
         self.read_pos = self.line_pos = self.commit_pos = self.acked_pos = offset
         self.size = offset
         self.partial = b""
+        self.deferred = 0
         self.skipping = False  # inside a long line whose rest is dropped
         self.generation = 0  # bumped on truncation: older acks no longer move offsets
         self.pending: collections.deque[RangeAck] = collections.deque()
@@ -117,6 +121,7 @@ class TailedFile:
         """The file shrank below what we read (copytruncate): start again at 0."""
         self.read_pos = self.line_pos = self.commit_pos = self.acked_pos = 0
         self.partial = b""
+        self.deferred = 0
         self.skipping = False
         self.generation += 1
         self.handler.reset()
@@ -131,6 +136,7 @@ class TailedFile:
         line, a CR, an empty line to skip or Offset_Key needs it.
         """
         buf = self.partial + data if self.partial else data
+        self.deferred = 0  # a deferred line is in `buf` again
         base = self.line_pos
         self.read_pos += len(data)
         if self.skipping:  # the rest of a long line already dealt with
@@ -156,6 +162,12 @@ class TailedFile:
         ):
             enc = self.handler.encode(complete, now)
             if enc is not None:
+                unread = self.handler.unread
+                if unread:  # the last line waits for what follows it
+                    self.deferred = unread + 1
+                    self.partial = complete[-unread:] + b"\n" + self.partial
+                    self.line_pos -= unread + 1
+                    complete = complete[: -unread - 1] if unread < len(complete) else b""
                 return enc, self._commit_after(None, None, complete)
         if cut < 0:
             lines: list[str] = []
@@ -225,9 +237,21 @@ class TailedFile:
             pos = complete.rfind(b"\n", 0, pos)
         return self.line_pos - len(complete) - 1 + pos + 1
 
+    @property
+    def held(self) -> bool:
+        """Are lines read but not yet emitted, waiting to see whether their record goes on?"""
+        return self.deferred > 0 or self.handler.held_lines > 0
+
     def flush_held(self, now: float) -> list[Record]:
-        """Emit what the handler holds (flush timeout, file released)."""
-        return self.handler.flush(now)
+        """Emit what the handler holds and a deferred line (flush timeout, file released)."""
+        records: list[Record] = []
+        if self.deferred:
+            line = self.partial[: self.deferred - 1]
+            self.partial = self.partial[self.deferred :]
+            self.line_pos += self.deferred
+            self.deferred = 0
+            records = self.handler.feed([line.decode("utf-8", "replace")], now)
+        return records + self.handler.flush(now)
 
     def new_ack(self, end: int, cost: int = 0) -> RangeAck:
         ack = RangeAck(self, end, cost)
@@ -279,9 +303,11 @@ def drain_partial(file: TailedFile, now: float) -> list[Record]:
     """A file we let go of will never complete its last line: emit it as it is, with
     whatever the handler holds, so that nothing read is lost."""
     records: list[Record] = []
+    if file.deferred:
+        records = file.flush_held(now)
     if file.partial and not file.skipping:
         text = file.partial.decode("utf-8", "replace")
-        records = file.handler.feed([text], now)
+        records += file.handler.feed([text], now)
     file.partial = b""
     file.line_pos = file.read_pos
     records += file.handler.flush(now)

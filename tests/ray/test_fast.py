@@ -83,7 +83,7 @@ def ship(handler: RayHandler, pieces: list[bytes]) -> tuple[list[dict[str, Any]]
         out += _records(part)
         f.new_ack(end)
         commits.append(end)
-    out += _records(handler.flush(NOW + 99))
+    out += _records(f.flush_held(NOW + 99))  # what the reader holds: deferred, held
     return out, fast, commits
 
 
