@@ -51,6 +51,7 @@ class RayHandler:
         "_joiner",
         "_marked",
         "_markers",
+        "_free_tail",
         "_meta",
         "_name_all",
         "_name_fill",
@@ -113,6 +114,7 @@ class RayHandler:
         # pid).
         self._name_fill = tuple((k, v) for k, v in self._name_all.items() if k in _LINE_KEYS)
         self._markers: dict[str, str] = {}
+        self._free_tail: bytes | None = None  # see _free_run
         # End offsets of the lines fed but not yet emitted (only with the offset key).
         self._offsets: deque[int | None] = deque()
         self.held_lines = 0
@@ -226,9 +228,14 @@ class RayHandler:
         escaped = escape_chunk(lines)
         if escaped is None:  # a DEL with control characters: line by line
             return self._feed_raw(lines.split(b"\n"), now, parts)
-        # Every record is this one but for its log text: `_free` builds the frame once.
-        head, _, tail = orjson.dumps(self._free("", now)).partition(b',"log":""')
-        run, n = join_records(*escaped, head + b',"log":"', b'"' + tail + b"\n")
+        # Every record is this one but for its date and log text: `_free` builds the rest
+        # once, again only when a marker line changes it.
+        tail = self._free_tail
+        if tail is None:
+            tail = orjson.dumps(self._free("", 0.0)).partition(b',"log":""')[2]
+            self._free_tail = tail = b'"' + tail + b"\n"
+        head = b'{"date":' + orjson.dumps(now) + b',"log":"'
+        run, n = join_records(*escaped, head, tail)
         parts += run
         return n
 
@@ -398,6 +405,7 @@ class RayHandler:
             markers[key] = value
         else:
             markers.pop(key, None)
+        self._free_tail = None
         if self._emit_markers:
             rec = self._free(line, now)
             if self._okey:
