@@ -209,6 +209,11 @@ class FastRay:
             columns = list(zip(*rows, strict=True))
             seconds = list(map(self._seconds.__getitem__, columns[1]))
             bad = _indices_of_none(seconds)  # no fast header, or a date to decide per line
+        if not bad and (defer or not self._joins):  # the usual chunk: one run
+            runs = [(True, 0, n - 1)] if n > 1 else []
+            if not defer:
+                runs.append((False, n - 1, n))
+            return Plan(fmt, runs, n, defer, columns, seconds, out, ends)
         slow = set(bad)
         if self._joins:
             # A row may be continued by the line after it: then it goes per line too.
