@@ -190,7 +190,9 @@ class FastRay:
         # With the `ray` joiner the last line's record may go on in the next read. A header
         # line is left for that read (it starts the next chunk: no per-line work for it);
         # any other goes per line, held by the joiner, and so does the line before it.
-        defer = self._joins and fmt.head.match(body, last + 1, len(body) - 1) is not None
+        # (Only with a date it can place: else the date is the read time, not a later one.)
+        head = fmt.head.match(body, last + 1, len(body) - 1) if self._joins else None
+        defer = head is not None and self._seconds[head.group(1)] is not None
         if last < 0:
             return Plan(fmt, [], 1, defer) if defer else None
         columns: list[tuple[bytes, ...]] | None = None
@@ -209,6 +211,7 @@ class FastRay:
             columns = list(zip(*rows, strict=True))
             seconds = list(map(self._seconds.__getitem__, columns[1]))
             bad = _indices_of_none(seconds)  # no fast header, or a date to decide per line
+        runs: list[tuple[bool, int, int]]
         if not bad and (defer or not self._joins):  # the usual chunk: one run
             runs = [(True, 0, n - 1)] if n > 1 else []
             if not defer:
@@ -222,7 +225,7 @@ class FastRay:
                 slow.update((n - 2, n - 1))
         else:
             slow.add(n - 1)  # the row passes above cover lines ending in DEL; it has none
-        runs: list[tuple[bool, int, int]] = []
+        runs = []
         start = 0
         for i in sorted(slow):
             if i > start:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from shipper import telemetry
 from shipper.chunk import Chunk, Encoded, Part, count_of, make_chunk
 from shipper.lines import HandlerFactory, SourceContext
-from shipper.tail import discovery
+from shipper.tail import discovery, pacing
 from shipper.tail.checkpoints import Checkpoints
 from shipper.tail.handover import TailState, export_files, revive
 from shipper.tail.identity import (
@@ -45,18 +45,6 @@ from shipper.tail.wake import WriteWake
 
 log = logging.getLogger(__name__)
 
-MIN_TICK = 0.02  # seconds between read passes while files grow, or longer with many files:
-PASS_COST = 5e-4  # seconds per open file and pass: 2,000 files read once a second (4e-4:
-# 0.8 s; 2,000 files x 10 lines/s: 5.9% -> 5.1% of a core plain, 9.1% -> 7.7% Ray, p99
-# latency 0.9 -> 1.1 s; Fluent Bit: 1.0 s at 100%)
-IDLE_TICK = 1.0  # the wait doubles up to this while nothing grows (then a write wakes it:
-ARM_TICK = 0.15  # from a wait this long on, see wake.py; without it the live p99 was 450 ms)
-WINDOW = 8 * 1024 * 1024  # records in flight before reading waits for acknowledgements
-READ_LIMIT = 256 * 1024  # bytes read from one file per pass ...
-PASS_READ = 512 * 1024  # ... and from all files together (Ray records, ~3.3x their input:
-PASS_READ_LEAN = 1024 * 1024  # 256 KiB 1.89, 512 KiB 1.41 CPU s per 1M lines to http, peak
-# RSS 58 -> 60 MB; 1 MiB 1.39 but 70 MB) ... unless the last pass made JSON lines under 3x its
-# input (plain records): 4x fewer passes than 256 KiB halved their CPU
 RELEASED_TTL = 60.0  # seconds a released file may go unseen before it is forgotten
 RECORD_OVERHEAD = 350  # approximate bytes of a record dict beyond its line, for Mem_Buf_Limit
 
@@ -113,7 +101,7 @@ class TailInput:
         await self._scan(initial=not self._adopted)
         log.info("%s: initial scan done, following %d file(s)", self.name, len(self.files))
         next_refresh = time.monotonic() + self.opts.refresh_interval
-        tick = MIN_TICK
+        tick = pacing.MIN_TICK
         while not self._stopping:
             now = time.monotonic()
             if self._scan_requested or now >= next_refresh:
@@ -124,9 +112,6 @@ class TailInput:
             self._quiet = busy == "idle"
             if not self._quiet:
                 self._idle_wake.disarm()
-            # What a pass costs beyond its lines grows with the files, not with the lines:
-            # with thousands of files, pass less often (lines wait longer, CPU stays low).
-            active_tick = min(1.0, max(MIN_TICK, PASS_COST * len(self.files)))
             if self.opts.exit_on_eof and busy == "idle" and self._at_eof():
                 self._flush_out()
                 log.info("%s: every file read to its end (Exit_On_Eof)", self.name)
@@ -137,12 +122,9 @@ class TailInput:
             if busy == "more":
                 await asyncio.sleep(0)  # a backlog: read on at once, but let outputs run
                 continue
-            tick = active_tick if busy == "data" else max(active_tick, min(IDLE_TICK, tick * 2))
-            # Only while idle: with thousands of growing files the active tick is long too,
-            # and a wake-up at every write made a pass per write (93% of a core, not 14%).
+            tick = pacing.next_tick(busy, tick, len(self.files))
             if (
-                busy == "idle"
-                and tick >= ARM_TICK
+                pacing.arm_wake(busy, tick)
                 and not self._idle_wake.armed
                 and self.opts.inotify_watcher
             ):
@@ -324,7 +306,7 @@ class TailInput:
         """Read every open file once. Returns 'more' (a backlog), 'data' or 'idle'."""
         # Reading runs at most WINDOW ahead of the outputs: more in flight would only cost
         # memory, the data waits on disk just as well. Mem_Buf_Limit caps even that.
-        room = min(self.opts.mem_buf_limit, WINDOW) - self.in_flight
+        room = min(self.opts.mem_buf_limit, pacing.WINDOW) - self.in_flight
         self.stats.buffer_bytes = self.in_flight
         self._waiting = room <= 0
         if room <= 0:
@@ -338,14 +320,9 @@ class TailInput:
         files = [f for f in self.files.values() if f.fd >= 0]
         if not files:
             return "idle"
-        # Records take ~4x their raw bytes in memory: read no more than fits the budget.
-        # and keep each pass small: big passes cost more in page faults than they save.
         lean = self._pass_in > 0 and self._pass_out < 3 * self._pass_in
-        per_pass = min(room // 4, PASS_READ_LEAN if lean else PASS_READ)
         self._pass_in = self._pass_out = 0
-        per_file = max(
-            4096, min(max(READ_LIMIT, self.opts.buffer_chunk_size), per_pass // len(files))
-        )
+        per_file = pacing.per_file_read(room, lean, len(files), self.opts.buffer_chunk_size)
         if self._quiet and not any_changed(files):
             return "idle"  # nothing grew: no thread hop (idle CPU is mostly the hop)
         results = await asyncio.to_thread(read_all, files, per_file)
@@ -412,7 +389,7 @@ class TailInput:
     def _acknowledged(self, f: TailedFile, nbytes: int) -> None:
         self.in_flight -= nbytes
         self._dirty.add(f)
-        if self._waiting and self.in_flight < min(self.opts.mem_buf_limit, WINDOW):
+        if self._waiting and self.in_flight < min(self.opts.mem_buf_limit, pacing.WINDOW):
             self._wake.set()
 
     # -- housekeeping -------------------------------------------------------------------

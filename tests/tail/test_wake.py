@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import shipper.tail.input as input_mod
+import shipper.tail.pacing as pacing
 from shipper.chunk import Chunk
 from shipper.lines import PlainHandler
-from shipper.tail.input import ARM_TICK, IDLE_TICK, TailInput
+from shipper.tail.input import TailInput
 from shipper.tail.options import TailOptions
+from shipper.tail.pacing import ARM_TICK, IDLE_TICK
 from shipper.tail.wake import WriteWake
 
 
@@ -96,7 +97,7 @@ async def test_growing_files_do_not_arm_the_wake_up(
     """With many files the active tick is long as well (PASS_COST per file): while the files
     grow, reading stays on that tick; a wake-up at each write made a pass per write (2,000
     files at 10 lines/s each took 93% of a core instead of 13%)."""
-    monkeypatch.setattr(input_mod, "PASS_COST", 0.3)  # one file: a 0.3 s tick, past ARM_TICK
+    monkeypatch.setattr(pacing, "PASS_COST", 0.3)  # one file: a 0.3 s tick, past ARM_TICK
     assert ARM_TICK < 0.3
     log = tmp_path / "a.log"
     log.write_bytes(b"")
