@@ -5,7 +5,9 @@ Every figure here was measured with benchmarks/ (see benchmarks/RESULTS.md) on a
 
 from __future__ import annotations
 
-MIN_TICK = 0.02  # seconds between read passes while files grow, or longer with many files:
+MIN_TICK = 0.04  # seconds between read passes while files grow (0.02: live 50k lines/s over
+# 20 files, p99 25 / 30 ms at 7.0% / 11.2% of a core plain / Ray; 0.04: 46 / 52 ms at 4.4% /
+# 8.5%; Fluent Bit's p99 is 1 s at 24%), or longer with many files:
 PASS_COST = 5e-4  # seconds per open file and pass: 2,000 files read once a second (4e-4:
 # 0.8 s; 2,000 files x 10 lines/s: 5.9% -> 5.1% of a core plain, 9.1% -> 7.7% Ray, p99
 # latency 0.9 -> 1.1 s; Fluent Bit: 1.0 s at 100%)
