@@ -475,3 +475,43 @@ def test_installed_shipper_falls_back_to_the_embedded_default(
         SHIPPER_DEFAULT_CONFIG=str(tmp_path / "absent" / "fluent-bit.conf"),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_without_a_c_compiler_the_wheel_builds_and_runs_pure_python(tmp_path: Path) -> None:
+    """The C helper is optional: with a compiler that always fails, `pip wheel` still makes
+    a wheel (without the helper) and the package from it runs the pure-Python path."""
+    context = tmp_path / "context"
+    context.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.so")
+    for src in _builder_sources():
+        path = ROOT / src
+        if path.is_dir():
+            shutil.copytree(path, context / src, ignore=ignore)
+        else:
+            shutil.copy2(path, context / src)
+    dist = tmp_path / "dist"
+    proc = _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist), str(context)],
+        cwd=tmp_path,
+        CC="/bin/false",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (wheel,) = dist.glob("shipper-*.whl")
+    unpacked = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        assert not any(n.endswith(".so") for n in zf.namelist())
+        zf.extractall(unpacked)
+    proc = _run(
+        [
+            sys.executable,
+            "-c",
+            "import shipper.ray.fast as f, shipper.cli; print(f.__file__, f.native())",
+        ],
+        cwd=tmp_path,
+        PYTHONPATH=str(unpacked),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    where, native = proc.stdout.split()
+    assert where.startswith(str(unpacked)) and native == "False", proc.stdout
