@@ -17,8 +17,10 @@ every case both ways and compares the two row for row). In sre the header regex 
 The fast regexes accept a subset of what shipper/ray/lines.py accepts, with the same groups:
 no backslash inside the header's free-form tokens (so the escaped and the raw text agree
 there), pids without leading zeros. A line they do not take, and the header line before it
-(whose record it may continue), go through the handler's per-line path, in order; so do the
-chunk's last line (held: the next read may continue it) and a date `_epoch` cannot place.
+(whose record it may continue), go through the handler's per-line path, in order; so does a
+date `_epoch` cannot place. The chunk's last line may be continued by the next read: with the
+`ray` joiner, when it has a header (and a date to place) it is left unread for that read
+(`Plan.defer`, LineHandler.unread); otherwise it goes per line and the joiner holds it.
 
 User output (worker `.out/.err`) has nothing to parse: a run of lines that are all plain text
 (see `next_special`) is the plain path's JSON lines with the worker's constant keys around
