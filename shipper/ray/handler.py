@@ -23,6 +23,7 @@ from shipper.escape import escape_chunk, join_records, needs_per_line
 from shipper.lines import LineHandler, PlainHandler, SourceContext
 from shipper.ray.fast import FastRay, encode_items, next_special
 from shipper.ray.lines import LineParser
+from shipper.ray.markers import apply_marker, is_marker
 from shipper.ray.multiline import Group, Joiner, RayJoiner, make_joiner
 from shipper.ray.names import describe, file_kind, session_of
 
@@ -30,14 +31,6 @@ __all__ = ["RayHandler", "make_ray_handler"]
 
 # Keys a parsed line brings itself; a name id under the same key must not override it.
 _LINE_KEYS = frozenset({"level", "pid", "tid", "source", "message"})
-
-# Ray's worker magic lines (ray_constants.LOG_PREFIX_*). The log monitor consumes them and so
-# do we: they say who printed what follows, they are not output of their own.
-_JOB_ID = ":job_id:"
-_TASK_NAME = ":task_name:"
-_ACTOR_NAME = ":actor_name:"
-_ATTEMPT_START = ":task_attempt_start:"
-_ATTEMPT_END = ":task_attempt_end:"
 
 
 class RayHandler:
@@ -146,7 +139,7 @@ class RayHandler:
             # Marker lines cut the batch: what comes before is emitted under the old markers.
             start = 0
             for i, line in enumerate(lines):
-                if line[:1] == ":" and self._is_marker(line):
+                if is_marker(line):
                     if i > start:
                         self._feed(lines[start:i], now, out)
                     self._marker(line, now, out)
@@ -377,34 +370,13 @@ class RayHandler:
 
     # -- worker markers ----------------------------------------------------------------------
 
-    @staticmethod
-    def _is_marker(line: str) -> bool:
-        return line.startswith((_JOB_ID, _TASK_NAME, _ACTOR_NAME, _ATTEMPT_START, _ATTEMPT_END))
-
     def _marker(self, line: str, now: float, out: list[Record]) -> None:
         """Consume a worker magic line (after what was printed before it is out)."""
         if self._joiner is not None and self._joiner.held:
             groups: list[Group] = []
             self._joiner.flush(groups)
             self._emit(groups, out)
-        markers = self._markers
-        if line.startswith(_JOB_ID):
-            key, value = "job_id", line[len(_JOB_ID) :]
-        elif line.startswith(_TASK_NAME):
-            key, value = "task_name", line[len(_TASK_NAME) :]
-        elif line.startswith(_ACTOR_NAME):
-            key, value = "actor_name", line[len(_ACTOR_NAME) :]
-            # As Ray's log monitor: a new actor ends the task name of the previous one.
-            markers.pop("task_name", None)
-        elif line.startswith(_ATTEMPT_START):
-            # `<task_id>-<attempt>`: the attempt's output follows, up to the end marker.
-            key, value = "task_id", line[len(_ATTEMPT_START) :].rpartition("-")[0]
-        else:
-            key, value = "task_id", ""
-        if value:
-            markers[key] = value
-        else:
-            markers.pop(key, None)
+        apply_marker(self._markers, line)
         self._free_tail = None
         if self._emit_markers:
             rec = self._free(line, now)
