@@ -31,7 +31,8 @@ class LineHandler(Protocol):
     held_lines: int
     # After `encode`: the length of the chunk's last line when the fast path left it unread
     # (a header line whose record the next read may continue; the reader keeps its bytes and
-    # gives them back with that read, or to `feed` at the flush timeout), else 0.
+    # gives them back with that read, or to `feed` at the flush timeout), else 0. A handler
+    # that leaves a line unread holds nothing else (held_lines is 0).
     unread: int
 
     def feed(self, lines: list[str], now: float, offsets: list[int] | None = None) -> list[Record]:

@@ -355,6 +355,30 @@ def _run(
     )
 
 
+def _builder_wheel(work: Path, **env: str) -> Path:
+    """The builder stage's `pip wheel --no-deps .` of exactly what its `COPY` puts in /src,
+    replayed under `work`: the one wheel it makes."""
+    context = work / "context"
+    context.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.so")
+    for src in _builder_sources():
+        path = ROOT / src
+        if path.is_dir():
+            shutil.copytree(path, context / src, ignore=ignore)
+        else:
+            shutil.copy2(path, context / src)
+    dist = work / "dist"
+    proc = _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist), str(context)],
+        cwd=work,
+        **env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    wheels = sorted(dist.glob("shipper-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
 @dataclass
 class Installed:
     wheel: Path
@@ -366,31 +390,14 @@ class Installed:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     """The builder stage and the runtime stage's pip install, replayed in a temp dir."""
     work = tmp_path_factory.mktemp("image")
-    context = work / "context"
-    context.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.so")
-    for src in _builder_sources():  # exactly what `COPY` would put in /src
-        path = ROOT / src
-        if path.is_dir():
-            shutil.copytree(path, context / src, ignore=ignore)
-        else:
-            shutil.copy2(path, context / src)
-
-    dist = work / "dist"
-    proc = _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist), str(context)],
-        cwd=work,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    wheels = sorted(dist.glob("shipper-*.whl"))
-    assert len(wheels) == 1, wheels
+    wheel = _builder_wheel(work)
 
     env_dir = work / "venv"
     venv.EnvBuilder(with_pip=True, clear=True, symlinks=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    proc = _run([str(py), "-m", "pip", "install", str(wheels[0])], cwd=work)
+    proc = _run([str(py), "-m", "pip", "install", str(wheel)], cwd=work)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return Installed(wheel=wheels[0], bin=env_dir / "bin", work=work)
+    return Installed(wheel=wheel, bin=env_dir / "bin", work=work)
 
 
 @pytest.mark.slow
@@ -482,23 +489,7 @@ def test_installed_shipper_falls_back_to_the_embedded_default(
 def test_without_a_c_compiler_the_wheel_builds_and_runs_pure_python(tmp_path: Path) -> None:
     """The C helper is optional: with a compiler that always fails, `pip wheel` still makes
     a wheel (without the helper) and the package from it runs the pure-Python path."""
-    context = tmp_path / "context"
-    context.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.so")
-    for src in _builder_sources():
-        path = ROOT / src
-        if path.is_dir():
-            shutil.copytree(path, context / src, ignore=ignore)
-        else:
-            shutil.copy2(path, context / src)
-    dist = tmp_path / "dist"
-    proc = _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist), str(context)],
-        cwd=tmp_path,
-        CC="/bin/false",
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (wheel,) = dist.glob("shipper-*.whl")
+    wheel = _builder_wheel(tmp_path, CC="/bin/false")
     unpacked = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:
         assert not any(n.endswith(".so") for n in zf.namelist())

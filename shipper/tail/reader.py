@@ -163,11 +163,11 @@ class TailedFile:
             enc = self.handler.encode(complete, now)
             if enc is not None:
                 unread = self.handler.unread
-                if unread:  # the last line waits for what follows it
+                if unread:  # the last line waits for what follows it; nothing else is held
                     self.deferred = unread + 1
                     self.partial = complete[-unread:] + b"\n" + self.partial
                     self.line_pos -= unread + 1
-                    complete = complete[: -unread - 1] if unread < len(complete) else b""
+                    return enc, self.line_pos
                 return enc, self._commit_after(None, None, complete)
         if cut < 0:
             lines: list[str] = []

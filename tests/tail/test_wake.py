@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -64,12 +66,10 @@ async def test_arming_fails_quietly(tmp_path: Path) -> None:
     assert not wake.arm(set())
 
 
-async def test_the_idle_tail_loop_arms_and_a_write_disarms(tmp_path: Path) -> None:
-    """The loop backs off past ARM_TICK, arms, and the next write is read and disarms."""
-    assert IDLE_TICK > ARM_TICK
-    log = tmp_path / "a.log"
-    log.write_bytes(b"first\n")
-    opts = TailOptions(path=(str(tmp_path / "*.log"),), read_from_head=True)
+@contextlib.asynccontextmanager
+async def _tail(log: Path) -> AsyncIterator[tuple[TailInput, list[Chunk]]]:
+    """A tail input following `log` from its head, and the chunks it emits (released)."""
+    opts = TailOptions(path=(str(log.parent / "*.log"),), read_from_head=True)
     inp = TailInput(name="tail.0", opts=opts, factory=PlainHandler)
     got: list[Chunk] = []
 
@@ -79,15 +79,24 @@ async def test_the_idle_tail_loop_arms_and_a_write_disarms(tmp_path: Path) -> No
 
     task = asyncio.create_task(inp.run(emit))
     try:
+        yield inp, got
+    finally:
+        inp.stop()
+        await task
+        inp.close()
+
+
+async def test_the_idle_tail_loop_arms_and_a_write_disarms(tmp_path: Path) -> None:
+    """The loop backs off past ARM_TICK, arms, and the next write is read and disarms."""
+    assert IDLE_TICK > ARM_TICK
+    log = tmp_path / "a.log"
+    log.write_bytes(b"first\n")
+    async with _tail(log) as (inp, got):
         await _until(lambda: sum(c.count for c in got) == 1, "the first line")
         await _until(lambda: inp._idle_wake.armed, "the idle wake-up to be armed")
         _append(log, b"second\n")
         await _until(lambda: sum(c.count for c in got) == 2, "the line written while idle")
         await _until(lambda: inp._idle_wake.armed, "armed again once idle")
-    finally:
-        inp.stop()
-        await task
-        inp.close()
     assert not inp._idle_wake.armed
 
 
@@ -101,25 +110,12 @@ async def test_growing_files_do_not_arm_the_wake_up(
     assert ARM_TICK < 0.3
     log = tmp_path / "a.log"
     log.write_bytes(b"")
-    opts = TailOptions(path=(str(tmp_path / "*.log"),), read_from_head=True)
-    inp = TailInput(name="tail.0", opts=opts, factory=PlainHandler)
-    got: list[Chunk] = []
-
-    def emit(chunk: Chunk) -> None:
-        got.append(chunk)
-        chunk.release()
-
-    task = asyncio.create_task(inp.run(emit))
     writes = 30
-    try:
+    async with _tail(log) as (inp, got):
         await _until(lambda: len(inp.files) == 1, "the file to be followed")
-        for i in range(writes):  # every 50 ms for 1.5 s: six times per tick
+        for i in range(writes):  # a writer's pace, every 50 ms for 1.5 s: six per tick
             _append(log, b"line %d\n" % i)
             await asyncio.sleep(0.05)
         await _until(lambda: sum(c.count for c in got) == writes, "every line")
-    finally:
-        inp.stop()
-        await task
-        inp.close()
     # ~5 passes with data at a 0.3 s tick; one per write (30) with the wake-up armed.
     assert len(got) <= writes // 2, len(got)
