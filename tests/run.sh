@@ -31,7 +31,7 @@ as_root() {
 }
 
 build_inputs_sha() {
-    cat pyproject.toml shipper/ray/*.c | sha256sum | cut -d' ' -f1
+    cat pyproject.toml shipper/*/*.c | sha256sum | cut -d' ' -f1
 }
 
 install_project() {

@@ -403,23 +403,26 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_wheel_has_the_c_helper_and_the_console_script(installed: Installed) -> None:
-    """The builder stage has a C compiler, so the wheel carries the Ray fast path's helper
-    (shipper/ray/_fastray.c) and the installed shipper uses it."""
+    """The builder stage has a C compiler, so the wheel carries the C helpers (the Ray fast
+    path's shipper/ray/_fastray.c, the read pass's shipper/tail/_fastread.c) and the
+    installed shipper uses them."""
     with zipfile.ZipFile(installed.wheel) as zf:
         names = zf.namelist()
         if shutil.which("cc") or shutil.which("gcc"):
             assert not installed.wheel.name.endswith("-none-any.whl"), installed.wheel.name
-            assert any(re.fullmatch(r"shipper/ray/_fastray\..*\.so", n) for n in names), names
+            for helper in ("ray/_fastray", "tail/_fastread"):
+                assert any(re.fullmatch(rf"shipper/{helper}\..*\.so", n) for n in names), names
             proc = _run(
                 [
                     str(installed.bin / "python"),
                     "-c",
-                    "import shipper.ray.fast as f; print(f.native())",
+                    "import shipper.ray.fast as f, shipper.tail.reader as r; "
+                    "print(f.native(), r.native())",
                 ],
                 cwd=installed.work,
                 timeout=60,
             )
-            assert proc.stdout.strip() == "True", proc.stdout + proc.stderr
+            assert proc.stdout.strip() == "True True", proc.stdout + proc.stderr
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert re.search(r"^shipper\s*=\s*shipper\.cli:main$", zf.read(entry_points).decode(), re.M)
         assert not any(n.startswith(("tests/", "benchmarks/", "k8s/")) for n in names)
@@ -498,11 +501,12 @@ def test_without_a_c_compiler_the_wheel_builds_and_runs_pure_python(tmp_path: Pa
         [
             sys.executable,
             "-c",
-            "import shipper.ray.fast as f, shipper.cli; print(f.__file__, f.native())",
+            "import shipper.ray.fast as f, shipper.tail.reader as r, shipper.cli; "
+            "print(f.__file__, f.native(), r.native())",
         ],
         cwd=tmp_path,
         PYTHONPATH=str(unpacked),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    where, native = proc.stdout.split()
-    assert where.startswith(str(unpacked)) and native == "False", proc.stdout
+    where, native, read_native = proc.stdout.split()
+    assert where.startswith(str(unpacked)) and native == read_native == "False", proc.stdout

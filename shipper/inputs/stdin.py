@@ -36,8 +36,8 @@ from shipper.chunk import Chunk, Part, count_of, make_chunk
 from shipper.config.model import ConfigError, Section
 from shipper.config.schema import build, opt
 from shipper.lines import LineHandler, PlainHandler, SourceContext
+from shipper.tail.batch import RECORD_OVERHEAD
 from shipper.tail.identity import FileId
-from shipper.tail.input import RECORD_OVERHEAD
 from shipper.tail.options import DEFAULT_MEM_BUF_LIMIT, bounded_mem_buf_limit
 from shipper.tail.reader import LineRules, TailedFile, drain_partial
 

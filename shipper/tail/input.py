@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 
 from shipper import telemetry
-from shipper.chunk import Chunk, Encoded, Part, count_of, make_chunk
+from shipper.chunk import Chunk, Part
 from shipper.lines import HandlerFactory, SourceContext
 from shipper.tail import discovery, pacing
+from shipper.tail.batch import PassBatch
 from shipper.tail.checkpoints import Checkpoints
 from shipper.tail.handover import TailState, export_files, revive
 from shipper.tail.identity import (
@@ -32,7 +33,6 @@ from shipper.tail.identity import (
 )
 from shipper.tail.options import TailOptions
 from shipper.tail.reader import (
-    Acks,
     LineRules,
     RangeAck,
     TailedFile,
@@ -46,7 +46,6 @@ from shipper.tail.wake import WriteWake
 log = logging.getLogger(__name__)
 
 RELEASED_TTL = 60.0  # seconds a released file may go unseen before it is forgotten
-RECORD_OVERHEAD = 350  # approximate bytes of a record dict beyond its line, for Mem_Buf_Limit
 
 
 class TailInput:
@@ -75,9 +74,8 @@ class TailInput:
         )
         self.in_flight = 0
         self._waiting = False  # reading waits for acknowledgements (WINDOW, Mem_Buf_Limit)
-        self._pass_in = self._pass_out = 0  # bytes read, bytes of records made
         self._quiet = False  # the last pass found nothing new
-        self._out: dict[str, tuple[list[Part], list[RangeAck], list[int]]] = {}
+        self._batch = PassBatch(self._settled)  # this pass's records, one chunk per tag
         self._dirty: set[TailedFile] = set()
         self._wake = asyncio.Event()
         self._scan_requested = True
@@ -320,8 +318,7 @@ class TailInput:
         files = [f for f in self.files.values() if f.fd >= 0]
         if not files:
             return "idle"
-        lean = self._pass_in > 0 and self._pass_out < 3 * self._pass_in
-        self._pass_in = self._pass_out = 0
+        lean = self._batch.lean()
         per_file = pacing.per_file_read(room, lean, len(files), self.opts.buffer_chunk_size)
         if self._quiet and not any_changed(files):
             return "idle"  # nothing grew: no thread hop (idle CPU is mostly the hop)
@@ -329,9 +326,9 @@ class TailInput:
         now = time.time()
         mono = time.monotonic()
         state = "idle"
-        for f, data, size, nlink, err in results:
-            if err is not None:
-                telemetry.file_error(self.stats, f.path, err)
+        for f, (data, size, nlink, err) in zip(files, results, strict=True):
+            if err:
+                telemetry.file_error(self.stats, f.path, OSError(err, os.strerror(err)))
                 continue
             f.size = size
             if nlink == 0 and not f.deleted:
@@ -356,46 +353,38 @@ class TailInput:
         return state
 
     def _emit_records(self, f: TailedFile, records: Part, end: int, nbytes: int = 0) -> None:
-        """Queue a file's new records for this turn's chunk (one per tag, see _flush_out)."""
-        n = count_of(records)
-        self._pass_in += nbytes
-        if isinstance(records, Encoded):
-            self._pass_out += sum(map(len, records.json))
-        else:
-            self._pass_out += 4 * nbytes
-        if not n:
-            if end != f.commit_pos:
-                f.new_ack(end)(None)  # nothing to deliver, but the offset may move
-            return
-        cost = nbytes + RECORD_OVERHEAD * n
-        ack = f.new_ack(end, cost)
+        """Queue a file's new records for this turn's chunk (see batch.py)."""
+        cost, n = self._batch.add(f, records, end, nbytes)
         self.in_flight += cost
         self.stats.records += n
-        out = self._out.get(f.tag)
-        if out is None:
-            self._out[f.tag] = ([records], [ack], [cost])
-        else:
-            out[0].append(records)
-            out[1].append(ack)
-            out[2].append(cost)
 
     def _flush_out(self) -> None:
-        """Emit what this turn read: one chunk per tag, not one per file (with thousands of
-        files the per-chunk cost of routing and delivery dominated)."""
-        out, self._out = self._out, {}
-        for tag, (parts, acks, costs) in out.items():
-            self._emit(make_chunk(tag, parts, sum(costs), on_done=Acks(acks)))
+        self._batch.flush(self._emit)
+
+    def _settled(self, acks: list[RangeAck], nbytes: int) -> None:
+        """A pass's chunk is done (PassAck): its files' offsets moved."""
+        if self.db is not None:
+            self._dirty.update([a.file for a in acks])
+        self._released(nbytes)
 
     def _acknowledged(self, f: TailedFile, nbytes: int) -> None:
+        if self.db is not None:
+            self._dirty.add(f)
+        self._released(nbytes)
+
+    def _released(self, nbytes: int) -> None:
         self.in_flight -= nbytes
-        self._dirty.add(f)
         if self._waiting and self.in_flight < min(self.opts.mem_buf_limit, pacing.WINDOW):
             self._wake.set()
 
     # -- housekeeping -------------------------------------------------------------------
     def _housekeeping(self, mono: float) -> None:
         now = time.time()
+        # Nothing below happens to a file that grew within the shorter wait (the usual case)
+        grew_after = mono - min(self.opts.multiline_flush, self.opts.rotate_wait)
         for fid, f in list(self.files.items()):
+            if f.last_change > grew_after:
+                continue
             idle_for = mono - f.last_change
             if f.held and idle_for >= self.opts.multiline_flush:
                 records = f.flush_held(now)

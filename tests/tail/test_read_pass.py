@@ -1,0 +1,131 @@
+"""The read pass (reader.read_all): the C helper (shipper/tail/_fastread.c) and the Python loop
+return the same thing for the same files: growth, limits, truncation, deletion, a bad fd."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import shipper.tail.reader as reader_mod
+from shipper.lines import PlainHandler, SourceContext
+from shipper.tail.identity import FileId
+from shipper.tail.reader import TailedFile, read_all
+
+IMPLS = ["c", "python"]
+_BUILT = reader_mod._native
+
+
+@contextlib.contextmanager
+def implementation(impl: str) -> Iterator[None]:
+    if impl == "c" and _BUILT is None:
+        pytest.skip("shipper/tail/_fastread.c is not built here")
+    saved = reader_mod._native
+    reader_mod._native = _BUILT if impl == "c" else None
+    try:
+        yield
+    finally:
+        reader_mod._native = saved
+
+
+def test_the_c_read_pass_is_built_where_a_compiler_is() -> None:
+    import shutil
+
+    if shutil.which("cc") or shutil.which("gcc"):
+        assert reader_mod.native(), "pip install . builds shipper/tail/_fastread.c"
+
+
+def _open(path: Path, offset: int = 0) -> TailedFile:
+    fd = os.open(path, os.O_RDONLY)
+    ctx = SourceContext(path=str(path), real_path=str(path), path_key=None, offset_key=None)
+    return TailedFile(
+        fid=FileId.of(os.fstat(fd)),
+        fd=fd,
+        path=str(path),
+        real_path=str(path),
+        offset=offset,
+        fingerprint=b"",
+        handler=PlainHandler(ctx),
+        tag="t",
+        notify=lambda f, n: None,
+    )
+
+
+def _pass(files: list[TailedFile], limit: int) -> dict[str, list[tuple[bytes, int, int, int]]]:
+    out = {}
+    for impl in IMPLS:
+        with implementation(impl):
+            out[impl] = read_all(files, limit)
+    return out
+
+
+def test_both_read_the_same_bytes_sizes_and_links(tmp_path: Path) -> None:
+    big = tmp_path / "big.log"
+    big.write_bytes(bytes(range(256)) * 1000)  # every byte value, 256,000 bytes
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    small = tmp_path / "small.log"
+    small.write_bytes(b"one\ntwo\n")
+    files = [_open(big), _open(empty), _open(small), _open(big, offset=255_990)]
+    try:
+        for limit in (0, 1, 5, 4096, 1 << 20):
+            got = _pass(files, limit)
+            assert got["c"] == got["python"], limit
+            content = bytes(range(256)) * 1000
+            assert [row[0] for row in got["c"]] == [
+                content[:limit],
+                b"",
+                b"one\ntwo\n"[:limit],
+                content[255_990 : 255_990 + limit],
+            ]
+            assert [row[1:] for row in got["c"]] == [
+                (256_000, 1, 0),
+                (0, 1, 0),
+                (8, 1, 0),
+                (256_000, 1, 0),
+            ]
+    finally:
+        for f in files:
+            f.close()
+
+
+def test_both_see_truncation_deletion_and_a_bad_descriptor(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.log"
+    cut.write_bytes(b"x" * 100)
+    gone = tmp_path / "gone.log"
+    gone.write_bytes(b"last words\n")
+    files = [_open(cut, offset=100), _open(gone), _open(cut)]
+    cut.write_bytes(b"y" * 10)  # copytruncate: shorter than what was read
+    gone.unlink()  # still open: readable, no link left
+    os.close(files[2].fd)  # a descriptor that is no longer valid
+    try:
+        got = _pass(files, 4096)
+        assert got["c"] == got["python"]
+        assert got["c"] == [
+            (b"", 10, 1, 0),  # size below read_pos: the input's truncation check fires
+            (b"last words\n", 11, 0, 0),  # nlink 0: deleted, drained
+            (b"", 0, 1, errno.EBADF),  # reported as an error, nothing read
+        ]
+    finally:
+        files[0].close()
+        files[1].close()
+
+
+def test_both_read_on_from_where_the_last_pass_ended(tmp_path: Path) -> None:
+    log = tmp_path / "grow.log"
+    log.write_bytes(b"")
+    f = _open(log)
+    try:
+        with log.open("ab") as w:
+            for n in range(1, 6):
+                w.write(b"%d\n" % n)
+                w.flush()
+                got = _pass([f], 4096)
+                assert got["c"] == got["python"] == [(b"%d\n" % n, log.stat().st_size, 1, 0)]
+                f.read_pos += len(got["c"][0][0])
+    finally:
+        f.close()
