@@ -194,9 +194,10 @@ def plugin_help(kind: str, plugin: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     from shipper.limits import raise_fd_limit
-    from shipper.memory import tune_allocator
+    from shipper.memory import tune_allocator, tune_gc
 
     tune_allocator()
+    tune_gc()
     raise_fd_limit()
     if args and args[0] == "tail":
         from shipper.view import main as view_main

@@ -10,6 +10,7 @@ memory kept is bounded by Mem_Buf_Limit, so keeping it costs nothing we did not 
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 
 from shipper.libc import libc
@@ -19,6 +20,13 @@ log = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 KEEP_BYTES = 32 * 1024 * 1024
+# The cyclic GC's thresholds (CPython's: 700, 10, 10). The agent's objects are freed by
+# reference counting (records, chunks, acknowledgements make no cycles), yet every 700 net
+# container allocations ran a collection: ~30 per read pass with 2,000 files. Measured with
+# benchmarks/ (2,000 files x 10 lines/s, Ray parsing): 6.60% -> 6.07% of a core, as low as
+# with the collector off (5.97%). Cycles (an exception's frames, asyncio internals) are still
+# collected, after 20,000 allocations instead of 700.
+GC_THRESHOLDS = (20_000, 20, 20)
 
 
 def tune_allocator() -> bool:
@@ -37,3 +45,8 @@ def tune_allocator() -> bool:
     )
     log.debug("allocator thresholds raised: %s", ok)
     return ok
+
+
+def tune_gc() -> None:
+    """Collect cycles less often (see GC_THRESHOLDS)."""
+    gc.set_threshold(*GC_THRESHOLDS)
