@@ -88,6 +88,10 @@ _MS: dict[str, float] = {f"{i:03d}": float(i) for i in range(1000)}
 _CACHE_MAX = 4096  # distinct seconds remembered; a day of steady logging evicts a few times
 
 
+# `YYYY-mm-dd HH:MM:SS` -> epoch seconds, per time zone offset (None: local time).
+_EPOCHS: dict[float | None, dict[str, float]] = {}
+
+
 class LineParser:
     """Parses one line at a time; holds the timestamp cache (so: one per source or thread).
 
@@ -110,7 +114,9 @@ class LineParser:
     ) -> None:
         self._offset = None if tz_offset is None else tz_offset * 3600.0  # in seconds
         self._prefix = prefix_component
-        self._cache: dict[str, float] = {}
+        # Shared by every parser of the same zone: with thousands of files each writing now
+        # and then, a per-parser cache missed once a second per file (mktime each time).
+        self._cache = _EPOCHS.setdefault(self._offset, {})
         self._ints: dict[str, int] = {}
         self._reserved = _ALWAYS_RESERVED | reserved
 
