@@ -16,6 +16,7 @@
  *           the format's fields (pid, tid, source / source) and message.
  *   out: the records of the rows the regexes in fast.py take, in order; ends: each row's
  *   end offset in out (native long long, memoryview format "q"); bad: the rows not taken (nothing in out).
+ * free_rows(complete, pos, head, tail): user output's plain lines (see below).
  * The grammar is exactly fast.py's _CPP_HEAD / _PY_HEAD; tests/ray/test_fast.py checks the two
  * agree line for line.
  */
@@ -310,8 +311,106 @@ done:
     return result;
 }
 
+/* Is the line at p (up to e) special in user output: fast.py's _SPECIAL, a Ray header, a
+   worker marker line or the start of a traceback? */
+static int special(const unsigned char *p, const unsigned char *e) {
+    if (p >= e) return 0;
+    unsigned char c = *p;
+    if (c == '[' || c == '{' || c == ':' || is_digit(c)) return 1;
+    if ((c == 'I' || c == 'W' || c == 'E' || c == 'F') && e - p >= 2 && is_digit(p[1])) return 1;
+    return e - p >= 9 && memcmp(p, "Traceback", 9) == 0;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* The bytes JSON escapes: control characters, the quote, the backslash. */
+static const unsigned char ESCAPE[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
+/* free_rows(complete, pos, head, tail) -> (out, count, stop)
+ *   complete: lines joined by newlines, no CR, valid UTF-8 (escape.needs_per_line said so).
+ *   From the line that starts at `pos`, each line up to the first special one becomes
+ *   head + the line as a JSON string body + tail, escaped as orjson escapes (`"`, `\`, and
+ *   control characters: \b \t \f, else \u00xx); `stop` is where the special line starts, or
+ *   -1 when every line to the end was taken. fast.py's free_rows is the Python version.
+ */
+static PyObject *free_rows(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer text, head, tail;
+    Py_ssize_t pos;
+    if (!PyArg_ParseTuple(args, "y*ny*y*", &text, &pos, &head, &tail)) return NULL;
+    PyObject *result = NULL;
+    Buf out = {0};
+    if (pos < 0 || pos > text.len) {
+        PyErr_SetString(PyExc_ValueError, "free_rows: position out of the text");
+        goto done;
+    }
+    const unsigned char *p = (const unsigned char *)text.buf + pos;
+    const unsigned char *end = (const unsigned char *)text.buf + text.len;
+    Py_ssize_t count = 0, stop = -1;
+    /* Room for the usual case at once (few escapes, lines of ~100 bytes): growing by doubling
+       from nothing cost more than the escaping. */
+    if (reserve(&out, 2 * (end - p) + 16 * (head.len + tail.len)) < 0) goto done;
+    for (;;) {
+        const unsigned char *e = memchr(p, '\n', (size_t)(end - p));
+        if (e == NULL) e = end;
+        if (special(p, e)) {
+            stop = (Py_ssize_t)(p - (const unsigned char *)text.buf);
+            break;
+        }
+        /* at most 6 bytes per input byte (\u00xx) */
+        if (reserve(&out, head.len + 6 * (e - p) + tail.len) < 0) goto done;
+        put(&out, head.buf, head.len);
+        char *w = out.buf + out.len;
+        const unsigned char *q = p;
+        while (q < e) {
+            const unsigned char *r = q;
+            while (r < e && !ESCAPE[*r]) r++;
+            memcpy(w, q, (size_t)(r - q));
+            w += r - q;
+            if (r == e) break;
+            unsigned char c = *r;
+            *w++ = '\\';
+            if (c == '"' || c == '\\') {
+                *w++ = (char)c;
+            } else if (c == '\b') {
+                *w++ = 'b';
+            } else if (c == '\t') {
+                *w++ = 't';
+            } else if (c == '\f') {
+                *w++ = 'f';
+            } else {
+                memcpy(w, "u00", 3);
+                w[3] = HEX[c >> 4];
+                w[4] = HEX[c & 15];
+                w += 5;
+            }
+            q = r + 1;
+        }
+        out.len = w - out.buf;
+        put(&out, tail.buf, tail.len);
+        count++;
+        if (e == end) break;
+        p = e + 1;
+    }
+    PyObject *o = PyBytes_FromStringAndSize(out.buf ? out.buf : "", out.len);
+    if (o != NULL) {
+        result = Py_BuildValue("(Nnn)", o, count, stop);
+    }
+done:
+    PyMem_Free(out.buf);
+    PyBuffer_Release(&text);
+    PyBuffer_Release(&head);
+    PyBuffer_Release(&tail);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS, "A chunk's Ray header lines as JSON records (see fast.py)."},
+    {"free_rows", free_rows, METH_VARARGS,
+     "A run of plain lines of user output as JSON records (see fast.py)."},
     {NULL, NULL, 0, NULL},
 };
 

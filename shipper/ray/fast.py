@@ -37,9 +37,9 @@ from typing import Any
 
 import orjson
 
-from shipper.escape import escape_chunk
+from shipper.escape import escape_chunk, join_records
 
-__all__ = ["FastRay", "Plan", "encode_items", "native", "next_special"]
+__all__ = ["FastRay", "Plan", "encode_items", "free_rows", "native", "next_special"]
 
 _native: Any = None
 if not os.environ.get("SHIPPER_NO_EXTENSIONS"):
@@ -126,6 +126,9 @@ class _Seconds(dict[bytes, bytes | None]):
         return text
 
 
+_SECONDS: dict[float | None, _Seconds] = {}  # per time zone offset (None: local time)
+
+
 @dataclass(slots=True)
 class Plan:
     """A chunk cut into runs: `fast` ranges of rows encoded here, the rest per line."""
@@ -153,12 +156,18 @@ class FastRay:
         frame_tail: bytes,
         rest: Callable[[frozenset[str]], bytes],
         epoch: Callable[[str], float | None],
+        zone: float | None,
         joins: bool,
     ) -> None:
         """`frame_tail`: the frame's keys after date and log, encoded (`,"k":v...`); `rest`:
         for the keys a line sets, what the record has after the message, encoded; `joins`:
-        a line without a header continues the record before it (the `ray` parser)."""
-        self._seconds = _Seconds(epoch)
+        a line without a header continues the record before it (the `ray` parser); `zone`:
+        the lines' time zone offset that `epoch` applies (None: local time)."""
+        # One cache per zone for all sources (each would miss once a second otherwise).
+        seconds = _SECONDS.get(zone)
+        if seconds is None:
+            seconds = _SECONDS[zone] = _Seconds(epoch)
+        self._seconds = seconds
         self._joins = joins
         self._consts: dict[int, tuple[bytes, ...]] = {}
         for fmt in (CPP, PY):
@@ -295,6 +304,27 @@ def next_special(complete: bytes, pos: int) -> int:
         return pos
     m = _SPECIAL_LATER.search(complete, pos)
     return -1 if m is None else m.start() + 1
+
+
+def free_rows(
+    complete: bytes, pos: int, head: bytes, tail: bytes
+) -> tuple[list[bytes] | None, int, int]:
+    """User output's plain lines from the line that starts at `pos` up to the first special
+    one (see next_special), each as `head` + the line as a JSON string body + `tail`:
+    (pieces, count, where the special line starts or -1). `complete` holds no CR and is
+    valid UTF-8 (escape.needs_per_line). Pieces None: escaping refused (a DEL next to
+    control characters): those lines go per line. The C helper never refuses."""
+    if _native is not None:
+        out, n, nxt = _native.free_rows(complete, pos, head, tail)
+        return ([out] if n else []), n, nxt
+    nxt = next_special(complete, pos)
+    if nxt == pos:
+        return [], 0, pos
+    escaped = escape_chunk(complete[pos : len(complete) if nxt < 0 else nxt - 1])
+    if escaped is None:
+        return None, 0, nxt
+    run, n = join_records(*escaped, head, tail)
+    return run, n, nxt
 
 
 def encode_items(items: list[tuple[str, object]]) -> bytes:

@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 
 from shipper.chunk import Encoded, Record
-from shipper.escape import escape_chunk, join_records, needs_per_line
+from shipper.escape import needs_per_line
 from shipper.lines import LineHandler, PlainHandler, SourceContext
-from shipper.ray.fast import FastRay, encode_items, next_special
+from shipper.ray.fast import FastRay, encode_items, free_rows
 from shipper.ray.lines import LineParser
 from shipper.ray.markers import apply_marker, is_marker
 from shipper.ray.multiline import Group, Joiner, RayJoiner, make_joiner
@@ -107,7 +107,7 @@ class RayHandler:
         # pid).
         self._name_fill = tuple((k, v) for k, v in self._name_all.items() if k in _LINE_KEYS)
         self._markers: dict[str, str] = {}
-        self._free_tail: bytes | None = None  # see _free_run
+        self._free_tail: bytes | None = None  # see _free_frame
         # End offsets of the lines fed but not yet emitted (only with the offset key).
         self._offsets: deque[int | None] = deque()
         self.held_lines = 0
@@ -194,43 +194,41 @@ class RayHandler:
         return Encoded(parts, count)
 
     def _encode_free(self, complete: bytes, now: float) -> Encoded | None:
-        """Runs of plain lines through the fast path, each special line (and a traceback
-        until it ends) through `feed`, in order."""
+        """Runs of plain lines through the fast path (fast.free_rows), each special line (and
+        a traceback until it ends) through `feed`, in order."""
         if needs_per_line(complete):
             return None  # the reader's per-line path strips CRs and replaces bad bytes
         joiner = self._joiner
         parts: list[bytes] = []
         count = 0
         pos, end = 0, len(complete)
+        head = b'{"date":' + orjson.dumps(now) + b',"log":"'
         while pos <= end:
-            nxt = pos if joiner is not None and joiner.held else next_special(complete, pos)
-            if nxt != pos:
-                stop = end if nxt < 0 else nxt - 1  # the newline before the special line
-                count += self._free_run(complete[pos:stop], now, parts)
-                pos = stop + 1
-                continue
+            if joiner is None or not joiner.held:  # plain lines are records of their own
+                run, n, nxt = free_rows(complete, pos, head, self._free_frame())
+                if run is None:  # a DEL with control characters: line by line
+                    stop = end if nxt < 0 else nxt - 1  # the newline before the special line
+                    count += self._feed_raw(complete[pos:stop].split(b"\n"), now, parts)
+                else:
+                    parts += run
+                    count += n
+                if nxt < 0:
+                    break
+                pos = nxt
             nl = complete.find(b"\n", pos)
             stop = end if nl < 0 else nl
             count += self._feed_raw([complete[pos:stop]], now, parts)
             pos = stop + 1
         return Encoded(parts, count)
 
-    def _free_run(self, lines: bytes, now: float, parts: list[bytes]) -> int:
-        """Plain lines (joined by newlines, no CR, valid UTF-8) with nothing held: each its
-        own record."""
-        escaped = escape_chunk(lines)
-        if escaped is None:  # a DEL with control characters: line by line
-            return self._feed_raw(lines.split(b"\n"), now, parts)
-        # Every record is this one but for its date and log text: `_free` builds the rest
-        # once, again only when a marker line changes it.
+    def _free_frame(self) -> bytes:
+        """What follows the log text in every plain record (from its closing quote on):
+        `_free` builds it once, again only when a marker line changes it."""
         tail = self._free_tail
         if tail is None:
             tail = orjson.dumps(self._free("", 0.0)).partition(b',"log":""')[2]
             self._free_tail = tail = b'"' + tail + b"\n"
-        head = b'{"date":' + orjson.dumps(now) + b',"log":"'
-        run, n = join_records(*escaped, head, tail)
-        parts += run
-        return n
+        return tail
 
     def _feed_raw(self, raw: list[bytes], now: float, parts: list[bytes]) -> int:
         """Lines of a chunk that needs no per-line cleaning (see needs_per_line) to `feed`."""
@@ -262,6 +260,7 @@ class RayHandler:
             frame_tail=encode_items(list(frame.items())[2:]),
             rest=rest,
             epoch=self._parser.epoch,
+            zone=tz_offset,
             joins=self._joiner is not None,
         )
 

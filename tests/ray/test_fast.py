@@ -350,3 +350,45 @@ def test_the_c_helper_takes_exactly_the_lines_the_regexes_take(lines: list[str])
     assert plans["c"] == plans["python"]
     if any(line[:1] == "[" or line[:1].isdigit() for line in lines[1:]):
         assert plans["c"] is not None  # no DEL, CR or bad byte here: the chunk was planned
+
+
+FREE_TEXT = st.lists(
+    st.one_of(
+        st.characters(max_codepoint=0x20),  # every control character (CR left out below)
+        st.sampled_from([*'"\\/\x7f aZ09[{:IWEFé€😀', "Traceback", "I0", "W9", "\U0010ffff"]),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    lines=st.lists(FREE_TEXT, min_size=1, max_size=12),
+    start=st.integers(0, 11),
+)
+def test_the_c_helper_writes_user_output_as_the_python_path_does(
+    lines: list[str], start: int
+) -> None:
+    """free_rows: the same records (JSON as orjson escapes it) and the same special line."""
+    if _BUILT is None:
+        pytest.skip("shipper/ray/_fastray.c is not built here")
+    lines = [ln.replace("\r", "") for ln in lines]
+    text = "\n".join(lines).encode()
+    pos = len("\n".join(lines[:start]).encode()) + 1 if 0 < start < len(lines) else 0
+    head, tail = b'{"date":1.5,"log":"', b'","k":1}\n'
+    got = {}
+    for impl in IMPLS:
+        with implementation(impl):
+            run, n, nxt = fast_mod.free_rows(text, pos, head, tail)
+            got[impl] = (None if run is None else b"".join(run), n, nxt)
+    c_out, c_n, c_nxt = got["c"]
+    assert c_out is not None
+    assert c_nxt == got["python"][2]
+    if got["python"][0] is not None:  # Python escapes a DEL next to control characters: no
+        assert got["c"] == got["python"]
+    # Each record is what orjson makes of the line alone.
+    stop = len(text) if c_nxt < 0 else c_nxt - 1
+    taken = text[pos:stop].split(b"\n") if c_n else []
+    assert len(taken) == c_n
+    want = b"".join(b'{"date":1.5,"log":' + orjson.dumps(t.decode()) + b',"k":1}\n' for t in taken)
+    assert c_out == want
