@@ -39,6 +39,7 @@ from shipper.tail.reader import (
     any_changed,
     bytes_behind,
     drain_partial,
+    open_file,
     read_all,
 )
 from shipper.tail.wake import WriteWake
@@ -247,7 +248,7 @@ class TailInput:
 
     def _open(self, path: str, fid: FileId, *, initial: bool, open_path: str) -> None:
         try:
-            fd = os.open(open_path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = open_file(open_path)
         except OSError as exc:
             if path not in self._failed_paths:
                 self._failed_paths.add(path)

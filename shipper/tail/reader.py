@@ -39,6 +39,23 @@ def native() -> bool:
     return _native is not None
 
 
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+def open_file(path: str) -> int:
+    """Open a file to follow, without access-time updates where allowed: reading a file
+    that is being written otherwise dirties its inode on every read (relatime updates atime
+    whenever it is older than mtime), a journal write per file and pass. O_NOATIME needs the
+    file's owner or CAP_FOWNER; without either the file is opened as usual."""
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    if _NOATIME:
+        try:
+            return os.open(path, flags | _NOATIME)
+        except PermissionError:
+            pass
+    return os.open(path, flags)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LineRules:
     max_line: int  # Buffer_Max_Size

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +131,53 @@ def test_both_read_on_from_where_the_last_pass_ended(tmp_path: Path) -> None:
                 f.read_pos += len(got["c"][0][0])
     finally:
         f.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "O_NOATIME"), reason="O_NOATIME is Linux's")
+def test_files_are_opened_without_atime_updates_where_allowed(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    import fcntl
+
+    log = tmp_path / "mine.log"
+    log.write_bytes(b"x\n")
+    fd = reader_mod.open_file(str(log))
+    try:
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NOATIME  # our own file: allowed
+    finally:
+        os.close(fd)
+    if os.geteuid() != 0:
+        return
+    # Not the owner and no CAP_FOWNER (root's file, read by `nobody`): O_NOATIME is refused
+    # with EPERM, and the file is opened as usual. A forked child drops to `nobody` (the
+    # interpreter may live where `nobody` cannot exec it).
+    # (pytest's tmp_path lies under a directory only root may enter: a world-readable one.)
+    shared = Path(tempfile.mkdtemp(prefix="shipper-noatime-", dir="/tmp"))
+    shared.chmod(0o755)
+    log = shared / "root.log"
+    log.write_bytes(b"x\n")
+    log.chmod(0o644)
+    request.addfinalizer(lambda: shutil.rmtree(shared, ignore_errors=True))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            child_fd = reader_mod.open_file(str(log))
+            noatime = fcntl.fcntl(child_fd, fcntl.F_GETFL) & os.O_NOATIME
+            os.write(w, os.read(child_fd, 10) + (b"noatime" if noatime else b"plain"))
+            code = 0
+        except BaseException as exc:
+            os.write(w, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        said = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, said
+    assert said == b"x\nplain"
