@@ -15,7 +15,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,7 @@ SESSION_LINK = "session_latest"
 _GLOB_CHARS = set("*?[")
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
+class Found(NamedTuple):  # a tuple: one per file and scan
     path: str  # as matched (the Path_Key value)
     st: os.stat_result  # of the target (symlinks followed)
     open_path: str  # where to open it: `path`, or the newest session's own path when
@@ -99,17 +98,47 @@ def expand(patterns: Iterable[str], excludes: Iterable[str]) -> dict[str, Found]
                 parts = p.split(os.sep)
                 link = os.sep.join(parts[: parts.index(SESSION_LINK) + 1])
                 target = resolved[: len(resolved) - len(p) + len(link)]
-            for real in sorted(glob.glob(resolved)):
+            for real, st in _matches(resolved):
                 path = link + real[len(target) :] if link else real  # ... named by the link
                 if path in found or any(fnmatch.fnmatch(path, e) for e in excl):
                     continue
-                try:
-                    st = os.stat(real)
-                except OSError:
-                    continue  # vanished, or a dangling link: nothing to read
+                if st is None:
+                    try:
+                        st = os.stat(real)
+                    except OSError:
+                        continue  # vanished, or a dangling link: nothing to read
                 if stat.S_ISREG(st.st_mode):
                     found[path] = Found(path, st, real)
     return found
+
+
+def _matches(pattern: str) -> list[tuple[str, os.stat_result | None]]:
+    """What glob.glob(pattern) returns, sorted, each with its stat (symlinks followed) where
+    it came cheap. A wildcard in the file name only (`.../logs/*`, the usual pattern): one
+    listing of the directory and a stat per match relative to it, one path component for
+    the kernel to resolve instead of the whole path, and no glob machinery per name."""
+    parent, name = os.path.split(pattern)
+    if not _has_glob(name) or _has_glob(parent):
+        return [(p, None) for p in sorted(glob.glob(pattern))]
+    try:
+        fd = os.open(parent or os.curdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        with os.scandir(fd) as entries:
+            names = fnmatch.filter([e.name for e in entries], name)
+        if name[0] != ".":  # as glob: hidden files only for a pattern that starts with a dot
+            names = [n for n in names if n[0] != "."]
+        out: list[tuple[str, os.stat_result | None]] = []
+        for n in sorted(names):
+            try:
+                st = os.stat(n, dir_fd=fd)
+            except OSError:
+                continue  # vanished, or a dangling link
+            out.append((os.path.join(parent, n), st))
+        return out
+    finally:
+        os.close(fd)
 
 
 def _expand_one(pattern: str) -> list[str]:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 FINGERPRINT_BYTES = 256
 
 
-@dataclass(frozen=True, slots=True)
-class FileId:
+class FileId(NamedTuple):
+    """(device, inode): a tuple, since every scan makes one per file and every dict of files
+    hashes them (a dataclass's hash and init cost a Python call each)."""
+
     dev: int
     ino: int
 
