@@ -5,7 +5,7 @@
  * header regex alone cost ~1 us a line in sre; here matching and writing a record is one pass
  * over its bytes.
  *
- * rows(body, pos, end, cpp, seconds, consts) -> (out, ends, bad)
+ * rows(body, pos, end, cpp, seconds, consts, tail=False) -> (out, ends, bad, tail_sec)
  *   body: a chunk escaped by shipper/escape.py, lines ending in DEL (0x7f); [pos, end) holds
  *         whole lines, each with its DEL.
  *   cpp: the C++ header (`[ts,ms L pid tid] (comp) file.cc:12: msg`), else Python logging's
@@ -16,6 +16,8 @@
  *           the format's fields (pid, tid, source / source) and message.
  *   out: the records of the rows the regexes in fast.py take, in order; ends: each row's
  *   end offset in out (native long long, memoryview format "q"); bad: the rows not taken (nothing in out).
+ *   tail: also look at the chunk's last line, [end, the closing quote): tail_sec is its
+ *   second's value in `seconds` when it starts with a header (fast.py's `head`), else None.
  * free_rows(complete, pos, head, tail): user output's plain lines (see below).
  * The grammar is exactly fast.py's _CPP_HEAD / _PY_HEAD; tests/ray/test_fast.py checks the two
  * agree line for line.
@@ -109,7 +111,7 @@ static const unsigned char *dashes(const unsigned char *p, const unsigned char *
     if (e - p < 3 || memcmp(p, " --", 3) != 0) return NULL;
     p += 3;
     if (p < e && *p == ' ') return p + 1;
-    return p == e ? p : NULL; /* e is the line's DEL */
+    return p == e && *e == DEL ? p : NULL; /* a line's end; a chunk's last line has none */
 }
 
 /* Python: `TS\\t(LEVEL) COMP? ([^\s\\\x7f]+:\d+|\(unknown file\):\d+) --(?: |(?=\x7f))` */
@@ -208,10 +210,11 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_ssize_t pos, end;
     int cpp;
     PyObject *seconds, *consts;
-    if (!PyArg_ParseTuple(args, "y*nnpOO!", &body, &pos, &end, &cpp, &seconds, &PyTuple_Type,
-                          &consts))
+    int tail = 0;
+    if (!PyArg_ParseTuple(args, "y*nnpOO!|p", &body, &pos, &end, &cpp, &seconds, &PyTuple_Type,
+                          &consts, &tail))
         return NULL;
-    PyObject *result = NULL, *bad = NULL, *last_sec = NULL;
+    PyObject *result = NULL, *bad = NULL, *last_sec = NULL, *tail_sec = NULL;
     Buf out = {0}, ends = {0};
     int nfields = cpp ? 3 : 1;
     Py_ssize_t nconsts = nfields + 6;
@@ -231,7 +234,7 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *args) {
         cl[i] = PyBytes_GET_SIZE(c);
         fixed += cl[i];
     }
-    if (pos < 0 || end > body.len || pos > end) {
+    if (pos < 0 || end > body.len - (tail ? 1 : 0) || pos > end) {
         PyErr_SetString(PyExc_ValueError, "rows: range out of the body");
         goto done;
     }
@@ -297,15 +300,32 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *args) {
         row++;
         p = e + 1;
     }
+    /* The chunk's last line, [end, the closing quote): does it start with a header, and
+       what is its second (fast.py's `head` regex and seconds lookup)? */
+    tail_sec = Py_None;
+    Py_INCREF(tail_sec);
+    if (tail) {
+        Row r;
+        const unsigned char *e = base + body.len - 1;
+        if (cpp ? cpp_row(stop, e, &r) : py_row(stop, e, &r)) {
+            PyObject *key = PyBytes_FromStringAndSize((const char *)r.at[0], 19);
+            if (key == NULL) goto done;
+            PyObject *val = PyObject_GetItem(seconds, key);
+            Py_DECREF(key);
+            if (val == NULL) goto done;
+            Py_SETREF(tail_sec, val);
+        }
+    }
     PyObject *o = PyBytes_FromStringAndSize(out.buf, out.len);
     PyObject *n = o == NULL ? NULL : PyBytes_FromStringAndSize(ends.buf, ends.len);
-    if (n != NULL) result = PyTuple_Pack(3, o, n, bad);
+    if (n != NULL) result = PyTuple_Pack(4, o, n, bad, tail_sec);
     Py_XDECREF(o);
     Py_XDECREF(n);
 done:
     PyMem_Free(out.buf);
     PyMem_Free(ends.buf);
     Py_XDECREF(last_sec);
+    Py_XDECREF(tail_sec);
     Py_XDECREF(bad);
     PyBuffer_Release(&body);
     return result;

@@ -167,6 +167,10 @@ class RayHandler:
         plan = fast.plan(complete) if fast is not None else None
         if fast is None or plan is None:
             return None
+        if plan.whole and (self._joiner is None or not self._joiner.held):
+            # The usual chunk (see below), without the loop.
+            self.unread = len(complete) - complete.rfind(b"\n") - 1
+            return Encoded([plan.out], plan.lines - 1)
         parts: list[bytes] = []
         count = 0
         split: list[bytes] | None = None

@@ -322,15 +322,19 @@ NEAR_PY = st.builds(
 
 @settings(max_examples=500, deadline=None)
 @given(
-    lines=st.lists(st.one_of(NEAR_CPP, NEAR_PY, CPP_LINE, PY_LINE, OTHER), min_size=2, max_size=25)
+    lines=st.lists(st.one_of(NEAR_CPP, NEAR_PY, CPP_LINE, PY_LINE, OTHER), min_size=1, max_size=25),
+    multiline=st.sampled_from([(), ("ray",)]),
 )
-def test_the_c_helper_takes_exactly_the_lines_the_regexes_take(lines: list[str]) -> None:
-    """Row for row: the same rows left to the per-line path, the same bytes for the rest."""
+def test_the_c_helper_takes_exactly_the_lines_the_regexes_take(
+    lines: list[str], multiline: tuple[str, ...]
+) -> None:
+    """Row for row: the same rows left to the per-line path, the same bytes for the rest,
+    and (with the `ray` joiner) the same verdict on the last line's header (defer)."""
     if _BUILT is None:
         pytest.skip("shipper/ray/_fastray.c is not built here")
     data = "\n".join(lines).encode("utf-8", "surrogateescape")
     handler = make_ray_handler(
-        ctx_for("logs/raylet.out"), ray_metadata=True, multiline=(), tz_offset=None
+        ctx_for("logs/raylet.out"), ray_metadata=True, multiline=multiline, tz_offset=None
     )
     assert isinstance(handler, RayHandler) and handler._fast is not None
     fast = handler._fast
@@ -343,6 +347,7 @@ def test_the_c_helper_takes_exactly_the_lines_the_regexes_take(lines: list[str])
                 if plan is None
                 else (
                     plan.lines,
+                    plan.defer,
                     plan.runs,
                     [fast.encode_rows(plan, a, b) for f, a, b in plan.runs if f],
                 )
