@@ -14,7 +14,7 @@ import glob
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
 log = logging.getLogger(__name__)
@@ -25,9 +25,14 @@ _GLOB_CHARS = set("*?[")
 
 class Found(NamedTuple):  # a tuple: one per file and scan
     path: str  # as matched (the Path_Key value)
-    st: os.stat_result  # of the target (symlinks followed)
+    st: os.stat_result  # of the target (symlinks followed); see `pinned` in expand
     open_path: str  # where to open it: `path`, or the newest session's own path when
     # `session_latest` is dangling (Path_Key keeps naming session_latest)
+    dino: int = 0  # the directory entry's inode number (0: not listed by _matches)
+
+
+# open_path -> (dino, st) of files held open: see expand
+Pinned = Mapping[str, tuple[int, os.stat_result]]
 
 
 def _has_glob(part: str) -> bool:
@@ -84,8 +89,16 @@ def resolve_session_link(pattern: str) -> str:
     return os.sep.join([newest, *parts[i + 1 :]])
 
 
-def expand(patterns: Iterable[str], excludes: Iterable[str]) -> dict[str, Found]:
-    """Regular files matching any pattern and no exclude, by matched path."""
+def expand(
+    patterns: Iterable[str], excludes: Iterable[str], pinned: Pinned | None = None
+) -> dict[str, Found]:
+    """Regular files matching any pattern and no exclude, by matched path.
+
+    `pinned`: files the caller holds open, with the directory entry inode and stat of the
+    last scan. An entry listed with the same inode number is the same file (an open file's
+    inode cannot be reused), so its old stat stands for it: with thousands of followed files
+    a scan then stats only what is new. Its size and times are old: the caller may use them
+    only for files it still holds open."""
     excl = tuple(excludes)
     found: dict[str, Found] = {}
     for pattern in patterns:
@@ -98,9 +111,9 @@ def expand(patterns: Iterable[str], excludes: Iterable[str]) -> dict[str, Found]
                 parts = p.split(os.sep)
                 link = os.sep.join(parts[: parts.index(SESSION_LINK) + 1])
                 target = resolved[: len(resolved) - len(p) + len(link)]
-            for real, st in _matches(resolved):
+            for real, st, dino in _matches(resolved, pinned or {}):
                 path = link + real[len(target) :] if link else real  # ... named by the link
-                if path in found or any(fnmatch.fnmatch(path, e) for e in excl):
+                if path in found or (excl and any(fnmatch.fnmatch(path, e) for e in excl)):
                     continue
                 if st is None:
                     try:
@@ -108,34 +121,43 @@ def expand(patterns: Iterable[str], excludes: Iterable[str]) -> dict[str, Found]
                     except OSError:
                         continue  # vanished, or a dangling link: nothing to read
                 if stat.S_ISREG(st.st_mode):
-                    found[path] = Found(path, st, real)
+                    found[path] = Found(path, st, real, dino)
     return found
 
 
-def _matches(pattern: str) -> list[tuple[str, os.stat_result | None]]:
+def _matches(pattern: str, pinned: Pinned) -> list[tuple[str, os.stat_result | None, int]]:
     """What glob.glob(pattern) returns, sorted, each with its stat (symlinks followed) where
-    it came cheap. A wildcard in the file name only (`.../logs/*`, the usual pattern): one
-    listing of the directory and a stat per match relative to it, one path component for
-    the kernel to resolve instead of the whole path, and no glob machinery per name."""
+    it came cheap, and its directory entry's inode number (0 where not listed here). A
+    wildcard in the file name only (`.../logs/*`, the usual pattern): one listing of the
+    directory and a stat per new match relative to it (one path component for the kernel to
+    resolve), no glob machinery per name, and none for a pinned file (see expand)."""
     parent, name = os.path.split(pattern)
     if not _has_glob(name) or _has_glob(parent):
-        return [(p, None) for p in sorted(glob.glob(pattern))]
+        return [(p, None, 0) for p in sorted(glob.glob(pattern))]
     try:
         fd = os.open(parent or os.curdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return []
     try:
         with os.scandir(fd) as entries:
-            names = fnmatch.filter([e.name for e in entries], name)
+            inodes = {e.name: e.inode() for e in entries}
+        names = fnmatch.filter(inodes, name)
         if name[0] != ".":  # as glob: hidden files only for a pattern that starts with a dot
             names = [n for n in names if n[0] != "."]
-        out: list[tuple[str, os.stat_result | None]] = []
+        out: list[tuple[str, os.stat_result | None, int]] = []
+        prefix = os.path.join(parent, "")  # os.path.join(parent, n), once
         for n in sorted(names):
+            full = prefix + n
+            dino = inodes[n]
+            held = pinned.get(full)
+            if held is not None and held[0] == dino:
+                out.append((full, held[1], dino))
+                continue
             try:
                 st = os.stat(n, dir_fd=fd)
             except OSError:
                 continue  # vanished, or a dangling link
-            out.append((os.path.join(parent, n), st))
+            out.append((full, st, dino))
         return out
     finally:
         os.close(fd)

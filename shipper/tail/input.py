@@ -82,6 +82,7 @@ class TailInput:
         self._scan_requested = True
         self._stopping = False
         self._failed_paths: set[str] = set()
+        self._pins: dict[FileId, tuple[str, int, os.stat_result]] = {}  # see _scan
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher = discovery.Watcher(self._kick_threadsafe)
         self._idle_wake = WriteWake(self._wake.set)
@@ -199,8 +200,17 @@ class TailInput:
         self._wake.set()
 
     async def _scan(self, *, initial: bool) -> None:
-        found, dirs = await asyncio.to_thread(self._expand)
+        # Open files listed under the same entry need no stat (discovery.expand), unless
+        # Ignore_Older needs their mtime.
+        pins = self._pins
+        pinned = (
+            {h[0]: (h[1], h[2]) for fid, h in pins.items() if fid in self.files}
+            if not self.opts.ignore_older
+            else None
+        )
+        found, dirs = await asyncio.to_thread(self._expand, pinned)
         self._watcher.update(dirs)
+        self._pins = pins = {}
         seen: set[FileId] = set()
         mono = time.monotonic()
         cutoff = time.time() - self.opts.ignore_older if self.opts.ignore_older else None
@@ -224,8 +234,10 @@ class TailInput:
                     f.cur_path = path
                     f.last_change = mono  # Rotate_Wait counts from the rotation
                 f.matched = True
-                continue
-            self._open(path, fid, initial=initial, open_path=item.open_path)
+            else:
+                self._open(path, fid, initial=initial, open_path=item.open_path)
+            if item.dino and fid in self.files:
+                pins[fid] = (item.open_path, item.dino, item.st)
         for fid, f in self.files.items():
             if fid not in seen:
                 if f.matched:  # just left the glob (session_latest re-pointed): Rotate_Wait
@@ -240,9 +252,11 @@ class TailInput:
                 if self.db is not None:
                     self.db.forget(fid)
 
-    def _expand(self) -> tuple[dict[str, discovery.Found], set[str]]:
+    def _expand(
+        self, pinned: discovery.Pinned | None
+    ) -> tuple[dict[str, discovery.Found], set[str]]:
         return (
-            discovery.expand(self.opts.path, self.opts.exclude_path),
+            discovery.expand(self.opts.path, self.opts.exclude_path, pinned),
             discovery.watch_dirs(self.opts.path) if self.opts.inotify_watcher else set(),
         )
 

@@ -49,3 +49,24 @@ def test_expand_off_the_fast_path_and_relative(logs: Path, monkeypatch: pytest.M
     monkeypatch.chdir(logs)
     assert discovery.expand(["*.log"], []).keys() == _reference("*.log").keys()
     assert discovery.expand([str(logs / "missing" / "*")], []) == {}
+
+
+def test_a_pinned_file_under_the_same_entry_is_not_stat_again(logs: Path) -> None:
+    """`pinned` (files the caller holds open): listed under the same directory entry, the old
+    stat stands for the file; an entry replaced by another file is stat again."""
+    pattern = str(logs / "*.log")
+    first = discovery.expand([pattern], [])
+    a = str(logs / "a.log")
+    pinned = {p: (f.dino, f.st) for p, f in first.items() if p in (a, str(logs / "é.log"))}
+    assert all(dino > 0 for dino, _ in pinned.values())
+    with open(a, "ab") as w:
+        w.write(b" grew")  # the pinned stat is older than this
+    (logs / "é.log").unlink()
+    os.rename(logs / "b.txt", logs / "é.log")  # another file under a pinned name
+    again = discovery.expand([pattern], [], pinned)
+    assert again[a].st is first[a].st  # not stat again: its old size
+    assert again[a].st.st_size == len("a.log") != os.stat(a).st_size
+    moved = again[str(logs / "é.log")]
+    assert FileId.of(moved.st) == FileId.of(os.stat(logs / "é.log"))  # the new file's identity
+    assert FileId.of(moved.st) != FileId.of(first[str(logs / "é.log")].st)
+    assert again.keys() == _reference(pattern).keys()
