@@ -18,7 +18,7 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shipper.chunk import Chunk, Encoded, Record
@@ -63,10 +63,10 @@ class LineRules:
     skip_empty: bool
     want_offsets: bool  # Offset_Key set
 
-    @property
-    def fast(self) -> bool:
-        """May a chunk skip the per-line split (handler.encode)?"""
-        return not (self.want_offsets or self.skip_empty)
+    fast: bool = field(init=False)  # may a chunk skip the per-line split (handler.encode)?
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fast", not (self.want_offsets or self.skip_empty))
 
 
 class RangeAck:
@@ -172,18 +172,20 @@ class TailedFile:
         self.line_pos = base + cut + 1
         long_idx: list[int] = []
         ends: list[int] | None = None
+        max_line = rules.max_line
         if (
             cut >= 0
             and rules.fast
-            and len(self.partial) <= rules.max_line
-            and not longest_line_over(complete, rules.max_line)
+            and len(self.partial) <= max_line
+            and (len(complete) <= max_line or not longest_line_over(complete, max_line))
         ):
-            enc = self.handler.encode(complete, now)
+            handler = self.handler
+            enc = handler.encode(complete, now)
             if enc is not None:
-                unread = self.handler.unread
+                unread = handler.unread
                 if unread:  # the last line waits for what follows it; nothing else is held
                     self.deferred = unread + 1
-                    self.partial = complete[-unread:] + b"\n" + self.partial
+                    self.partial = buf[cut - unread :]  # that line, its newline, the rest
                     self.line_pos -= unread + 1
                     return enc, self.line_pos
                 return enc, self._commit_after(None, None, complete)
