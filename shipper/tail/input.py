@@ -129,9 +129,12 @@ class TailInput:
                 and self.opts.inotify_watcher
             ):
                 self._idle_wake.arm({os.path.dirname(f.real_path) for f in self.files.values()})
+            wait = tick
+            if self._idle_wake.armed and busy == "idle" and not self._any_held():
+                wait = max(tick, min(pacing.ARMED_IDLE_TICK, next_refresh - time.monotonic()))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), tick)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     def stop(self) -> None:
         """Stop reading (SIGTERM): what is in flight is still acknowledged and stored."""
@@ -158,6 +161,9 @@ class TailInput:
             f.close()
         if self.db is not None:
             self.db.close()
+
+    def _any_held(self) -> bool:
+        return any(f.held for f in self.files.values())
 
     def _at_eof(self) -> bool:
         return all(f.read_pos >= f.size for f in self.files.values())

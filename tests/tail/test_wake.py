@@ -119,3 +119,29 @@ async def test_growing_files_do_not_arm_the_wake_up(
         await _until(lambda: sum(c.count for c in got) == writes, "every line")
     # ~5 passes with data at a 0.3 s tick; one per write (30) with the wake-up armed.
     assert len(got) <= writes // 2, len(got)
+
+
+async def test_armed_and_idle_the_loop_polls_rarely(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle with the wake-up armed, polling is a safety net (ARMED_IDLE_TICK apart); a held
+    record keeps the 1 s tick so that its Multiline_Flush is on time."""
+    log = tmp_path / "a.log"
+    log.write_bytes(b"first\n")
+    async with _tail(log) as (inp, got):
+        await _until(lambda: inp._idle_wake.armed, "the idle wake-up to be armed")
+        passes = 0
+        real = inp._read_pass
+
+        async def counted() -> str:
+            nonlocal passes
+            passes += 1
+            return await real()
+
+        monkeypatch.setattr(inp, "_read_pass", counted)
+        monkeypatch.setattr(pacing, "ARMED_IDLE_TICK", 3.0)
+        assert IDLE_TICK <= 1.0
+        await asyncio.sleep(4.5)
+        assert 1 <= passes <= 2, passes  # at IDLE_TICK: 4 or 5
+        _append(log, b"second\n")  # the wake-up still reads a write at once
+        await _until(lambda: sum(c.count for c in got) == 2, "the line written while idle")
