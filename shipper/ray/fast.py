@@ -29,7 +29,6 @@ each line; marker lines and tracebacks in between go through the per-line path.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,15 +37,11 @@ from typing import Any
 import orjson
 
 from shipper.escape import escape_chunk, join_records
+from shipper.extensions import optional
 
 __all__ = ["FastRay", "Plan", "encode_items", "free_rows", "native", "next_special"]
 
-_native: Any = None
-if not os.environ.get("SHIPPER_NO_EXTENSIONS"):
-    try:
-        from shipper.ray import _fastray as _native
-    except ImportError:  # built without a C compiler: the pure-Python path below
-        _native = None
+_native: Any = optional("shipper.ray._fastray")
 
 
 def native() -> bool:
@@ -205,13 +200,13 @@ class FastRay:
         # line is left for that read (it starts the next chunk: no per-line work for it);
         # any other goes per line, held by the joiner, and so does the line before it.
         # (Only with a date it can place: else the date is the read time, not a later one.)
+        tail_at = last + 1 if last >= 0 else 1  # where the last line starts
         columns: list[tuple[bytes, ...]] | None = None
         seconds: list[bytes | None] | None = None
         if _native is not None:
             # The C pass looks at the last line's header too (`tail`): the regex is ~1 us.
-            rows_end = last + 1 if last >= 0 else 1  # one line: no rows, only the last line
             out, ends_raw, bad, tail_sec = _native.rows(
-                body, 1, rows_end, fmt is CPP, self._seconds, self._consts[id(fmt)], self._joins
+                body, 1, tail_at, fmt is CPP, self._seconds, self._consts[id(fmt)], self._joins
             )
             defer = tail_sec is not None
             if last < 0:
@@ -219,8 +214,7 @@ class FastRay:
             n = len(ends_raw) // 8 + 1
             ends: bytes | None = ends_raw
         else:
-            start = last + 1 if last >= 0 else 1  # after the opening quote for one line
-            head = fmt.head.match(body, start, len(body) - 1) if self._joins else None
+            head = fmt.head.match(body, tail_at, len(body) - 1) if self._joins else None
             defer = head is not None and self._seconds[head.group(1)] is not None
             if last < 0:
                 return Plan(fmt, [], 1, defer) if defer else None

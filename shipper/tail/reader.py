@@ -23,15 +23,11 @@ from typing import Any
 
 from shipper.chunk import Chunk, Encoded, Record
 from shipper.escape import longest_line_over
+from shipper.extensions import optional
 from shipper.lines import LineHandler
 from shipper.tail.identity import FileId
 
-_native: Any = None
-if not os.environ.get("SHIPPER_NO_EXTENSIONS"):
-    try:
-        from shipper.tail import _fastread as _native
-    except ImportError:  # built without a C compiler: read_all's Python loop
-        _native = None
+_native: Any = optional("shipper.tail._fastread")
 
 
 def native() -> bool:

@@ -7,7 +7,6 @@ import contextlib
 import os
 import random
 import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -21,23 +20,16 @@ from shipper.lines import LineHandler
 from shipper.ray.handler import RayHandler, make_ray_handler
 from shipper.tail.identity import FileId
 from shipper.tail.reader import LineRules, TailedFile
+from tests.extensions import IMPLS
+from tests.extensions import implementation as native_or_python
 from tests.ray.test_handler import FIXTURES, HEADED, NOW, _all_fixture_files, ctx_for
 
 # Both versions of the fast path: the C helper (shipper/ray/_fastray.c) and pure Python.
-IMPLS = ["c", "python"]
 _BUILT = fast_mod._native
 
 
-@contextlib.contextmanager
-def implementation(impl: str) -> Iterator[None]:
-    if impl == "c" and _BUILT is None:
-        pytest.skip("shipper/ray/_fastray.c is not built here (no C compiler at install)")
-    saved = fast_mod._native
-    fast_mod._native = _BUILT if impl == "c" else None
-    try:
-        yield
-    finally:
-        fast_mod._native = saved
+def implementation(impl: str) -> contextlib.AbstractContextManager[None]:
+    return native_or_python(fast_mod, _BUILT, impl)
 
 
 def test_the_c_helper_is_built_where_a_compiler_is() -> None:

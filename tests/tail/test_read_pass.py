@@ -8,7 +8,6 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,27 +16,20 @@ import shipper.tail.reader as reader_mod
 from shipper.lines import PlainHandler, SourceContext
 from shipper.tail.identity import FileId
 from shipper.tail.reader import TailedFile, read_all
+from tests.extensions import IMPLS
+from tests.extensions import implementation as native_or_python
 
-IMPLS = ["c", "python"]
 _BUILT = reader_mod._native
 
 
-@contextlib.contextmanager
-def implementation(impl: str) -> Iterator[None]:
-    if impl == "c" and _BUILT is None:
-        pytest.skip("shipper/tail/_fastread.c is not built here")
-    saved = reader_mod._native
-    reader_mod._native = _BUILT if impl == "c" else None
-    try:
-        yield
-    finally:
-        reader_mod._native = saved
+def implementation(impl: str) -> contextlib.AbstractContextManager[None]:
+    return native_or_python(reader_mod, _BUILT, impl)
 
 
 def test_the_c_read_pass_is_built_where_a_compiler_is() -> None:
-    import shutil
-
-    if shutil.which("cc") or shutil.which("gcc"):
+    if os.environ.get("SHIPPER_NO_EXTENSIONS"):
+        assert not reader_mod.native()
+    elif shutil.which("cc") or shutil.which("gcc"):
         assert reader_mod.native(), "pip install . builds shipper/tail/_fastread.c"
 
 
