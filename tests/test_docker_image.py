@@ -454,3 +454,90 @@ def test_without_a_c_compiler_the_wheel_builds_and_runs_pure_python(tmp_path: Pa
     assert proc.returncode == 0, proc.stdout + proc.stderr
     where, native, read_native = proc.stdout.split()
     assert where.startswith(str(unpacked)) and native == read_native == "False", proc.stdout
+
+
+# ------------------------------------------------- README.md's build-and-push steps
+
+# Records each call's arguments, one call per line, words separated by US (0x1f).
+_RECORDER = (
+    '#!/bin/sh\n{ printf \'%s\' "$(basename "$0")"; printf \'\\037%s\' "$@"; echo; } >> "$CALLS"\n'
+)
+
+
+def _migration_steps() -> str:
+    """The shell block of README.md's migration section, verbatim."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Migrating a Fluent Bit sidecar\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, "one block of commands to follow word for word"
+    return str(blocks[0])
+
+
+@pytest.mark.timeout(120)
+def test_readme_migration_steps_build_push_and_name_the_image(tmp_path: Path) -> None:
+    """README.md's migration commands, run as written in a copy of the repository, with
+    docker and kubectl (which cannot run here) replaced by stand-ins that record their
+    arguments: docker/build.sh builds docker/Dockerfile (the file tests/test_image_run.py
+    replays and runs) from the repository root with the project's version, pushes the
+    name, and every shipper container in k8s/ then names that image."""
+    steps = _migration_steps()
+    m = re.search(r"^IMAGE=(\S+)", steps, re.M)
+    assert m, steps
+    image = m.group(1)
+    clone = tmp_path / "clone"
+    for rel in ("docker", "k8s", "shipper"):
+        shutil.copytree(ROOT / rel, clone / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    for rel in ("pyproject.toml", "README.md", "LICENSE", ".dockerignore"):
+        shutil.copy2(ROOT / rel, clone / rel)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("docker", "kubectl"):
+        (bin_dir / tool).write_text(_RECORDER)
+        (bin_dir / tool).chmod(0o755)
+    calls = tmp_path / "calls"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "HOME": str(tmp_path)}
+    proc = subprocess.run(
+        ["sh", "-e", "-c", steps],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recorded = [line.split("\x1f") for line in calls.read_text().splitlines()]
+    version = str(_project()["version"])
+    dockerfile = str(clone / "docker" / "Dockerfile")
+    build = ["docker", "build", "-f", dockerfile, "--build-arg", f"VERSION={version}"]
+    assert recorded == [
+        [*build, "-t", image, str(clone)],
+        ["docker", "push", image],
+        ["kubectl", "apply", "-f", "k8s/sidecar/raycluster.yaml"],
+    ], recorded
+    assert (clone / "docker" / "Dockerfile").read_bytes() == DOCKERFILE.read_bytes()
+
+    images: list[str] = []
+    for path in sorted((clone / "k8s").rglob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        images += re.findall(r"^\s*image:\s*(\S+)", text, re.M)
+        assert "image: REGISTRY/" not in text, path
+    assert images.count(image) == 5, images  # 1 + 2 sidecars, the DaemonSet's 2 containers
+    assert all(i == image or i.startswith("rayproject/ray:") for i in images), images
+
+
+def test_build_script_needs_an_image_name(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["sh", str(ROOT / "docker" / "build.sh")], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 1 and "usage:" in proc.stderr
+    for tool in ("dirname", "sed", "head"):  # what it needs besides a builder
+        (tmp_path / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    proc = subprocess.run(
+        ["/bin/sh", str(ROOT / "docker" / "build.sh"), "x/shipper:1"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": str(tmp_path), "SHIPPER_BUILDER": ""},
+    )
+    assert proc.returncode == 1 and "needs docker, podman or buildah" in proc.stderr

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -383,6 +384,43 @@ def test_config_env_vars_are_provided(path: Path, index: int, doc: dict[str, Any
             continue
         missing = wanted - set(container_env(container))
         assert not missing, f"{container['name']} lacks env {sorted(missing)}"
+
+
+# ------------------------------------------------------------------ image names
+
+
+def _version() -> str:
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        return str(tomllib.load(fh)["project"]["version"])
+
+
+def test_no_manifest_names_an_unpublished_image() -> None:
+    """shipper's image is not published anywhere: every manifest names the placeholder
+    REGISTRY/shipper:<version> (whose file says how to replace it), every other image is a
+    published upstream one, and no file presents a registry of shipper's as existing."""
+    placeholder = f"{IMAGE_REPO}:{_version()}"
+    named: dict[str, set[str]] = {}
+    for path, _index, doc in ALL_DOCS:
+        for template in pod_templates(doc):
+            for c in _containers(template["spec"]):
+                image = c["image"]
+                assert image == placeholder or UPSTREAM_IMAGES.fullmatch(image), (path, image)
+                named.setdefault(image, set()).add(path.relative_to(K8S).as_posix())
+    assert named.get(placeholder) == {
+        "sidecar/raycluster.yaml",
+        "sidecar-http/raycluster.yaml",
+        "daemonset/shipper-daemonset.yaml",
+    }, named
+    for rel in named[placeholder]:
+        header = (K8S / rel).read_text(encoding="utf-8").split("\napiVersion:")[0]
+        assert "REGISTRY/shipper" in header and "docker/build.sh" in header, rel
+    docs = [*K8S.rglob("*"), *(ROOT / "docker").iterdir(), ROOT / "README.md"]
+    for path in (p for p in docs if p.is_file()):
+        text = path.read_text(encoding="utf-8")
+        for unpublished in ("ghcr.io", "shipper-dev", "docker.io/shipper", "quay.io"):
+            assert unpublished not in text, (path, unpublished)
+    readme = (K8S / "README.md").read_text(encoding="utf-8")
+    assert placeholder in readme and "docker/build.sh" in readme
 
 
 # ------------------------------------------------------------------ negative tests
