@@ -116,12 +116,21 @@ def image_skip_reason() -> str | None:
     return None
 
 
-def debian_release(base: str) -> str:
-    """The Debian release named by the base image's tag (python:3.11-slim-bookworm)."""
+def _base_tag(base: str) -> re.Match[str]:
     m = re.fullmatch(r"python:(\d+\.\d+)-slim-([a-z]+)(@sha256:[0-9a-f]+)?", base)
     if not m:
         raise AssemblyError(f"FROM {base}: expected python:X.Y-slim-<debian release>")
-    return m.group(2)
+    return m
+
+
+def debian_release(base: str) -> str:
+    """The Debian release named by the base image's tag (python:3.11-slim-bookworm)."""
+    return _base_tag(base).group(2)
+
+
+def python_version(base: str) -> str:
+    """The Python version named by the base image's tag (3.11)."""
+    return _base_tag(base).group(1)
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -417,9 +426,16 @@ def _stage_root(
 
 
 def image_key() -> str:
-    """The Dockerfile, every file of the build context, and this recipe."""
+    """The Dockerfile, every file of the build context, and this recipe (this file)."""
     files = context_files()
-    parts: list[str | bytes] = [RECIPE, *PACKAGES, *BUILDER_PACKAGES, DOCKERFILE.read_bytes()]
+    parts: list[str | bytes] = [
+        RECIPE,
+        *PACKAGES,
+        *BUILDER_PACKAGES,
+        *MMDEBSTRAP_OPTS,
+        Path(__file__).read_bytes(),
+        DOCKERFILE.read_bytes(),
+    ]
     for path in files:
         parts += [path.relative_to(ROOT).as_posix(), path.read_bytes()]
     return _sha(*parts)
@@ -437,6 +453,9 @@ def assemble() -> Image:
         t0 = time.monotonic()
         global_args, all_stages = stages()
         release = debian_release(all_stages[0].base)
+        python = python_version(all_stages[0].base)
+        if not (_base(release)[0] / f"usr/bin/python{python}").exists():
+            raise AssemblyError(f"Debian {release}'s Python is not {python}: no stand-in")
         work = CACHE / f".work-{key}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
@@ -469,11 +488,16 @@ def assemble() -> Image:
 
 
 def _prune(*, keep: Path, most: int = 3) -> None:
-    """Keep the `most` most recently used images (checkouts on one machine share CACHE)."""
-    images = sorted(CACHE.glob("image-*"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in images[most:]:
-        if old != keep:
-            shutil.rmtree(old, ignore_errors=True)
+    """Keep the `most` most recently used of each kind of entry (checkouts on one machine
+    share CACHE, and each may be on another version of the Dockerfile); drop what an
+    interrupted assembly left (called under the lock: no assembly is running)."""
+    for kind in ("image-", "layer-builder-", "layer-runtime-", "builder-base-", "base-"):
+        entries = sorted(CACHE.glob(f"{kind}*"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[most:]:
+            if old != keep:
+                shutil.rmtree(old, ignore_errors=True)
+    for leftover in [*CACHE.glob(".work-*"), *CACHE.glob(".*.tmp")]:
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- running it

@@ -130,12 +130,12 @@ def _root_mount_options(pid: int) -> set[str]:
     raise AssertionError("no / in mountinfo")
 
 
-def _terminate(container: subprocess.Popen[Any], grace: float = 30) -> int | None:
-    """SIGTERM to the container's PID 1 (as `docker stop` / the kubelet send it), its exit
-    code; SIGKILL for everything after `grace` seconds."""
+def _terminate(image: Image, container: subprocess.Popen[Any], grace: float = 30) -> int | None:
+    """The image's STOPSIGNAL to the container's PID 1 (as `docker stop` and the kubelet
+    send it), then its exit code; SIGKILL for everything after `grace` seconds."""
     if container.poll() is None:
         with contextlib.suppress(OSError, AssertionError, ValueError):
-            os.kill(_container_pid(container.pid), signal.SIGTERM)
+            os.kill(_container_pid(container.pid), signal.Signals[image.config["stopsignal"]])
         with contextlib.suppress(subprocess.TimeoutExpired):
             container.wait(timeout=grace)
     return stop_process(container, timeout=0)
@@ -213,12 +213,13 @@ def test_agent_in_the_image_ships_a_real_ray_session(image: Image, tmp_path: Pat
                     )
                 return next((r for r in records() if marker in r.get("log", "")), None)
 
-            rec = wait_for(
-                marker_record,
-                240,
-                f"the task's print on the agent's stdout; driver:\n{said.drain()}\n"
-                f"agent stderr:\n{err.drain()}",
-            )
+            try:
+                rec = wait_for(marker_record, 240, "the task's print on the agent's stdout")
+            except AssertionError as exc:
+                driver_out, agent_err = "\n".join(said.drain()), "\n".join(err.drain())
+                raise AssertionError(
+                    f"{exc}\ndriver:\n{driver_out}\nagent stderr:\n{agent_err}"
+                ) from None
             session = os.path.basename(os.readlink(temp / "session_latest"))
             assert rec["session"] == session and rec["component"] == "worker", rec
             assert rec["true"].startswith("/tmp/ray/session_latest/logs/worker-"), rec
@@ -235,7 +236,7 @@ def test_agent_in_the_image_ships_a_real_ray_session(image: Image, tmp_path: Pat
         finally:
             go.touch()
             stop_process(driver)
-            code = _terminate(agent)
+            code = _terminate(image, agent)
     assert code == 0, f"SIGTERM: exit {code}\n{err.drain()}"
     errors = [ln for ln in err.drain() if "[error]" in ln or "Traceback" in ln]
     assert not errors, errors
