@@ -40,7 +40,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tests.dockerfile import (
@@ -162,26 +162,100 @@ def _check(cmd: Sequence[str], what: str, timeout: float = 600, **kw: Any) -> st
     return proc.stdout
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
-    shutil.rmtree(dst, ignore_errors=True)
-    _check(["cp", "-a", "--reflink=auto", str(src), str(dst)], f"copy {src}")
+@dataclass
+class _Fs:
+    """A root filesystem as overlay layers, as a container engine keeps an image: read-only
+    `lowers` (top first, the mmdebstrap base last) under a writable `upper`. Each cached layer
+    is the upper directory of the step that made it, so nothing is copied until the final
+    image is materialized."""
+
+    lowers: list[Path]
+    upper: Path
+
+    def lookup(self, path: str) -> Path | None:
+        """Where `path` (absolute, in the image) is stored: the top layer that has it."""
+        rel = path.lstrip("/")
+        for layer in (self.upper, *self.lowers):
+            if (layer / rel).exists() or (layer / rel).is_symlink():
+                return layer / rel
+        return None
+
+    def upper_dirs(self, path: str) -> Path:
+        """upper/path as a directory, each missing level made with its lower's mode and
+        owner (as the overlay's copy-up would make it), or 0755 root when new."""
+        here = self.upper
+        for part in Path(path.lstrip("/")).parts:
+            here = here / part
+            if not here.is_dir():
+                rel = here.relative_to(self.upper).as_posix()
+                below = next((lw / rel for lw in self.lowers if (lw / rel).is_dir()), None)
+                here.mkdir(mode=0o755)
+                if below is not None:
+                    st = below.stat()
+                    os.chmod(here, st.st_mode & 0o7777)
+                    os.chown(here, st.st_uid, st.st_gid)
+        return here
+
+    def mount_script(self) -> list[str]:
+        """Shell lines that mount this filesystem at "$M" (in a private mount namespace)."""
+        work = self.upper.parent / f".{self.upper.name}.ovlwork"
+        merged = self.upper.parent / f".{self.upper.name}.merged"
+        for d in (work, merged):
+            d.mkdir(exist_ok=True)
+        lowers = ":".join(str(p) for p in self.lowers)
+        opts = f"lowerdir={lowers},upperdir={self.upper},workdir={work}"
+        return [
+            "set -e",
+            f"M={shlex.quote(str(merged))}",
+            f'mount -t overlay overlay -o {shlex.quote(opts)} "$M"',
+        ]
+
+    def cleanup(self) -> None:
+        for name in (f".{self.upper.name}.ovlwork", f".{self.upper.name}.merged"):
+            shutil.rmtree(self.upper.parent / name, ignore_errors=True)
 
 
-def _cached(name: str, make: Any) -> Path:
-    """CACHE/name, made by make(tmp_dir) into a temp dir and renamed when complete."""
+def _in_namespace(script: Sequence[str], args: Sequence[str], what: str) -> str:
+    return _check(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "\n".join(script),
+            "sh",
+            *args,
+        ],
+        what,
+    )
+
+
+def _cached(name: str, make: Any, parent: Path | None = None) -> Path:
+    """CACHE/name, made by make(tmp_dir) into a temp dir and renamed when complete. A layer
+    made on top of `parent` records which parent (its inode): if that parent has been made
+    anew since, the layer is stale and made again."""
     final = CACHE / name
-    if final.is_dir():
+    stamp = CACHE / f"{name}.parent"
+    want = str(parent.stat().st_ino) if parent is not None else ""
+    if final.is_dir() and (parent is None or (stamp.is_file() and stamp.read_text() == want)):
         os.utime(final)
         return final
     tmp = CACHE / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)
+    if parent is not None:
+        tmp.mkdir()
     make(tmp)
+    if parent is not None:
+        stamp.write_text(want)
     tmp.rename(final)
     return final
 
 
 def _chroot(
-    root: Path,
+    fs: _Fs,
     argv: Sequence[str],
     *,
     env: Mapping[str, str],
@@ -189,55 +263,60 @@ def _chroot(
     binds: Sequence[Bind] = (),
     what: str,
 ) -> str:
-    """Run argv in root as a RUN step runs: as root, the host's network and resolv.conf,
-    /proc and /dev mounted, the given binds in place, in a mount namespace of its own."""
-    made: list[Path] = []
-    for b in binds:
-        target = root / b.target.lstrip("/")
-        if not target.exists():
-            target.mkdir(parents=True)
-            made.append(target)
-    script = ["set -e", 'mount -t proc proc "$R/proc"', 'mount --rbind /dev "$R/dev"']
+    """Run argv in fs as a RUN step runs: as root, the host's network, /proc and /dev
+    mounted, the given binds in place (their mount points removed after, as BuildKit leaves
+    none in the layer), in a mount namespace of its own."""
+    script = [
+        *fs.mount_script(),
+        'mount -t proc proc "$M/proc"',
+        'mount --rbind /dev "$M/dev"',
+    ]
     # The build host's network settings, as a builder lends them to RUN: its resolver, and
     # its CA bundle (a machine behind a TLS-inspecting proxy trusts that proxy's CA there).
-    for conf in ("etc/resolv.conf", "etc/ssl/certs/ca-certificates.crt"):
-        if (Path("/") / conf).is_file() and (root / conf).is_file():
-            script.append(f'mount --bind /{conf} "$R/{conf}"')
+    for conf in ("/etc/resolv.conf", "/etc/ssl/certs/ca-certificates.crt"):
+        if Path(conf).is_file() and fs.lookup(conf) is not None:
+            script.append(f'mount --bind {conf} "$M{conf}"')
+    made: list[str] = []
     for b in binds:
-        src, dst = shlex.quote(str(b.source)), shlex.quote(b.target.lstrip("/"))
-        script.append(f'mount --bind {src} "$R/"{dst}')
+        missing = [p for p in (b.target, *map(str, PurePosixPath(b.target).parents)) if p != "/"]
+        made += [p for p in missing if fs.lookup(p) is None and p not in made]
+        dst = '"$M"' + shlex.quote(b.target)
+        script += [f"mkdir -p {dst}", f"mount --bind {shlex.quote(str(b.source))} {dst}"]
         if b.read_only:
-            script.append(f'mount -o remount,bind,ro "$R/"{dst}')
-    script.append('exec chroot "$R" "$@"')
+            script.append(f"mount -o remount,bind,ro {dst}")
+    script += ["set +e", 'chroot "$M" "$@"', "rc=$?"]
+    script += [f'umount "$M"{shlex.quote(b.target)}' for b in binds]
+    script += [f'rmdir "$M"{shlex.quote(p)}' for p in sorted(made, key=len, reverse=True)]
+    script.append("exit $rc")
     envs = [f"{k}={v}" for k, v in env.items()]
     try:
-        return _check(
-            [
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                "\n".join(script),
-                "sh",
-                "/usr/bin/env",
-                "-i",
-                "-C",
-                cwd,
-                *envs,
-                *argv,
-            ],
-            what,
-            env={**os.environ, "R": str(root)},
-        )
+        return _in_namespace(script, ["/usr/bin/env", "-i", "-C", cwd, *envs, *argv], what)
     finally:
-        for target in reversed(made):
-            with contextlib.suppress(OSError):
-                target.rmdir()  # as BuildKit does: a mount point leaves no trace in the layer
+        fs.cleanup()
+
+
+def _materialize(fs: _Fs, out: Path) -> None:
+    """The merged view of fs as one plain directory tree at out."""
+    out.mkdir()
+    script = [*fs.mount_script(), f'cp -a "$M/." {shlex.quote(str(out))}/']
+    try:
+        _in_namespace(script, [], "materializing the image")
+    finally:
+        fs.cleanup()
 
 
 # --------------------------------------------------------------------------- base images
+
+# As in Debian's container images (debuerreotype): apt keeps no .deb files and no package
+# caches after an install, so a layer holds what was installed and nothing more.
+_CLEAN = "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb \
+/var/cache/apt/*.bin || true"
+_DOCKER_CLEAN = f"""\
+DPkg::Post-Invoke {{ "{_CLEAN}"; }};
+APT::Update::Post-Invoke {{ "{_CLEAN}"; }};
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+"""
 
 
 def _mmdebstrap(release: str, packages: Sequence[str], target: Path) -> None:
@@ -252,31 +331,33 @@ def _mmdebstrap(release: str, packages: Sequence[str], target: Path) -> None:
         ],
         f"mmdebstrap {release}",
     )
+    (target / "etc/apt/apt.conf.d/docker-clean").write_text(_DOCKER_CLEAN)
     # The official image's Python is its own, not Debian's: pip installs into it as root.
     for marker in target.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
         marker.unlink()
 
 
-def _base(release: str) -> tuple[Path, str]:
-    key = _sha(RECIPE, release, *PACKAGES, *MMDEBSTRAP_OPTS)
-    return _cached(f"base-{release}-{key}", lambda t: _mmdebstrap(release, PACKAGES, t)), key
+def _base(release: str) -> tuple[list[Path], str]:
+    key = _sha(RECIPE, release, *PACKAGES, *MMDEBSTRAP_OPTS, _DOCKER_CLEAN)
+    base = _cached(f"base-{release}-{key}", lambda t: _mmdebstrap(release, PACKAGES, t))
+    return [base], key
 
 
-def _builder_base(release: str) -> tuple[Path, str]:
+def _builder_base(release: str) -> tuple[list[Path], str]:
+    """The base plus what python:3.11-slim has and Debian keeps apart: the C headers."""
     base, base_key = _base(release)
     key = _sha(base_key, *BUILDER_PACKAGES)
 
-    def make(tmp: Path) -> None:
-        _copy_tree(base, tmp)
+    def make(upper: Path) -> None:
         install = "apt-get update -qq && apt-get install -y -qq --no-install-recommends "
         _chroot(
-            tmp,
+            _Fs(base, upper),
             ["sh", "-c", install + " ".join(BUILDER_PACKAGES) + " && rm -rf /var/lib/apt/lists/*"],
             env={"PATH": PATH, "HOME": "/root", "DEBIAN_FRONTEND": "noninteractive"},
             what="the builder base's C headers",
         )
 
-    return _cached(f"builder-base-{release}-{key}", make), key
+    return [_cached(f"builder-base-{release}-{key}", make, parent=base[0]), *base], key
 
 
 # --------------------------------------------------------------------------- stage replay
@@ -301,7 +382,7 @@ def _independent_prefix(stage: Stage) -> int:
     return len(stage.instructions)
 
 
-def _run_mounts(ins: Instruction, stage_roots: Mapping[str, Path]) -> list[Bind]:
+def _run_mounts(ins: Instruction, stage_fs: Mapping[str, _Fs]) -> list[Bind]:
     binds: list[Bind] = []
     for flag in ins.flags():
         if not flag.startswith("--mount="):
@@ -313,20 +394,22 @@ def _run_mounts(ins: Instruction, stage_roots: Mapping[str, Path]) -> list[Bind]
             cache.mkdir(parents=True, exist_ok=True)
             binds.append(Bind(cache, opts["target"], read_only=False))
         elif kind == "bind" and "from" in opts:
-            src = stage_roots[opts["from"]] / opts.get("source", "/").lstrip("/")
+            src = stage_fs[opts["from"]].lookup(opts.get("source", "/"))
+            if src is None:
+                raise AssemblyError(f"{flag}: no {opts.get('source')} in {opts['from']}")
             binds.append(Bind(src, opts["target"], read_only="rw" not in opts))
         else:
             raise AssemblyError(f"RUN mount not replayed: {flag}")
     return binds
 
 
-def _copy(ins: Instruction, root: Path, state: _State, context: list[Path]) -> None:
+def _copy(ins: Instruction, fs: _Fs, state: _State, context: list[Path]) -> None:
     """COPY from the context: a matched file lands in dest (in dest/ when dest ends with '/'
     or there are several sources), a matched directory's contents in dest."""
     if ins.flags():
         raise AssemblyError(f"COPY flags not replayed: {ins.args}")
     *sources, dest = ins.words()
-    target = root / Path(state.workdir, dest).as_posix().lstrip("/")
+    target = PurePosixPath(state.workdir, dest)
     into = dest.endswith("/") or len(sources) > 1
     for src in sources:
         regex = re.compile(re.escape(src).replace(r"\*", "[^/]*").replace(r"\?", "[^/]"))
@@ -339,21 +422,20 @@ def _copy(ins: Instruction, root: Path, state: _State, context: list[Path]) -> N
                 out = target / parts[-1] if into else target
             else:
                 out = target.joinpath(*parts[depth:])
-            out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, out)
+            shutil.copy2(path, fs.upper_dirs(str(out.parent)) / out.name)
 
 
 def _replay(
     stage: Stage,
-    root: Path,
+    fs: _Fs,
     state: _State,
     *,
     global_args: Mapping[str, str],
-    stage_roots: Mapping[str, Path],
+    stage_fs: Mapping[str, _Fs],
     context: list[Path],
     skip_files: int = 0,
 ) -> None:
-    """Apply stage's instructions to root (the first skip_files only to state: their files
+    """Apply stage's instructions to fs (the first skip_files only to state: their files
     come from a cached layer)."""
     for n, ins in enumerate(stage.instructions):
         files = n >= skip_files
@@ -365,21 +447,21 @@ def _replay(
         elif ins.cmd == "LABEL":
             state.config.setdefault("labels", {}).update(_pairs(ins.args, state))
         elif ins.cmd == "WORKDIR":
-            state.workdir = str(Path(state.workdir, substitute(ins.args, state.env)))
-            if files:
-                (root / state.workdir.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            state.workdir = str(PurePosixPath(state.workdir, substitute(ins.args, state.env)))
+            if files and fs.lookup(state.workdir) is None:
+                fs.upper_dirs(state.workdir)
         elif ins.cmd == "COPY":
             if files:
-                _copy(ins, root, state, context)
+                _copy(ins, fs, state, context)
         elif ins.cmd == "RUN":
             if files:
                 env = {"PATH": PATH, "HOME": "/root", **state.args, **state.env}
                 _chroot(
-                    root,
+                    fs,
                     ["/bin/sh", "-c", ins.body()],
                     env=env,
                     cwd=state.workdir,
-                    binds=_run_mounts(ins, stage_roots),
+                    binds=_run_mounts(ins, stage_fs),
                     what=f"RUN {ins.body()[:80]}",
                 )
         elif ins.cmd in CONFIG_ONLY:
@@ -390,39 +472,42 @@ def _replay(
     state.config["workdir"] = state.workdir
 
 
-def _stage_root(
+def _stage_fs(
     stage: Stage,
     work: Path,
-    base: tuple[Path, str],
+    base: tuple[list[Path], str],
     *,
     global_args: Mapping[str, str],
-    stage_roots: Mapping[str, Path],
+    stage_fs: Mapping[str, _Fs],
     context: list[Path],
-) -> tuple[Path, _State]:
-    """The stage replayed in work/<name>; its independent prefix comes from the cache."""
+) -> tuple[_Fs, _State]:
+    """The stage replayed on an upper layer in work/<name>; its independent prefix is a
+    cached layer."""
     prefix = _independent_prefix(stage)
     head = stage.instructions[:prefix]
     key = _sha(base[1], stage.base, json.dumps(dict(global_args)), *(i.args for i in head))
 
-    def make(tmp: Path) -> None:
-        _copy_tree(base[0], tmp)
+    def make(upper: Path) -> None:
         cut = Stage(stage.base, stage.name, head)
-        _replay(cut, tmp, _State(), global_args=global_args, stage_roots={}, context=[])
+        _replay(
+            cut, _Fs(base[0], upper), _State(), global_args=global_args, stage_fs={}, context=[]
+        )
 
-    layer = _cached(f"layer-{stage.name}-{key}", make)
-    root = work / str(stage.name)
-    _copy_tree(layer, root)
+    layer = _cached(f"layer-{stage.name}-{key}", make, parent=base[0][0])
+    upper = work / str(stage.name)
+    upper.mkdir()
+    fs = _Fs([layer, *base[0]], upper)
     state = _State()
     _replay(
         stage,
-        root,
+        fs,
         state,
         global_args=global_args,
-        stage_roots=stage_roots,
+        stage_fs=stage_fs,
         context=context,
         skip_files=prefix,
     )
-    return root, state
+    return fs, state
 
 
 def image_key() -> str:
@@ -454,32 +539,32 @@ def assemble() -> Image:
         global_args, all_stages = stages()
         release = debian_release(all_stages[0].base)
         python = python_version(all_stages[0].base)
-        if not (_base(release)[0] / f"usr/bin/python{python}").exists():
+        if not _base(release)[0][0].joinpath(f"usr/bin/python{python}").exists():
             raise AssemblyError(f"Debian {release}'s Python is not {python}: no stand-in")
         work = CACHE / f".work-{key}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         context = context_files()
-        roots: dict[str, Path] = {}
+        done: dict[str, _Fs] = {}
         state = _State()
         try:
             for n, stage in enumerate(all_stages):
                 last = n == len(all_stages) - 1
                 base = _base(release) if last else _builder_base(release)
-                root, state = _stage_root(
+                fs, state = _stage_fs(
                     stage,
                     work,
                     base,
                     global_args=global_args,
-                    stage_roots=roots,
+                    stage_fs=done,
                     context=context,
                 )
-                roots[str(stage.name)] = root
-            final_tmp = work / "image"
-            final_tmp.mkdir()
-            roots[str(all_stages[-1].name)].rename(final_tmp / "rootfs")
-            (final_tmp / "config.json").write_text(json.dumps(state.config, indent=2))
-            final_tmp.rename(final)
+                done[str(stage.name)] = fs
+            out = work / "image"
+            out.mkdir()
+            _materialize(done[str(all_stages[-1].name)], out / "rootfs")
+            (out / "config.json").write_text(json.dumps(state.config, indent=2))
+            out.rename(final)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         _prune(keep=final)
@@ -488,15 +573,21 @@ def assemble() -> Image:
 
 
 def _prune(*, keep: Path, most: int = 3) -> None:
-    """Keep the `most` most recently used of each kind of entry (checkouts on one machine
-    share CACHE, and each may be on another version of the Dockerfile); drop what an
-    interrupted assembly left (called under the lock: no assembly is running)."""
-    for kind in ("image-", "layer-builder-", "layer-runtime-", "builder-base-", "base-"):
-        entries = sorted(CACHE.glob(f"{kind}*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    """Keep the `most` most recently used images and stage layers (checkouts on one machine
+    share CACHE, each maybe with another Dockerfile); drop what an interrupted assembly left
+    (called under the lock: no assembly is running). The bases stay: their keys change only
+    with this recipe, and the layers above them name them."""
+    for kind in ("image-", "layer-builder-", "layer-runtime-"):
+        entries = sorted(
+            (p for p in CACHE.glob(f"{kind}*") if p.is_dir()),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
         for old in entries[most:]:
             if old != keep:
                 shutil.rmtree(old, ignore_errors=True)
-    for leftover in [*CACHE.glob(".work-*"), *CACHE.glob(".*.tmp")]:
+                Path(f"{old}.parent").unlink(missing_ok=True)
+    for leftover in [*CACHE.glob(".work-*"), *CACHE.glob(".*.tmp"), *CACHE.glob(".*.ovlwork")]:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
