@@ -141,9 +141,17 @@ def _terminate(image: Image, container: subprocess.Popen[Any], grace: float = 30
     return stop_process(container, timeout=0)
 
 
-def test_the_image_is_minimal_and_passes_arguments_to_shipper(image: Image) -> None:
-    """The runtime stage has shipper and no compiler, no sources, no wheels, no pip cache;
-    `docker run IMAGE --version` runs `shipper --version`."""
+def _run(image: Image, args: list[str], binds: list[Bind] | None = None) -> tuple[int, str]:
+    proc = start(image, args, binds=binds or [], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out.decode("utf-8", "replace")
+
+
+def test_the_image_is_minimal_and_reads_the_drop_in_config(image: Image, tmp_path: Path) -> None:
+    """The runtime stage has shipper with both C helpers and no compiler, sources, wheels
+    or pip cache; arguments after the image name go to shipper (`docker run IMAGE
+    --version`); with no -c it reads /fluent-bit/etc/fluent-bit.conf when mounted, else
+    its embedded default."""
     root = image.root
     assert (root / "usr/local/bin/shipper").is_file()
     for absent in ("usr/bin/gcc", "usr/bin/cc", "src", "wheels", "dist", "root/.cache/pip"):
@@ -151,10 +159,11 @@ def test_the_image_is_minimal_and_passes_arguments_to_shipper(image: Image) -> N
     assert list(root.glob("usr/local/lib/python3*/dist-packages/shipper/ray/_fastray.*.so"))
     assert list(root.glob("usr/local/lib/python3*/dist-packages/shipper/tail/_fastread.*.so"))
     assert image.config["entrypoint"] == ["shipper"] and image.config["user"] == "10001:10001"
-    proc = start(image, ["--version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert out.decode().strip() == "shipper v0.1.0"
+    assert _run(image, ["--version"]) == (0, "shipper v0.1.0\n")
+    code, out = _run(image, ["--dry-run"], [Bind(_seed_config(tmp_path), DROP_IN)])
+    assert (code, out.strip()) == (0, f"configuration test is successful ({DROP_IN})")
+    code, out = _run(image, ["--dry-run"])
+    assert (code, out.strip()) == (0, "configuration test is successful (<default>)")
 
 
 def test_agent_in_the_image_ships_a_real_ray_session(image: Image, tmp_path: Path) -> None:
