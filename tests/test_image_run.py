@@ -159,6 +159,10 @@ def test_the_image_is_minimal_and_reads_the_drop_in_config(image: Image, tmp_pat
     assert list(root.glob("usr/local/lib/python3*/dist-packages/shipper/ray/_fastray.*.so"))
     assert list(root.glob("usr/local/lib/python3*/dist-packages/shipper/tail/_fastread.*.so"))
     assert image.config["entrypoint"] == ["shipper"] and image.config["user"] == "10001:10001"
+    labels = image.config["labels"]
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.base.name"] == "python:3.11-slim-bookworm"
     assert _run(image, ["--version"]) == (0, "shipper v0.1.0\n")
     code, out = _run(image, ["--dry-run"], [Bind(_seed_config(tmp_path), DROP_IN)])
     assert (code, out.strip()) == (0, f"configuration test is successful ({DROP_IN})")
