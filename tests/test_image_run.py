@@ -39,7 +39,8 @@ from tests.backends import (
 )
 from tests.image import Bind, Image, assemble, image_skip_reason, start
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
+# The first test to run assembles the image (minutes when nothing is cached yet).
+pytestmark = [pytest.mark.timeout(900)]
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DROP_IN = "/fluent-bit/etc/fluent-bit.conf"
@@ -170,6 +171,7 @@ def test_the_image_is_minimal_and_reads_the_drop_in_config(image: Image, tmp_pat
     assert (code, out.strip()) == (0, "configuration test is successful (<default>)")
 
 
+@pytest.mark.ray
 def test_agent_in_the_image_ships_a_real_ray_session(image: Image, tmp_path: Path) -> None:
     py = require_ray()
     require_netns()
