@@ -36,6 +36,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -176,8 +177,12 @@ class _Fs:
         """Where `path` (absolute, in the image) is stored: the top layer that has it."""
         rel = path.lstrip("/")
         for layer in (self.upper, *self.lowers):
-            if (layer / rel).exists() or (layer / rel).is_symlink():
-                return layer / rel
+            try:
+                st = (layer / rel).lstat()
+            except FileNotFoundError:
+                continue
+            # A whiteout (character device 0:0) is a file deleted by that layer.
+            return None if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 else layer / rel
         return None
 
     def upper_dirs(self, path: str) -> Path:
