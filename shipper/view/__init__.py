@@ -23,6 +23,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from shipper.app import App
 from shipper.config.model import ConfigError, Document, Prop, Section
@@ -67,8 +68,16 @@ def _regex(text: str) -> str:
     return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments exit 1, as the agent's do (argparse's own default is 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="shipper tail",
         description="Follow a local Ray session: one readable line per record.",
         epilog="Colour: on a terminal, unless NO_COLOR is set; FORCE_COLOR or --color=always "

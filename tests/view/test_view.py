@@ -249,8 +249,21 @@ def test_filters(ray_tmp: Path) -> None:
 
 
 def test_bad_arguments_and_missing_dir(tmp_path: Path) -> None:
-    assert run_piped(str(tmp_path), "--level", "loud").returncode == 2
-    assert run_piped(str(tmp_path), "-n", "-1").returncode == 2
+    """Bad arguments exit 1 with the problem named, as the agent's own do."""
+    res = run_piped(str(tmp_path), "--level", "loud")
+    assert res.returncode == 1 and "shipper tail: error:" in res.stderr and "loud" in res.stderr
+    res = run_piped(str(tmp_path), "-n", "-1")
+    assert res.returncode == 1 and "must be 0 or more" in res.stderr
+    res = run_piped(str(tmp_path), "--no-such-flag")
+    assert res.returncode == 1 and "--no-such-flag" in res.stderr
+    agent = subprocess.run(
+        [sys.executable, "-m", "shipper", "--no-such-flag"],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert agent.returncode == 1 and "--no-such-flag" in agent.stderr
     res = run_piped(str(tmp_path / "nothing"), "--no-follow")
     assert res.returncode == 1 and "no Ray session" in res.stderr
 
