@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shipper.chunk import Chunk, Record
@@ -20,6 +20,9 @@ from shipper.lines import HandlerFactory, LineHandler, PlainHandler, SourceConte
 from shipper.match import Matcher
 from shipper.outputs.base import Delivery, Output
 from shipper.outputs.stdout import StdoutOptions, StdoutOutput
+from shipper.parsers.config import ParserSet
+from shipper.parsers.formats import Parser
+from shipper.parsers.handler import ParsingHandler
 from shipper.tail.input import TailInput
 from shipper.tail.options import TailOptions
 
@@ -50,6 +53,7 @@ class Context:
 
     service: ServiceOptions
     name: str  # instance name, e.g. tail.0
+    parsers: ParserSet = field(default_factory=ParserSet)  # [PARSER]s and Parsers_File
 
 
 def _ray_factory(opts: TailOptions) -> HandlerFactory:
@@ -87,7 +91,18 @@ def _multiline_names(section: Section, opts: TailOptions) -> None:
 def build_tail(section: Section, ctx: Context) -> Input:
     opts = build(TailOptions, section)
     _multiline_names(section, opts)
-    return TailInput(name=ctx.name, opts=opts, factory=_ray_factory(opts))
+    factory = _ray_factory(opts)
+    prop = section.get("parser")
+    if prop is not None:  # only then: without a Parser the handler keeps its fast path
+        factory = _parsing(factory, ctx.parsers.get(prop.value, prop))
+    return TailInput(name=ctx.name, opts=opts, factory=factory)
+
+
+def _parsing(inner: HandlerFactory, parser: Parser) -> HandlerFactory:
+    def factory(ctx: SourceContext) -> LineHandler:
+        return ParsingHandler(inner(ctx), parser)
+
+    return factory
 
 
 def parse_retry_limit(prop: Prop | None) -> int | None:
@@ -213,7 +228,9 @@ def _lazy_filter(module: str) -> Callable[[Section, Context], Filter]:
 def build_stdin(section: Section, ctx: Context) -> Input:
     from shipper.inputs.stdin import StdinInput
 
-    return StdinInput.from_section(section, ctx.name)
+    prop = section.get("parser")
+    parser = ctx.parsers.get(prop.value, prop) if prop is not None else None
+    return StdinInput.from_section(section, ctx.name, parser=parser)
 
 
 INPUTS["stdin"] = build_stdin
