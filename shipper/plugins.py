@@ -215,10 +215,11 @@ def _lazy_output(module: str) -> Callable[[Section, Context], Output]:
     return build_output
 
 
-def _lazy_filter(module: str) -> Callable[[Section, Context], Filter]:
+def _lazy_filter(module: str, parsers: bool = False) -> Callable[[Section, Context], Filter]:
     def build_filter(section: Section, ctx: Context) -> Filter:
+        extra = {"parsers": ctx.parsers} if parsers else {}  # filters that name [PARSER]s
         flt: Filter = importlib.import_module(module).create(
-            section, name=ctx.name, matcher=matcher_of(section)
+            section, name=ctx.name, matcher=matcher_of(section), **extra
         )
         return flt
 
@@ -234,6 +235,7 @@ def build_stdin(section: Section, ctx: Context) -> Input:
 
 
 INPUTS["stdin"] = build_stdin
+PARSING_FILTERS = ("parser", "multiline")  # their create() also takes the ParserSet
 OUTPUTS.update(
     {
         name: _lazy_output(f"shipper.outputs.{mod}")
@@ -251,6 +253,7 @@ FILTERS.update(
         for name in ("modify", "record_modifier", "grep")
     }
 )
+FILTERS.update({name: _lazy_filter(f"shipper.filters.{name}", True) for name in PARSING_FILTERS})
 
 # The key table of each plugin ("module:class"), for `shipper -i tail -h`.
 KEY_TABLES: dict[str, dict[str, str]] = {
@@ -269,6 +272,8 @@ KEY_TABLES: dict[str, dict[str, str]] = {
         "modify": "shipper.filters.modify:ModifyOptions",
         "record_modifier": "shipper.filters.record_modifier:RecordModifierOptions",
         "grep": "shipper.filters.grep:GrepOptions",
+        "parser": "shipper.filters.parser:ParserFilterOptions",
+        "multiline": "shipper.filters.multiline:MultilineFilterOptions",
     },
     "service": {"service": "shipper.config.service:ServiceOptions"},
 }
