@@ -232,7 +232,7 @@ def build_multiline(section: Section) -> MultilineSpec:
                     "expected milliseconds", file=prop.file, line=prop.line, key=prop.key
                 ) from None
         elif prop.name == "rule":
-            parts = split_quoted(prop.value, 3)
+            parts = split_quoted(prop.value, 4)
             if len(parts) != 3:
                 raise ConfigError(
                     'expected rule "STATE[,STATE]" "REGEX" "NEXT_STATE"',
