@@ -1,0 +1,246 @@
+"""Parsers end to end through the `shipper` CLI: a real file tailed with `Parser` (Fluent
+Bit's stock parsers.conf as Parsers_File, next to the config), stdin with `Parser`, the
+parser and multiline filters on a tailed file, and `--dry-run` refusing what is not supported
+with file:line:key."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.agent import Agent
+
+STOCK = Path(__file__).parent.parent / "fixtures" / "fluent-bit" / "parsers.conf"
+SESSION = "session_2026-12-07_06-00-00_123456_77"
+
+
+def write_conf(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def test_tail_with_stock_parser_keeps_ray_metadata(tmp_path: Path) -> None:
+    shutil.copy(STOCK, tmp_path / "parsers.conf")
+    logs = tmp_path / SESSION / "logs"
+    logs.mkdir(parents=True)
+    access = logs / "nginx-access.log"
+    access.write_text(
+        '10.0.0.1 - - [07/Dec/2026:06:00:00 +0000] "GET /api/jobs HTTP/1.1" 200 512 "-" '
+        '"curl/8.5"\n'
+        "this line is not an access log line\n"
+    )
+    cfg = write_conf(
+        tmp_path / "fluent-bit.conf",
+        f"""
+        [SERVICE]
+            Flush        0.2
+            Parsers_File parsers.conf
+        [INPUT]
+            Name           tail
+            Path           {logs}/*.log
+            Parser         nginx
+            Path_Key       file
+            Read_from_Head on
+            Tag            ray
+        [OUTPUT]
+            Name   stdout
+            Match  *
+            Format json_lines
+        """,
+    )
+    # a relative Parsers_File is found from the configuration's directory, not the cwd
+    with Agent(["-c", str(cfg)], cwd="/") as agent:
+        first, second = agent.wait_records(2)
+        with access.open("a") as fh:  # a line written while the agent runs
+            fh.write(
+                '10.0.0.2 - bob [07/Dec/2026:06:00:01 +0000] "POST /x HTTP/1.1" 201 7 "-" "py"\n'
+            )
+        third = agent.wait_records(3)[2]
+        agent.stop()
+    assert first == {
+        "date": 1796623200.0,  # from the line's time, not the read time
+        "remote": "10.0.0.1",
+        "host": "-",
+        "user": "-",
+        "method": "GET",
+        "path": "/api/jobs",
+        "code": "200",
+        "size": "512",
+        "referer": "-",
+        "agent": "curl/8.5",
+        "file": str(access),
+        "session": SESSION,
+        "component": "nginx-access",
+    }
+    # no match: the record keeps `log` as Fluent Bit's tail does, metadata still applies
+    assert second["log"] == "this line is not an access log line"
+    assert second["session"] == SESSION and "remote" not in second
+    assert third["user"] == "bob" and third["method"] == "POST" and third["date"] == 1796623201.0
+
+
+def test_stdin_with_parser_and_yaml_parsers(tmp_path: Path) -> None:
+    cfg = write_conf(
+        tmp_path / "c.yaml",
+        """
+        service:
+          flush: 0.2
+        parsers:
+          - name: kv
+            format: logfmt
+            time_key: ts
+            time_format: "%Y-%m-%dT%H:%M:%S.%L%z"
+            types: n:integer ok:bool
+            logfmt_no_bare_keys: on
+        pipeline:
+          inputs:
+            - name: stdin
+              parser: kv
+              ray_metadata: off
+          outputs:
+            - name: stdout
+              match: "*"
+              format: json_lines
+        """,
+    )
+    text = 'ts=2026-12-07T06:00:00.250+01:00 level=info n=3 ok=true msg="a b"\nplain words\n'
+    proc = subprocess.run(
+        [sys.executable, "-m", "shipper", "-c", str(cfg)],
+        input=text.encode(),
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    import json
+
+    recs = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert recs[0] == {"date": 1796619600.25, "level": "info", "n": 3, "ok": True, "msg": "a b"}
+    # bare words would be logfmt keys; with Logfmt_No_Bare_Keys the line does not match
+    assert recs[1]["log"] == "plain words" and len(recs) == 2
+
+
+def test_parser_and_multiline_filters_on_a_tailed_file(tmp_path: Path) -> None:
+    app = tmp_path / "app.log"
+    app.write_text(
+        '{"level":"error","msg":"Traceback (most recent call last):"}\n'
+        '{"level":"error","msg":"  File \\"/app/x.py\\", line 1, in <module>"}\n'
+        '{"level":"error","msg":"    boom()"}\n'
+        '{"level":"error","msg":"NameError: name \'boom\' is not defined"}\n'
+        '{"level":"info","msg":"done"}\n'
+    )
+    cfg = write_conf(
+        tmp_path / "c.conf",
+        f"""
+        [SERVICE]
+            Flush 0.2
+        [PARSER]
+            Name   json
+            Format json
+        [INPUT]
+            Name           tail
+            Path           {app}
+            Tag            app.*
+            Read_from_Head on
+            Ray_Metadata   off
+        [FILTER]
+            Name         parser
+            Match        app.*
+            Key_Name     log
+            Parser       json
+        [FILTER]
+            Name                  multiline
+            Match                 app.*
+            multiline.key_content msg
+            multiline.parser      python
+        [OUTPUT]
+            Name   stdout
+            Match  *
+            Format json_lines
+        """,
+    )
+    with Agent(["-c", str(cfg)]) as agent:
+        recs = agent.wait_records(2)
+        agent.stop()
+    assert [(r["level"], r["msg"].splitlines()[0], r["msg"].count("\n")) for r in recs] == [
+        ("error", "Traceback (most recent call last):", 3),
+        ("info", "done", 0),
+    ]
+
+
+REFUSED = {
+    "missing-parsers-file": (
+        "[SERVICE]\n    Parsers_File nope.conf\n",
+        2,
+        "Parsers_File",
+        "parsers file 'nope.conf' does not exist",
+    ),
+    "unknown-parser": (
+        "[INPUT]\n    Name tail\n    Path /x/*\n    Parser jsonn\n",
+        4,
+        "Parser",
+        "unknown parser 'jsonn'",
+    ),
+    "parser-key": (
+        "[PARSER]\n    Name p\n    Format json\n    Decode_Field json log\n",
+        4,
+        "Decode_Field",
+        "not supported",
+    ),
+    "bad-regex": (
+        "[PARSER]\n    Name p\n    Format regex\n    Regex (?<a>\\p{L}+)\n",
+        4,
+        "Regex",
+        "Unicode properties",
+    ),
+    "multiline-ray": (
+        "[FILTER]\n    Name multiline\n    Match *\n    multiline.parser ray\n",
+        4,
+        "multiline.parser",
+        "on the tail input",
+    ),
+    "parser-filter-key": (
+        "[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n"
+        "    Parser json\n    Unknown_Key 1\n",
+        6,
+        "Unknown_Key",
+        "unknown key",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_dry_run_refuses_by_name(tmp_path: Path, case: str) -> None:
+    body, line, key, text = REFUSED[case]
+    base = "[PARSER]\n    Name json\n    Format json\n"
+    tail = "[INPUT]\n    Name tail\n    Path /x/*\n" if "[INPUT]" not in body else ""
+    conf = tmp_path / "bad.conf"
+    conf.write_text(base + body + tail + "[OUTPUT]\n    Name stdout\n    Match *\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "shipper", "--dry-run", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1
+    assert f"{conf}:{line + 3}: key '{key}'" in proc.stderr, proc.stderr
+    assert text in proc.stderr and proc.stdout == ""
+
+
+def test_dry_run_accepts_the_stock_parsers_file(tmp_path: Path) -> None:
+    conf = tmp_path / "ok.conf"
+    conf.write_text(
+        f"[SERVICE]\n    Parsers_File {STOCK}\n[INPUT]\n    Name tail\n    Path /x/*\n"
+        "    Parser docker\n[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n"
+        "    Parser syslog-rfc5424\n    Parser apache\n[OUTPUT]\n    Name stdout\n    Match *\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "shipper", "--dry-run", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
