@@ -16,17 +16,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shipper.config.model import ConfigError, Document, Prop, Section
 from shipper.config.schema import build, opt
+from shipper.parsers.decoders import ACTIONS, BACKENDS, DecodeRule
 from shipper.parsers.formats import FORMATS, TYPES, Parser
 from shipper.parsers.onigmo import TranslateError, translate
 from shipper.parsers.timefmt import TimeFormat, parse_offset
 
 log = logging.getLogger(__name__)
 
-# Keys Fluent Bit knows that are not implemented: refused with what to do instead.
-_REFUSED_KEYS = {
-    "decode_field": "decoders are not supported: parse the field with a parser filter",
-    "decode_field_as": "decoders are not supported: parse the field with a parser filter",
-}
+_DECODER_KEYS = ("decode_field", "decode_field_as")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,16 +114,32 @@ def _types(section: Section, text: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def build_parser(section: Section) -> Parser:
+def _decoders(section: Section) -> dict[str, tuple[DecodeRule, ...]]:
+    """Decode_Field / Decode_Field_As lines: BACKEND FIELD [ACTION], per field in order."""
+    out: dict[str, list[DecodeRule]] = {}
     for prop in section.props:
-        if prop.name in _REFUSED_KEYS:
-            raise ConfigError(
-                f"{prop.key} is not supported by shipper ({_REFUSED_KEYS[prop.name]})",
-                file=prop.file,
-                line=prop.line,
-                key=prop.key,
-            )
-    opts = build(ParserOptions, section)
+        if prop.name not in _DECODER_KEYS:
+            continue
+        parts = prop.value.split()
+        as_value = prop.name == "decode_field_as"
+        problem = ""
+        if len(parts) not in (2, 3):
+            problem = "expected BACKEND FIELD [ACTION]"
+        elif parts[0].lower() not in BACKENDS:
+            problem = f"unknown decoder {parts[0]!r} (supported: {', '.join(BACKENDS)})"
+        elif not as_value and parts[0].lower() != "json":
+            problem = "Decode_Field takes the json decoder only (Decode_Field_As for the others)"
+        elif len(parts) == 3 and parts[2].lower() not in ACTIONS:
+            problem = f"unknown action {parts[2]!r} (supported: {', '.join(ACTIONS)})"
+        if problem:
+            raise ConfigError(problem, file=prop.file, line=prop.line, key=prop.key)
+        action = parts[2].lower() if len(parts) == 3 else ""
+        out.setdefault(parts[1], []).append(DecodeRule(as_value, parts[0].lower(), action))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def build_parser(section: Section) -> Parser:
+    opts = build(ParserOptions, section, extra_keys=set(_DECODER_KEYS))
     name = opts.name
     regex = None
     names: tuple[str, ...] = ()
@@ -197,6 +210,7 @@ def build_parser(section: Section) -> Parser:
         types=types,
         skip_empty=opts.skip_empty_values,
         no_bare_keys=opts.logfmt_no_bare_keys,
+        decoders=_decoders(section),
         file=section.file,
         line=section.line,
     )

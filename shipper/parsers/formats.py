@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from shipper.parsers.decoders import DecodeRule, apply_decoders
 from shipper.parsers.timefmt import TimeFormat
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,15 @@ class Parser:
     types: tuple[tuple[str, str], ...] = ()
     skip_empty: bool = True
     no_bare_keys: bool = False
+    decoders: dict[str, tuple[DecodeRule, ...]] = field(default_factory=dict)
     file: str = ""
     line: int = 0
 
     def parse(self, text: str, now: float | None = None) -> tuple[Fields, float | None] | None:
-        return _DO[self.format](self, text, now)
+        got = _DO[self.format](self, text, now)
+        if got is not None and self.decoders:
+            apply_decoders(got[0], self.decoders)
+        return got
 
     def _time(self, value: str, now: float | None) -> float | None:
         assert self.time_format is not None

@@ -185,10 +185,10 @@ REFUSED = {
         "unknown parser 'jsonn'",
     ),
     "parser-key": (
-        "[PARSER]\n    Name p\n    Format json\n    Decode_Field json log\n",
+        "[PARSER]\n    Name p\n    Format json\n    Decode_Field_As base64 log\n",
         4,
-        "Decode_Field",
-        "not supported",
+        "Decode_Field_As",
+        "unknown decoder 'base64'",
     ),
     "bad-regex": (
         "[PARSER]\n    Name p\n    Format regex\n    Regex (?<a>\\p{L}+)\n",

@@ -292,10 +292,16 @@ def test_untranslatable_regex_is_refused_by_name(ruby: str, what: str) -> None:
             "unknown key",
         ),
         (
-            "[PARSER]\n    Name a\n    Format json\n    Decode_Field_As json log",
+            "[PARSER]\n    Name a\n    Format json\n    Decode_Field_As mysql_quoted log",
             4,
             "Decode_Field_As",
-            "not supported",
+            "unknown decoder 'mysql_quoted' (supported: json, escaped, escaped_utf8)",
+        ),
+        (
+            "[PARSER]\n    Name a\n    Format json\n    Decode_Field escaped log",
+            4,
+            "Decode_Field",
+            "json decoder only",
         ),
         ("[PARSER]\n    Name a\n    Format json\n    Time_Format %Q", 4, "Time_Format", "%Q"),
         (
@@ -355,3 +361,26 @@ def test_unknown_parser_name_lists_the_defined_ones() -> None:
         ConfigError, match=r"f.conf:9: key 'Parser': unknown parser 'jsn' \(defined: json\)"
     ):
         ps.get("jsn", Prop("Parser", "jsn", "f.conf", 9))
+
+
+def test_decoders_as_in_the_stock_docker_comment() -> None:
+    """parsers.conf's docker parser documents `Decode_Field_As json log`; with `escaped`
+    first (do_next), the classic pre-1.2 Docker setup."""
+    p = one("""
+        [PARSER]
+            Name         docker
+            Format       json
+            Decode_Field_As   escaped      log    do_next
+            Decode_Field_As   json         log
+    """)
+    assert p.parse('{"log":"{\\"a\\":1}","stream":"stdout"}') == (
+        {"log": {"a": 1}, "stream": "stdout"},
+        None,
+    )
+    assert p.parse('{"log":"tab\\\\there","stream":"stdout"}') == (
+        {"log": "tab\there", "stream": "stdout"},
+        None,
+    )
+    merge = one("[PARSER]\n Name m\n Format regex\n Regex ^(?<log>.*)$\n Decode_Field json log")
+    assert merge.parse('{"k":"v"}') == ({"log": '{"k":"v"}', "k": "v"}, None)
+    assert merge.parse("not json") == ({"log": "not json"}, None)
