@@ -101,8 +101,10 @@ def _err(section: Section, key: str, message: str) -> ConfigError:
 
 
 def _types(section: Section, text: str) -> tuple[tuple[str, str], ...]:
+    """`KEY:TYPE KEY:TYPE`. Commas separate too: Fluent Bit splits on blanks only, so its own
+    parsers_extra.conf `a:integer,b:integer` types nothing there; here it means what it says."""
     out = []
-    for item in text.split():
+    for item in text.replace(",", " ").split():
         key, sep, kind = item.partition(":")
         if not sep or not key or kind.lower() not in TYPES:
             raise _err(
