@@ -35,9 +35,13 @@ _LTSV_LABEL = re.compile(r"[0-9A-Za-z_.\-]*")
 _LTSV_FIELD = re.compile(r"[^\x00\t\n\r]*")
 
 
+_I64 = (-(2**63), 2**63 - 1)
+
+
 def _atoll(text: str) -> int:
     m = _INT.match(text)
-    return int(m.group()) if m else 0
+    # atoll saturates; an int beyond 64 bits would also fail every JSON encoder downstream
+    return min(max(int(m.group()), _I64[0]), _I64[1]) if m else 0
 
 
 def _atof(text: str) -> float:
@@ -47,7 +51,7 @@ def _atof(text: str) -> float:
 
 def _strtoull16(text: str) -> int:
     m = _HEX.match(text)
-    return int(m.group(1), 16) if m else 0
+    return min(int(m.group(1), 16), 2**64 - 1) if m else 0
 
 
 def cast(key: str, value: str, kind: str) -> Any:

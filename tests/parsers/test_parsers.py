@@ -384,3 +384,11 @@ def test_decoders_as_in_the_stock_docker_comment() -> None:
     merge = one("[PARSER]\n Name m\n Format regex\n Regex ^(?<log>.*)$\n Decode_Field json log")
     assert merge.parse('{"k":"v"}') == ({"log": '{"k":"v"}', "k": "v"}, None)
     assert merge.parse("not json") == ({"log": "not json"}, None)
+
+
+def test_types_split_on_commas_and_integers_saturate() -> None:
+    p = one(
+        "[PARSER]\n Name t\n Format logfmt\n Types a:integer,b:hex c:float\n"
+    )  # Fluent Bit's own parsers_extra.conf writes Types with commas
+    fields, _ = p.parse("a=99999999999999999999999 b=ffffffffffffffffffff c=1e3") or ({}, None)
+    assert fields == {"a": 2**63 - 1, "b": 2**64 - 1, "c": 1000.0}
