@@ -77,14 +77,23 @@ def _ray_factory(opts: TailOptions) -> HandlerFactory:
 
 def _multiline_names(section: Section, opts: TailOptions) -> None:
     known = {"python", "ray", "docker", "cri", "go", "java"}
+    prop = section.get("multiline.parser")
     for name in opts.multiline_parser:
         if name.lower() not in known:
-            prop = section.get("multiline.parser")
             raise ConfigError(
                 f"unknown multiline parser '{name}' (known: python, ray)",
                 file=section.file,
                 line=prop.line if prop else section.line,
                 key="multiline.parser",
+            )
+        if name.lower() not in ("python", "ray"):
+            # accepted so that Fluent Bit's usual `docker, cri` runs, but said out loud
+            log.warning(
+                "%s:%d: multiline.parser %s is accepted but joins nothing on tail "
+                "(tail joins with python and ray; go and java work in the multiline filter)",
+                section.file,
+                prop.line if prop else section.line,
+                name,
             )
 
 
