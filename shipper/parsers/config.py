@@ -146,6 +146,7 @@ def build_parser(section: Section) -> Parser:
     regex = None
     names: tuple[str, ...] = ()
     numbers: tuple[int, ...] = ()
+    direct = False
     if opts.format == "regex":
         if opts.regex is None:
             raise _err(section, "regex", f"parser '{name}' has Format regex but no Regex")
@@ -154,7 +155,8 @@ def build_parser(section: Section) -> Parser:
         except TranslateError as exc:
             raise _err(section, "regex", f"parser '{name}': {exc}") from None
         regex, names = tr.regex, tr.names
-        numbers = tuple(tr.regex.groupindex[f"_g{i}"] for i in range(len(names)))
+        numbers = tuple(tr.regex.groupindex[gid] for gid in tr.ids)
+        direct = tr.direct
         if not names:
             log.warning(
                 "%s:%d: parser '%s' has no named group (?<name>...): it never yields fields",
@@ -205,6 +207,7 @@ def build_parser(section: Section) -> Parser:
         regex=regex,
         group_names=names,
         group_numbers=numbers,
+        direct=direct,
         time_key=opts.time_key,
         time_format=time_format,
         time_keep=opts.time_keep,

@@ -80,6 +80,7 @@ class Parser:
     regex: re.Pattern[str] | None = None
     group_names: tuple[str, ...] = ()
     group_numbers: tuple[int, ...] = ()  # the Python group number of each name
+    direct: bool = False  # the Python groups carry the names: groupdict() is the record
     time_key: str = "time"
     time_format: TimeFormat | None = None
     time_keep: bool = False
@@ -123,12 +124,23 @@ def _regex(p: Parser, text: str, now: float | None) -> tuple[Fields, float | Non
     m = p.regex.search(text)
     if m is None or not p.group_names:
         return None
-    fields: Fields = {}
+    if p.direct and p.time_format is None and not p.types:  # the common case, in C mostly
+        fields: Fields = m.groupdict()
+        found = fields.values()
+        if None in found or "" in found:
+            if p.skip_empty:  # an empty or unmatched group is left out (on by default)
+                fields = {k: v for k, v in fields.items() if v}
+            else:
+                fields = {k: v or "" for k, v in fields.items()}
+        return fields, None
+    values = m.group(*p.group_numbers) if len(p.group_numbers) > 1 else (m[p.group_numbers[0]],)
+    fields = {}
     when: float | None = None
-    for name, num in zip(p.group_names, p.group_numbers, strict=True):
-        value = m.group(num) or ""
-        if not value and p.skip_empty:
-            continue  # an empty or unmatched group (Skip_Empty_Values, on by default)
+    for name, value in zip(p.group_names, values, strict=True):
+        if not value:
+            if p.skip_empty:
+                continue
+            value = ""
         if p.time_format is not None and name == p.time_key:
             t = p._time(value, now)
             if t is None:

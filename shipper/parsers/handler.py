@@ -58,14 +58,15 @@ class ParsingHandler:
             if got is None:
                 continue  # no match: the record keeps `log`, as Fluent Bit's tail
             fields, when = got
+            date = when if when is not None else rec.get("date", now)
             if "date" in fields:
                 self._date_clash()
-            new: Record = {"date": when if when is not None else rec.get("date", now)}
-            new.update(fields)
-            for key, value in rec.items():
-                if key != "log" and key not in new:
+                del fields["date"]
+            del rec["log"]
+            new: Record = {"date": date, **fields}
+            for key, value in rec.items():  # path, offset and Ray keys, after the fields
+                if key not in new:
                     new[key] = value
-            new["date"] = when if when is not None else rec.get("date", now)
             records[i] = new
         return records
 

@@ -3,8 +3,8 @@
 Fluent Bit hands `Regex` to Onigmo in Ruby mode; most patterns are plain and mean the same in
 Python once the named groups are respelt. What differs, and what is done about it:
 
-* `(?<name>...)` -> a Python group; every named group is renamed `_gN` so that names Python
-  would refuse (`x-forwarded`, a name used twice) still work; `names[N]` keeps the real name.
+* `(?<name>...)` -> `(?P<name>...)`; a name Python would refuse (`x-forwarded`, a name used
+  twice) becomes `_gN`, and `names`/`ids` pair each Ruby name with its Python group.
 * `/pattern/` and `/pattern/imx` (Fluent Bit strips the slashes and reads the flags);
   Ruby's `m` flag, inline `(?m)` too, is Python's DOTALL.
 * `^`/`$` are line anchors in Ruby (re.MULTILINE); `\\d \\w \\s` are ASCII (re.ASCII);
@@ -55,7 +55,13 @@ class TranslateError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Translated:
     regex: re.Pattern[str]
-    names: tuple[str, ...]  # names[i]: the Ruby name of group `_g{i}`
+    names: tuple[str, ...]  # the Ruby names of the named groups, in order
+    ids: tuple[str, ...]  # ids[i]: the Python name of the group called names[i]
+
+    @property
+    def direct(self) -> bool:
+        """Every group kept its name: `groupdict()` is the record."""
+        return self.names == self.ids
 
 
 def _strip_slashes(pattern: str) -> tuple[str, str]:
@@ -77,6 +83,7 @@ class _Translator:
         self.i = 0
         self.out: list[str] = []
         self.names: list[str] = []
+        self.ids: list[str] = []
 
     def fail(self, what: str) -> TranslateError:
         return TranslateError(f"{what} at position {self.i} is not supported")
@@ -131,8 +138,11 @@ class _Translator:
     def open_named(self, name: str) -> None:
         if not name:
             raise self.fail("an empty group name")
-        self.out.append(f"(?P<_g{len(self.names)}>")
+        keep = name.isidentifier() and name.isascii() and name not in self.names
+        gid = name if keep and not name.startswith("_g") else f"_g{len(self.names)}"
+        self.out.append(f"(?P<{gid}>")
         self.names.append(name)
+        self.ids.append(gid)
 
     def escape(self, *, in_class: bool) -> None:
         src, i = self.src, self.i
@@ -165,7 +175,7 @@ class _Translator:
                 self.out.append(f"(?:\\{name})")
             elif name in self.names:
                 idx = len(self.names) - 1 - self.names[::-1].index(name)
-                self.out.append(f"(?P=_g{idx})")
+                self.out.append(f"(?P={self.ids[idx]})")
             else:
                 raise self.fail(f"a back reference to unknown group {name!r}")
             self.i += m.end()
@@ -227,4 +237,4 @@ def translate(pattern: str) -> Translated:
         regex = re.compile(text, re.MULTILINE | re.ASCII)
     except re.error as exc:
         raise TranslateError(f"invalid regular expression: {exc}") from None
-    return Translated(regex, tuple(tr.names))
+    return Translated(regex, tuple(tr.names), tuple(tr.ids))

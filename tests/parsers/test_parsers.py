@@ -253,9 +253,9 @@ def test_onigmo_translation(ruby: str, text: str, expect: dict[str, str]) -> Non
     m = tr.regex.search(text)
     assert m is not None
     got = {}
-    for i, name in enumerate(tr.names):
-        if m.group(f"_g{i}"):
-            got[name] = m.group(f"_g{i}")
+    for name, gid in zip(tr.names, tr.ids, strict=True):
+        if m.group(gid):
+            got[name] = m.group(gid)
     assert got == expect
 
 
