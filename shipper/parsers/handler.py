@@ -67,8 +67,20 @@ class ParsingHandler:
             for key, value in rec.items():  # path, offset and Ray keys, after the fields
                 if key not in new:
                     new[key] = value
+            if "\n" in text and self._partial(text):
+                new.setdefault("log", text)  # a joined record the regex read only part of
             records[i] = new
         return records
+
+    def _partial(self, text: str) -> bool:
+        """Did a regex parser leave lines of this multi-line record unread? (Its `.` stops at
+        a newline, as Onigmo's does; Fluent Bit never parses a joined record, so nothing of
+        one may be lost here.)"""
+        regex = self._parser.regex
+        if regex is None:
+            return False
+        m = regex.search(text)
+        return m is not None and m.end() < len(text.rstrip("\n"))
 
     def _date_clash(self) -> None:
         if not self._warned:

@@ -392,3 +392,19 @@ def test_types_split_on_commas_and_integers_saturate() -> None:
     )  # Fluent Bit's own parsers_extra.conf writes Types with commas
     fields, _ = p.parse("a=99999999999999999999999 b=ffffffffffffffffffff c=1e3") or ({}, None)
     assert fields == {"a": 2**63 - 1, "b": 2**64 - 1, "c": 1000.0}
+
+
+def test_input_handler_keeps_a_joined_record_the_regex_read_only_in_part() -> None:
+    from shipper.lines import PlainHandler, SourceContext
+    from shipper.parsers.handler import ParsingHandler
+
+    p = one("[PARSER]\n Name p\n Format regex\n Regex ^(?<level>[A-Z]+) (?<msg>.*)$")
+    h = ParsingHandler(PlainHandler(SourceContext(path="/a", real_path="/a", path_key="f")), p)
+    joined = "ERROR failed\n  detail line"
+    got = h.feed(["INFO ok", joined, "no match"], 5.0)
+    assert got == [
+        {"date": 5.0, "level": "INFO", "msg": "ok", "f": "/a"},
+        {"date": 5.0, "level": "ERROR", "msg": "failed", "f": "/a", "log": joined},
+        {"date": 5.0, "log": "no match", "f": "/a"},
+    ]
+    assert h.held_lines == 0 and h.encode(b"x", 1.0) is None and h.flush(6.0) == []
