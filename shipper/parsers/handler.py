@@ -20,11 +20,12 @@ log = logging.getLogger(__name__)
 
 
 class ParsingHandler:
-    __slots__ = ("_inner", "_parser", "_warned", "unread")
+    __slots__ = ("_inner", "_parse", "_parser", "_warned", "unread")
 
     def __init__(self, inner: LineHandler, parser: Parser) -> None:
         self._inner = inner
         self._parser = parser
+        self._parse = parser.bound()
         self._warned = False
         self.unread = 0  # no fast path: feed gets every line
 
@@ -49,24 +50,23 @@ class ParsingHandler:
         self._inner.reset()
 
     def apply(self, records: list[Record], now: float) -> list[Record]:
-        parse = self._parser.parse
+        parse = self._parse
         for i, rec in enumerate(records):
             text = rec.get("log")
-            if not isinstance(text, str):
+            if text.__class__ is not str:
                 continue
             got = parse(text, now)
             if got is None:
                 continue  # no match: the record keeps `log`, as Fluent Bit's tail
             fields, when = got
-            date = when if when is not None else rec.get("date", now)
             if "date" in fields:
                 self._date_clash()
                 del fields["date"]
+            date = rec.pop("date", now)
             del rec["log"]
-            new: Record = {"date": date, **fields}
-            for key, value in rec.items():  # path, offset and Ray keys, after the fields
-                if key not in new:
-                    new[key] = value
+            # path, offset and Ray keys after the fields; on a clash they win, as the keys
+            # in_tail appends after the parsed map win downstream
+            new: Record = {"date": date if when is None else when, **fields, **rec}
             if "\n" in text and self._partial(text):
                 new.setdefault("log", text)  # a joined record the regex read only part of
             records[i] = new
