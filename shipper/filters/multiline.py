@@ -23,8 +23,8 @@ from shipper.config.model import Prop, Section
 from shipper.config.schema import build, opt
 from shipper.filters.common import prop_error
 from shipper.match import Matcher
-from shipper.parsers.config import MultilineSpec, ParserSet
-from shipper.parsers.onigmo import TranslateError, translate
+from shipper.parsers.config import MultilineSpec, ParserSet, compile_rule
+from shipper.parsers.onigmo import TranslateError
 
 START = "start_state"
 # Fluent Bit's built-in rule sets (src/multiline/flb_ml_parser_*.c): (from states, regex, next)
@@ -197,7 +197,7 @@ def _compile(name: str, rules: list[tuple[str, str, str, Prop]]) -> Machine:
     for states_text, pattern, next_state, where in rules:
         states = frozenset(s.strip() for s in states_text.split(",") if s.strip())
         try:
-            regex = translate(pattern if pattern.startswith("/") else f"/{pattern}/").regex
+            regex = compile_rule(pattern)
         except TranslateError as exc:
             raise prop_error(where, f"multiline parser '{name}': {exc}") from None
         compiled.append(Rule(START in states, states, regex, next_state.strip()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -221,6 +222,11 @@ def build_parser(section: Section) -> Parser:
     )
 
 
+def compile_rule(pattern: str) -> re.Pattern[str]:
+    """A multi-line rule's regex (Fluent Bit writes them `/.../`; bare ones are accepted)."""
+    return translate(pattern if pattern.startswith("/") else f"/{pattern}/").regex
+
+
 def build_multiline(section: Section) -> MultilineSpec:
     from shipper.filters.common import split_quoted
 
@@ -260,6 +266,15 @@ def build_multiline(section: Section) -> MultilineSpec:
                     key=prop.key,
                 )
             states = tuple(s.strip() for s in parts[0].split(",") if s.strip())
+            try:  # checked here: a parser no filter names yet must not hide a bad rule
+                compile_rule(parts[1])
+            except TranslateError as exc:
+                raise ConfigError(
+                    f"multiline parser '{name_prop.value.strip()}': {exc}",
+                    file=prop.file,
+                    line=prop.line,
+                    key=prop.key,
+                ) from None
             rules.append(MultilineRule(states, parts[1], parts[2].strip(), prop.file, prop.line))
         else:
             raise ConfigError(

@@ -318,6 +318,12 @@ def test_untranslatable_regex_is_refused_by_name(ruby: str, what: str) -> None:
             "already defined at f.conf:1",
         ),
         ("[MULTILINE_PARSER]\n    Name m\n    Type endswith", 3, "Type", "supported: regex"),
+        (
+            '[MULTILINE_PARSER]\n    Name m\n    Rule "start_state" "/\\p{L}/" "x"',
+            3,
+            "Rule",
+            "multiline parser 'm': Unicode properties",
+        ),
     ],
 )
 def test_parser_config_errors_name_file_line_key(body: str, line: int, key: str, text: str) -> None:
