@@ -366,6 +366,7 @@ def _builder_wheel(work: Path, **env: str) -> Path:
         if path.is_dir():
             shutil.copytree(path, context / src, ignore=ignore)
         else:
+            (context / src).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, context / src)
     dist = work / "dist"
     proc = _run(
@@ -510,3 +511,14 @@ def test_without_a_c_compiler_the_wheel_builds_and_runs_pure_python(tmp_path: Pa
     assert proc.returncode == 0, proc.stdout + proc.stderr
     where, native, read_native = proc.stdout.split()
     assert where.startswith(str(unpacked)) and native == read_native == "False", proc.stdout
+
+
+def test_image_ships_fluent_bits_stock_parsers_file() -> None:
+    """Configs (Fluent Bit's own, the Helm chart's) name /fluent-bit/etc/parsers.conf, which
+    Fluent Bit's image has; a missing Parsers_File is an error, so this image has it too."""
+    copies = [c.args for c in _final().all("COPY")]
+    assert any(
+        "--from=builder" in c and c.split()[-1] == "/fluent-bit/etc/parsers.conf" for c in copies
+    ), copies
+    sources = _builder_sources()
+    assert "tests/fixtures/fluent-bit/parsers.conf" in sources, sources
