@@ -5,6 +5,7 @@ with file:line:key."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -115,8 +116,6 @@ def test_stdin_with_parser_and_yaml_parsers(tmp_path: Path) -> None:
         timeout=30,
     )
     assert proc.returncode == 0, proc.stderr.decode()
-    import json
-
     recs = [json.loads(line) for line in proc.stdout.splitlines()]
     assert recs[0] == {"date": 1796619600.25, "level": "info", "n": 3, "ok": True, "msg": "a b"}
     # bare words would be logfmt keys; with Logfmt_No_Bare_Keys the line does not match
@@ -247,3 +246,29 @@ def test_dry_run_accepts_the_stock_parsers_file(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     # Fluent Bit's usual `docker, cri` runs, and the check says what it does not do here
     assert f"{conf}:7: multiline.parser docker is accepted but joins nothing on tail" in proc.stderr
+
+
+def test_cli_parser_flag_as_fluent_bit_dash_r(tmp_path: Path) -> None:
+    """`fluent-bit -R parsers.conf -i tail -p parser=logfmt ...` works as written."""
+    log = tmp_path / "kv.log"
+    log.write_text("level=warn msg=disk\n")
+    args = ["-R", str(STOCK), "-i", "tail", "-p", f"path={log}", "-p", "read_from_head=on"]
+    args += ["-p", "parser=logfmt", "-p", "ray_metadata=off", "-p", "exit_on_eof=on"]
+    args += ["-o", "stdout", "-p", "format=json_lines"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "shipper", *args], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert rec["level"] == "warn" and rec["msg"] == "disk" and "log" not in rec
+    missing = subprocess.run(
+        [sys.executable, "-m", "shipper", "--dry-run", "--parser=nope.conf", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert missing.returncode == 1
+    assert "<command line>:1: key 'Parsers_File': parsers file 'nope.conf' does not exist" in (
+        missing.stderr
+    )
