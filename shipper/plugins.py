@@ -97,7 +97,26 @@ def _multiline_names(section: Section, opts: TailOptions) -> None:
             )
 
 
+# in_tail's old multi-line keys: refused with what to write instead
+_OLD_TAIL_KEYS = {
+    "multiline": "the old multi-line mode is not supported: use multiline.parser (python, ray) "
+    "or the multiline filter with a [MULTILINE_PARSER]",
+    "parser_firstline": "the old multi-line mode is not supported: use the multiline filter "
+    "with a [MULTILINE_PARSER] (its start_state rule is the first-line regex)",
+    "docker_mode": "not supported: use Parser docker (Fluent Bit's parsers.conf) for Docker's "
+    "JSON lines",
+    "docker_mode_flush": "not supported (see Docker_Mode)",
+    "docker_mode_parser": "not supported (see Docker_Mode)",
+}
+
+
 def build_tail(section: Section, ctx: Context) -> Input:
+    for old in section.props:
+        hint = _OLD_TAIL_KEYS.get(old.name) or (
+            _OLD_TAIL_KEYS["parser_firstline"] if old.name.startswith("parser_") else None
+        )
+        if hint:
+            raise ConfigError(hint, file=old.file, line=old.line, key=old.key)
     opts = build(TailOptions, section)
     _multiline_names(section, opts)
     factory = _ray_factory(opts)

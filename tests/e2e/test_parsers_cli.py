@@ -171,6 +171,18 @@ def test_parser_and_multiline_filters_on_a_tailed_file(tmp_path: Path) -> None:
 
 
 REFUSED = {
+    "old-multiline": (
+        "[INPUT]\n    Name tail\n    Path /x/*\n    Multiline on\n    Parser_Firstline json\n",
+        4,
+        "Multiline",
+        "use multiline.parser",
+    ),
+    "parser-n": (
+        "[INPUT]\n    Name tail\n    Path /x/*\n    Parser_1 json\n",
+        4,
+        "Parser_1",
+        "[MULTILINE_PARSER]",
+    ),
     "missing-parsers-file": (
         "[SERVICE]\n    Parsers_File nope.conf\n",
         2,
