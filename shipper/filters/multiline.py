@@ -7,8 +7,10 @@ state; a group whose next state can start over is complete at once; content no r
 closes the open group and then starts one or passes alone. A group goes out as its first
 record with the joined content.
 
-Parsers: the built-in `python`, `go` and `java` rule sets, and [MULTILINE_PARSER] sections
-of type regex. One stream per tag, as Fluent Bit's filter (give tail a per-file Tag, or use
+Parsers: the built-in `python`, `go` and `java` rule sets, [MULTILINE_PARSER] sections of
+type regex, and the container runtimes' `docker` and `cri` (shipper/parsers/container.py:
+the content is parsed and partial lines joined; these two are not mixed with the others in
+one list). One stream per tag, as Fluent Bit's filter (give tail a per-file Tag, or use
 `multiline.parser` on the tail input). Records join within one chunk: a chunk's records are
 acknowledged together, so a group is never held past its chunk (Fluent Bit's `buffer off`).
 """
@@ -24,6 +26,7 @@ from shipper.config.schema import build, opt
 from shipper.filters.common import prop_error
 from shipper.match import Matcher
 from shipper.parsers.config import MultilineSpec, ParserSet, compile_rule
+from shipper.parsers.container import KINDS, ContainerJoiner
 from shipper.parsers.onigmo import TranslateError
 
 START = "start_state"
@@ -70,8 +73,6 @@ BUILTIN: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 _REFUSED = {
     "ray": "use `multiline.parser ray` on the tail input: it needs Ray's file names",
-    "docker": "the docker and cri parsers are not implemented in the multiline filter",
-    "cri": "the docker and cri parsers are not implemented in the multiline filter",
 }
 
 
@@ -82,7 +83,7 @@ class MultilineFilterOptions:
         "list",
         (),
         required=True,
-        help="python, go, java or a [MULTILINE_PARSER] name (comma-separated).",
+        help="python, go, java, a [MULTILINE_PARSER] name, or docker, cri (comma-separated).",
     )
     key_content: str = opt("multiline.key_content", "str", "log", help="Key whose text is joined.")
     mode: str = opt("mode", "str", "parser", choices=("parser",), help="Only parser mode.")
@@ -142,13 +143,29 @@ class _Group:
 class MultilineFilter:
     plugin = "multiline"
 
-    def __init__(self, *, name: str, matcher: Matcher, key: str, machines: list[Machine]) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        matcher: Matcher,
+        key: str,
+        machines: list[Machine],
+        containers: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.matcher = matcher
         self.key = key
         self.machines = machines
+        self.containers = containers
 
     def apply(self, records: list[Record], tag: str) -> list[Record]:
+        if self.containers:
+            joiner = ContainerJoiner(self.containers, self.key)
+            joined: list[Record] = []
+            for rec in records:
+                joiner.push(rec, joined)
+            joiner.flush(joined)  # no group outlives its chunk
+            return joined
         out: list[Record] = []
         group: _Group | None = None
         key = self.key
@@ -218,7 +235,14 @@ def create(section: Section, *, name: str, matcher: Matcher, parsers: ParserSet)
     prop = section.get("multiline.parser")
     assert prop is not None  # required
     machines = []
-    for pname in opts.parser:
+    containers = tuple(p.lower() for p in opts.parser if p.lower() in KINDS)
+    if containers and len(containers) != len(opts.parser):
+        raise prop_error(
+            prop,
+            "docker and cri parse container runtime lines: name them without other parsers "
+            "(use a second multiline filter for python, go, java or your own)",
+        )
+    for pname in () if containers else opts.parser:
         if pname in parsers.multiline:
             machines.append(_compile(pname, _spec_rules(parsers.multiline[pname])))
         elif pname.lower() in BUILTIN:
@@ -226,11 +250,13 @@ def create(section: Section, *, name: str, matcher: Matcher, parsers: ParserSet)
             machines.append(_compile(pname.lower(), rules))
         else:
             hint = _REFUSED.get(pname.lower())
-            known = ", ".join([*sorted(BUILTIN), *sorted(parsers.multiline)])
+            known = ", ".join([*sorted(BUILTIN), *KINDS, *sorted(parsers.multiline)])
             raise prop_error(
                 prop,
                 f"multiline parser '{pname}' is not supported by the multiline filter"
                 + (f" ({hint})" if hint else "")
                 + f" (supported: {known})",
             )
-    return MultilineFilter(name=name, matcher=matcher, key=opts.key_content, machines=machines)
+    return MultilineFilter(
+        name=name, matcher=matcher, key=opts.key_content, machines=machines, containers=containers
+    )

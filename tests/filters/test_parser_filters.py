@@ -146,13 +146,13 @@ def test_parser_filter_record_accessor_and_no_match() -> None:
             "[FILTER]\n Name multiline\n Match *\n multiline.parser python, docker",
             4,
             "multiline.parser",
-            "docker and cri parsers are not implemented",
+            "name them without other parsers",
         ),
         (
             "[FILTER]\n Name multiline\n Match *\n multiline.parser py",
             4,
             "multiline.parser",
-            "supported: go, java, python",
+            "supported: go, java, python, docker, cri",
         ),
         (
             "[FILTER]\n Name multiline\n Match *\n multiline.parser go\n mode partial_message",
@@ -256,3 +256,62 @@ def test_multiline_keeps_first_record_and_skips_non_text() -> None:
     assert got[0] == {"date": 0.0, "log": "\n".join(TRACEBACK[:2]), "n": 0}
     assert got[1] == {"date": 99.0, "other": 1}
     assert [r["log"] for r in got[2:]] == TRACEBACK[2:]
+
+
+def test_multiline_docker_and_cri_join_partial_lines_per_stream() -> None:
+    """Fluent Bit's docker (JSON, `log` without a final newline is partial) and cri
+    (`P`/`F`) built-ins: the runtime's split lines become one record again."""
+    flt = make("[FILTER]\n Name multiline\n Match *\n multiline.parser docker, cri")
+    lines = [
+        '{"log":"one, ","stream":"stdout","time":"2021-02-01T01:40:03.534120Z"}',
+        '{"log":"err\\n","stream":"stderr","time":"2021-02-01T01:40:03.534125Z"}',
+        '{"log":"two, ","stream":"stdout","time":"2021-02-01T01:40:03.534130Z"}',
+        '{"log":"three\\n","stream":"stdout","time":"2021-02-01T01:40:03.534140Z"}',
+        "2021-02-01T01:40:04.000000000+00:00 stdout P cri one ",
+        "2021-02-01T01:40:04.100000000+00:00 stdout F cri two",
+        "2021-02-01T01:40:05.000000000Z stderr F whole",
+        "not a container line",
+        "2021-02-01T01:40:06.000000000Z stdout P left open at the chunk's end",
+    ]
+    out = run(flt, *({"date": 1.0, "log": ln, "file": "c.log"} for ln in lines))
+    assert out == [
+        {
+            "date": 1612143603.534125,
+            "file": "c.log",
+            "log": "err\n",
+            "stream": "stderr",
+            "time": "2021-02-01T01:40:03.534125Z",
+        },
+        {
+            "date": 1612143603.53412,
+            "file": "c.log",
+            "log": "one, two, three\n",
+            "stream": "stdout",
+            "time": "2021-02-01T01:40:03.534120Z",
+        },
+        {
+            "date": 1612143604.0,
+            "file": "c.log",
+            "time": "2021-02-01T01:40:04.000000000+00:00",
+            "stream": "stdout",
+            "_p": "P",
+            "log": "cri one cri two",
+        },
+        {
+            "date": 1612143605.0,
+            "file": "c.log",
+            "time": "2021-02-01T01:40:05.000000000Z",
+            "stream": "stderr",
+            "_p": "F",
+            "log": "whole",
+        },
+        {"date": 1.0, "log": "not a container line", "file": "c.log"},
+        {
+            "date": 1612143606.0,
+            "file": "c.log",
+            "time": "2021-02-01T01:40:06.000000000Z",
+            "stream": "stdout",
+            "_p": "P",
+            "log": "left open at the chunk's end",
+        },
+    ]
