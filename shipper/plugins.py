@@ -21,8 +21,7 @@ from shipper.match import Matcher
 from shipper.outputs.base import Delivery, Output
 from shipper.outputs.stdout import StdoutOptions, StdoutOutput
 from shipper.parsers.config import ParserSet
-from shipper.parsers.formats import Parser
-from shipper.parsers.handler import ParsingHandler
+from shipper.parsers.inputs import input_factory, refuse_old_tail_keys
 from shipper.tail.input import TailInput
 from shipper.tail.options import TailOptions
 
@@ -81,56 +80,30 @@ def _multiline_names(section: Section, opts: TailOptions) -> None:
     for name in opts.multiline_parser:
         if name.lower() not in known:
             raise ConfigError(
-                f"unknown multiline parser '{name}' (known: python, ray)",
+                f"unknown multiline parser '{name}' (tail knows python, ray, docker and cri; "
+                "a [MULTILINE_PARSER] works in the multiline filter)",
                 file=section.file,
                 line=prop.line if prop else section.line,
                 key="multiline.parser",
             )
-        if name.lower() not in ("python", "ray"):
-            # accepted so that Fluent Bit's usual `docker, cri` runs, but said out loud
+        if name.lower() in ("go", "java"):
+            # accepted so that a Fluent Bit config runs, but said out loud
             log.warning(
                 "%s:%d: multiline.parser %s is accepted but joins nothing on tail "
-                "(tail joins with python and ray; go and java work in the multiline filter)",
+                "(tail joins with python, ray, docker and cri; go and java work in the "
+                "multiline filter)",
                 section.file,
                 prop.line if prop else section.line,
                 name,
             )
 
 
-# in_tail's old multi-line keys: refused with what to write instead
-_OLD_TAIL_KEYS = {
-    "multiline": "the old multi-line mode is not supported: use multiline.parser (python, ray) "
-    "or the multiline filter with a [MULTILINE_PARSER]",
-    "parser_firstline": "the old multi-line mode is not supported: use the multiline filter "
-    "with a [MULTILINE_PARSER] (its start_state rule is the first-line regex)",
-    "docker_mode": "not supported: use Parser docker (Fluent Bit's parsers.conf) for Docker's "
-    "JSON lines",
-    "docker_mode_flush": "not supported (see Docker_Mode)",
-    "docker_mode_parser": "not supported (see Docker_Mode)",
-}
-
-
 def build_tail(section: Section, ctx: Context) -> Input:
-    for old in section.props:
-        hint = _OLD_TAIL_KEYS.get(old.name) or (
-            _OLD_TAIL_KEYS["parser_firstline"] if old.name.startswith("parser_") else None
-        )
-        if hint:
-            raise ConfigError(hint, file=old.file, line=old.line, key=old.key)
+    refuse_old_tail_keys(section)
     opts = build(TailOptions, section)
     _multiline_names(section, opts)
-    factory = _ray_factory(opts)
-    prop = section.get("parser")
-    if prop is not None:  # only then: without a Parser the handler keeps its fast path
-        factory = _parsing(factory, ctx.parsers.get(prop.value, prop))
+    factory = input_factory(_ray_factory(opts), section, opts.multiline_parser, ctx.parsers)
     return TailInput(name=ctx.name, opts=opts, factory=factory)
-
-
-def _parsing(inner: HandlerFactory, parser: Parser) -> HandlerFactory:
-    def factory(ctx: SourceContext) -> LineHandler:
-        return ParsingHandler(inner(ctx), parser)
-
-    return factory
 
 
 def parse_retry_limit(prop: Prop | None) -> int | None:

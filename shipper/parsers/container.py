@@ -48,24 +48,34 @@ def parse_line(kinds: tuple[str, ...], text: str) -> tuple[Record, float | None,
 
 
 class _Pending:
-    __slots__ = ("first", "parts")
+    __slots__ = ("first", "parts", "start")
 
-    def __init__(self, first: Record, text: str) -> None:
+    def __init__(self, first: Record, text: str, start: int) -> None:
         self.first = first
         self.parts = [text]
+        self.start = start  # the number of the record that opened it
 
 
 class ContainerJoiner:
-    """Joins partial container records; `held` counts the records held back."""
+    """Joins partial container records."""
 
     def __init__(self, kinds: tuple[str, ...], key: str = "log") -> None:
         self.kinds = kinds
         self.key = key
         self.pending: dict[Any, _Pending] = {}
-        self.held = 0
+        self.seq = 0  # records pushed
+
+    @property
+    def held(self) -> int:
+        """Records from the oldest one held to the last pushed: an input may store no offset
+        past the oldest, even when a later line of the other stream went out already."""
+        if not self.pending:
+            return 0
+        return self.seq - min(p.start for p in self.pending.values())
 
     def push(self, rec: Record, out: list[Record]) -> None:
         """One record whose `key` holds a runtime's line; what is complete goes to `out`."""
+        self.seq += 1
         text = rec.get(self.key)
         got = parse_line(self.kinds, text) if isinstance(text, str) else None
         if got is None:
@@ -82,11 +92,9 @@ class ContainerJoiner:
             if not partial:
                 out.append(new)
                 return
-            self.pending[group] = _Pending(new, fields["log"])
-            self.held += 1
+            self.pending[group] = _Pending(new, fields["log"], self.seq - 1)
             return
         pend.parts.append(fields["log"])
-        self.held += 1
         if not partial:
             out.append(self._close(group))
 
@@ -96,11 +104,9 @@ class ContainerJoiner:
 
     def reset(self) -> None:
         self.pending.clear()
-        self.held = 0
 
     def _close(self, group: Any) -> Record:
         pend = self.pending.pop(group)
-        self.held -= len(pend.parts)
         rec = pend.first
         rec["log"] = "".join(pend.parts)
         return rec

@@ -14,6 +14,7 @@ import logging
 
 from shipper.chunk import Encoded, Record
 from shipper.lines import LineHandler
+from shipper.parsers.container import ContainerJoiner
 from shipper.parsers.formats import Parser
 
 log = logging.getLogger(__name__)
@@ -90,3 +91,44 @@ class ParsingHandler:
                 "'date' (shipper's time key), the parsed value is dropped",
                 self._parser.name,
             )
+
+
+class ContainerHandler:
+    """`multiline.parser docker, cri` on tail: the runtime's lines parsed and partial lines
+    joined (shipper/parsers/container.py), after the input's own handler."""
+
+    __slots__ = ("_inner", "_joiner", "unread")
+
+    def __init__(self, inner: LineHandler, kinds: tuple[str, ...]) -> None:
+        self._inner = inner
+        self._joiner = ContainerJoiner(kinds)
+        self.unread = 0
+
+    @property
+    def held_lines(self) -> int:
+        return self._inner.held_lines + self._joiner.held
+
+    @held_lines.setter
+    def held_lines(self, value: int) -> None:  # the protocol declares a plain attribute
+        self._inner.held_lines = value
+
+    def encode(self, complete: bytes, now: float) -> Encoded | None:
+        return None
+
+    def feed(self, lines: list[str], now: float, offsets: list[int] | None = None) -> list[Record]:
+        out: list[Record] = []
+        push = self._joiner.push
+        for rec in self._inner.feed(lines, now, offsets):
+            push(rec, out)
+        return out
+
+    def flush(self, now: float) -> list[Record]:
+        out: list[Record] = []
+        for rec in self._inner.flush(now):
+            self._joiner.push(rec, out)
+        self._joiner.flush(out)
+        return out
+
+    def reset(self) -> None:
+        self._inner.reset()
+        self._joiner.reset()
