@@ -1,11 +1,13 @@
-"""`Parser` on an input (tail, stdin): each record's `log` through a parser, as in_tail does.
+"""LineHandler wrappers for inputs: `Parser` (ParsingHandler, tail and stdin) and
+`multiline.parser docker, cri` (ContainerHandler, tail).
 
-Wraps the input's own LineHandler (plain or Ray-aware), so Ray's metadata (session,
+`Parser`: each record's `log` through a parser, as in_tail does. It wraps the input's own
+LineHandler (plain or Ray-aware), so Ray's metadata (session,
 component, path and offset keys) and multi-line joining still apply; the parser then turns
 `log` into fields. The record becomes {date, parsed fields..., the rest}: `date` is the parsed
 time when the parser found one, else the read time; a line the parser does not match keeps
-`log` unchanged (Fluent Bit's fallback). Only built when `Parser` is set: without it the
-input's handler, and its fast path, are untouched.
+`log` unchanged (Fluent Bit's fallback). Both are built only when their key is set (see
+shipper/parsers/inputs.py): without them the input's handler, and its fast path, are untouched.
 """
 
 from __future__ import annotations
