@@ -236,7 +236,6 @@ def build_stdin(section: Section, ctx: Context) -> Input:
 
 
 INPUTS["stdin"] = build_stdin
-PARSING_FILTERS = ("parser", "multiline")  # their create() also takes the ParserSet
 OUTPUTS.update(
     {
         name: _lazy_output(f"shipper.outputs.{mod}")
@@ -254,6 +253,7 @@ FILTERS.update(
         for name in ("modify", "record_modifier", "grep")
     }
 )
+PARSING_FILTERS = ("parser", "multiline")  # their create() also takes the ParserSet
 FILTERS.update({name: _lazy_filter(f"shipper.filters.{name}", True) for name in PARSING_FILTERS})
 
 # The key table of each plugin ("module:class"), for `shipper -i tail -h`.
