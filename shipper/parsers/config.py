@@ -35,7 +35,12 @@ class ParserOptions:
     time_key: str = opt("Time_Key", "str", "time", help="Field holding the record's time.")
     time_format: str | None = opt("Time_Format", "str", None, help="strptime format, %L: fraction.")
     time_keep: bool = opt("Time_Keep", "bool", False, help="Keep the time field in the record.")
-    time_strict: bool = opt("Time_Strict", "bool", True, help="Warn when a time does not parse.")
+    time_strict: bool = opt(
+        "Time_Strict",
+        "bool",
+        True,
+        help="Off: a time that fits only part of Time_Format still counts.",
+    )
     time_offset: str | None = opt("Time_Offset", "str", None, help="UTC offset, e.g. +0200.")
     time_system_timezone: bool = opt(
         "Time_System_Timezone", "bool", False, help="Times without a zone are in local time."
@@ -188,7 +193,11 @@ def build_parser(section: Section) -> Parser:
                 raise _err(section, "time_zone", f"unknown time zone {opts.time_zone!r}") from None
         try:
             time_format = TimeFormat.compile(
-                opts.time_format, offset=offset, local=opts.time_system_timezone, zone=zone
+                opts.time_format,
+                offset=offset,
+                local=opts.time_system_timezone,
+                zone=zone,
+                lenient=not opts.time_strict,
             )
         except ValueError as exc:
             raise _err(section, "time_format", str(exc)) from None

@@ -23,8 +23,9 @@ from shipper.parsers.timefmt import TimeFormat
 
 KINDS = ("docker", "cri")
 _CRI = re.compile(r"(?P<time>.+?) (?P<stream>stdout|stderr) (?P<_p>F|P) (?P<log>.*)", re.S)
-_CRI_TIME = TimeFormat.compile("%Y-%m-%dT%H:%M:%S.%L%z")
-_DOCKER_TIME = TimeFormat.compile("%Y-%m-%dT%H:%M:%S.%L")
+# Fluent Bit's built-ins do not insist on the whole format (Time_Strict off)
+_CRI_TIME = TimeFormat.compile("%Y-%m-%dT%H:%M:%S.%L%z", lenient=True)
+_DOCKER_TIME = TimeFormat.compile("%Y-%m-%dT%H:%M:%S.%L", lenient=True)
 
 
 def parse_line(kinds: tuple[str, ...], text: str) -> tuple[Record, float | None, bool] | None:

@@ -162,8 +162,16 @@ class TimeFormat:
 
     @classmethod
     def compile(
-        cls, fmt: str, *, offset: int = 0, local: bool = False, zone: ZoneInfo | None = None
+        cls,
+        fmt: str,
+        *,
+        offset: int = 0,
+        local: bool = False,
+        zone: ZoneInfo | None = None,
+        lenient: bool = False,
     ) -> TimeFormat:
+        """`lenient` (Time_Strict off): a text that fits only a prefix of the format gives
+        the time read so far, as flb_strptime leaves it when Fluent Bit does not insist."""
         for short, full in _COMPOSITE.items():
             fmt_expanded = fmt.replace("%%", "\0")
             fmt = fmt_expanded.replace(f"%{short}", full).replace("\0", "%%")
@@ -191,9 +199,15 @@ class TimeFormat:
                 parts.append(re.escape(ch))
                 i += 1
         stripped = fmt.replace("%%", "")
+        pattern = "".join(parts)
+        if lenient and parts:
+            tail = ""
+            for part in reversed(parts[1:]):
+                tail = f"(?:{part}{tail})?"
+            pattern = parts[0] + tail
         return cls(
             fmt=fmt,
-            regex=re.compile("".join(parts), re.IGNORECASE),
+            regex=re.compile(pattern, re.IGNORECASE),
             setters=tuple(setters),
             has_year=any(f"%{d}" in stripped for d in "YysF") or "%D" in stripped,
             has_tz=any(f"%{d}" in stripped for d in "zZs"),

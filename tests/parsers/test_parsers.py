@@ -414,3 +414,18 @@ def test_input_handler_keeps_a_joined_record_the_regex_read_only_in_part() -> No
         {"date": 5.0, "log": "no match", "f": "/a"},
     ]
     assert h.held_lines == 0 and h.encode(b"x", 1.0) is None and h.flush(6.0) == []
+
+
+def test_time_strict_off_takes_the_part_of_the_format_that_fits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = "[PARSER]\n Name d\n Format json\n Time_Format %Y-%m-%dT%H:%M:%S.%L\n"
+    strict, lenient = one(body), one(body + " Time_Strict off")
+    line = '{"time":"2021-02-01T01:40:03Z","log":"x"}'  # no fraction: %L does not fit
+    assert strict.parse(line) == ({"time": "2021-02-01T01:40:03Z", "log": "x"}, None)
+    assert "invalid time format" in caplog.text
+    assert lenient.parse(line) == ({"log": "x"}, 1612143603)
+    assert lenient.parse('{"time":"2021-02-01T01:40:03.25","log":"x"}') == (
+        {"log": "x"},
+        1612143603.25,
+    )
