@@ -88,6 +88,9 @@ class _Translator:
     def fail(self, what: str) -> TranslateError:
         return TranslateError(f"{what} at position {self.i} is not supported")
 
+    def bad(self, what: str) -> TranslateError:
+        return TranslateError(f"invalid regular expression: {what} at position {self.i}")
+
     def run(self) -> str:
         src = self.src
         while self.i < len(src):
@@ -108,13 +111,13 @@ class _Translator:
         if src.startswith("(?<", i) and i + 3 < len(src) and src[i + 3] not in "=!":
             end = src.find(">", i + 3)
             if end < 0:
-                raise self.fail("an unterminated group name")
+                raise self.bad("an unterminated group name")
             self.open_named(src[i + 3 : end])
             self.i = end + 1
         elif src.startswith("(?'", i):
             end = src.find("'", i + 3)
             if end < 0:
-                raise self.fail("an unterminated group name")
+                raise self.bad("an unterminated group name")
             self.open_named(src[i + 3 : end])
             self.i = end + 1
         elif src.startswith("(?~", i):
@@ -137,7 +140,7 @@ class _Translator:
 
     def open_named(self, name: str) -> None:
         if not name:
-            raise self.fail("an empty group name")
+            raise self.bad("an empty group name")
         keep = name.isidentifier() and name.isascii() and name not in self.names
         gid = name if keep and not name.startswith("_g") else f"_g{len(self.names)}"
         self.out.append(f"(?P<{gid}>")
@@ -147,7 +150,7 @@ class _Translator:
     def escape(self, *, in_class: bool) -> None:
         src, i = self.src, self.i
         if i + 1 >= len(src):
-            raise self.fail("a trailing backslash")
+            raise self.bad("a trailing backslash")
         c = src[i + 1]
         self.i = i + 2
         if c in _REFUSED:
@@ -169,7 +172,7 @@ class _Translator:
         elif c == "k" and not in_class:
             m = re.match(r"<([^>]+)>|'([^']+)'", src[self.i :])
             if not m:
-                raise self.fail("a back reference without a name")
+                raise self.bad("a back reference without a name")
             name = m.group(1) or m.group(2)
             if name.isdigit():
                 self.out.append(f"(?:\\{name})")
@@ -177,13 +180,16 @@ class _Translator:
                 idx = len(self.names) - 1 - self.names[::-1].index(name)
                 self.out.append(f"(?P={self.ids[idx]})")
             else:
-                raise self.fail(f"a back reference to unknown group {name!r}")
+                raise self.bad(f"a back reference to unknown group {name!r}")
             self.i += m.end()
         elif c == "x" and src.startswith("{", self.i):
             end = src.find("}", self.i)
             if end < 0:
-                raise self.fail("an unterminated \\x{...}")
-            self.out.append(f"\\U{int(src[self.i + 1 : end], 16):08x}")
+                raise self.bad("an unterminated \\x{...}")
+            digits = src[self.i + 1 : end]
+            if not re.fullmatch(r"[0-9a-fA-F]{1,6}", digits) or int(digits, 16) > 0x10FFFF:
+                raise self.bad(f"\\x{{{digits}}}")
+            self.out.append(f"\\U{int(digits, 16):08x}")
             self.i = end + 1
         else:
             self.out.append("\\" + c)
@@ -223,7 +229,7 @@ class _Translator:
             else:
                 self.out.append(ch)
                 self.i += 1
-        raise self.fail("an unterminated character class")
+        raise self.bad("an unterminated character class")
 
 
 def translate(pattern: str) -> Translated:
