@@ -236,9 +236,31 @@ def compile_rule(pattern: str) -> re.Pattern[str]:
     return translate(pattern if pattern.startswith("/") else f"/{pattern}/").regex
 
 
-def build_multiline(section: Section) -> MultilineSpec:
-    from shipper.filters.common import split_quoted
+def slist_tokens(text: str) -> list[str]:
+    """Fluent Bit's flb_slist_split_tokens: blank-separated, a double-quoted token ends at a
+    quote without a backslash before it, and only \\" is unescaped (a regex's \\\\ stays)."""
+    tokens: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] == " ":
+            i += 1
+        if i >= n:
+            break
+        if text[i] == '"':
+            j = i + 1
+            while j < n and (text[j] != '"' or text[j - 1] == "\\"):
+                j += 1
+            tokens.append(text[i + 1 : j].replace('\\"', '"'))
+            i = j + 1
+        else:
+            j = text.find(" ", i)
+            j = n if j < 0 else j
+            tokens.append(text[i:j])
+            i = j
+    return tokens
 
+
+def build_multiline(section: Section) -> MultilineSpec:
     name_prop = section.get("name")
     if name_prop is None:
         raise ConfigError(
@@ -266,7 +288,7 @@ def build_multiline(section: Section) -> MultilineSpec:
                     "expected milliseconds", file=prop.file, line=prop.line, key=prop.key
                 ) from None
         elif prop.name == "rule":
-            parts = split_quoted(prop.value, 4)
+            parts = slist_tokens(prop.value)
             if len(parts) != 3:
                 raise ConfigError(
                     'expected rule "STATE[,STATE]" "REGEX" "NEXT_STATE"',

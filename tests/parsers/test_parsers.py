@@ -429,3 +429,17 @@ def test_time_strict_off_takes_the_part_of_the_format_that_fits(
         {"log": "x"},
         1612143603.25,
     )
+
+
+def test_multiline_rule_tokens_as_fluent_bit_splits_them() -> None:
+    """Only \\" is unescaped in a quoted rule token: a regex's \\\\ reaches the regex whole."""
+    ps = parsers_of(
+        "[MULTILINE_PARSER]\n    Name m\n    Type regex\n"
+        '    Rule "start_state, cont"   "/^dir \\\\\\\\ \\"q\\"/"   "cont"\n'
+    )
+    (rule,) = ps.multiline["m"].rules
+    assert rule.states == ("start_state", "cont") and rule.next_state == "cont"
+    assert rule.regex == '/^dir \\\\\\\\ "q"/'
+    from shipper.parsers.config import compile_rule
+
+    assert compile_rule(rule.regex).search('dir \\\\ "q"') is not None
