@@ -21,8 +21,8 @@ log = logging.getLogger("shipper")
 
 USAGE = """\
 usage: shipper [-c FILE] [-i INPUT [-p KEY=VALUE]... [-t TAG]]... [-F FILTER -m MATCH ...]
-               [-o OUTPUT [-p KEY=VALUE]... [-m MATCH]]... [-f SECONDS] [--dry-run]
-               [-v|-vv|-q] [--version]
+               [-o OUTPUT [-p KEY=VALUE]... [-m MATCH]]... [-R PARSERS_FILE]... [-f SECONDS]
+               [--dry-run] [-v|-vv|-q] [--version]
        shipper tail [TEMP_DIR | SESSION_DIR] [options]   (shipper tail --help)
 
 With no -c and no -i/-o: {drop_in} if it exists, else the embedded default
@@ -86,6 +86,8 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], Document | None]
         "version": False,
         "help": False,
     }
+    parsers: list[Prop] = []  # -R FILE: Parsers_File props, as Fluent Bit's -R/--parser
+    opts["parsers"] = parsers
     sections: list[tuple[str, list[Prop]]] = []
     src = "<command line>"
     i = 0
@@ -124,6 +126,10 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], Document | None]
             sections[-1][1].append(Prop("Match", value(), src, i))
         elif a in ("-f", "--flush"):
             opts["flush"] = value()
+        elif a in ("-R", "--parser"):
+            parsers.append(Prop("Parsers_File", value(), src, i))
+        elif a.startswith("--parser="):
+            parsers.append(Prop("Parsers_File", a.split("=", 1)[1], src, i))
         elif a in ("-D", "--dry-run"):
             opts["dry_run"] = True
         elif a in ("-V", "--version"):
@@ -151,7 +157,17 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], Document | None]
     return opts, Document(tuple(built), src)
 
 
-def load_document(config: str | None, cli_doc: Document | None) -> Document:
+def load_document(
+    config: str | None, cli_doc: Document | None, parsers: Sequence[Prop] = ()
+) -> Document:
+    doc = _base_document(config, cli_doc)
+    if parsers:  # -R FILE: one more [SERVICE] Parsers_File each
+        extra = Section("service", tuple(parsers), parsers[0].file, parsers[0].line)
+        doc = Document((*doc.sections, extra), doc.source)
+    return doc
+
+
+def _base_document(config: str | None, cli_doc: Document | None) -> Document:
     from shipper.config.classic import parse_classic_text
     from shipper.config.loader import load_config
 
@@ -227,13 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = opts["config"]
-        doc = load_document(config if isinstance(config, str) else None, cli_doc)
+        parsers: list[Prop] = opts["parsers"]  # type: ignore[assignment]
+        doc = load_document(config if isinstance(config, str) else None, cli_doc, parsers)
         if not verbose:
             level = "error" if opts["quiet"] else service_of(doc).log_level
             logging.getLogger("shipper").setLevel(log_level(level))
 
         def reload_doc() -> Document:
-            return load_document(config if isinstance(config, str) else None, cli_doc)
+            return load_document(config if isinstance(config, str) else None, cli_doc, parsers)
 
         if opts["dry_run"]:
             Pipeline.build(doc)

@@ -19,6 +19,7 @@ from shipper.config.model import ConfigError, Document, Section
 from shipper.config.schema import build
 from shipper.config.service import ServiceOptions
 from shipper.outputs.base import Output
+from shipper.parsers.config import load_parsers
 from shipper.plugins import Context, Filter, Input, registry
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,12 @@ class Pipeline:
     def build(cls, doc: Document) -> Pipeline:
         """Validate every section and build every plugin; ConfigError on the first problem."""
         service = service_of(doc)
+        parsers = load_parsers(doc)  # every [PARSER] and Parsers_File, validated
         counters: Counter[str] = Counter()
         built: dict[str, list[object]] = {"input": [], "filter": [], "output": []}
         for section in doc.sections:
             if section.kind not in built:
-                continue  # parsers: built-in here, their sections are accepted as written
+                continue  # [PARSER]/[MULTILINE_PARSER]: load_parsers built them
             plugin = section.plugin
             table = registry(section.kind)
             if not plugin:
@@ -85,7 +87,7 @@ class Pipeline:
             alias = section.get("alias")
             name = alias.value.strip() if alias else f"{plugin}.{counters[plugin]}"
             counters[plugin] += 1
-            instance = table[plugin](section, Context(service=service, name=name))
+            instance = table[plugin](section, Context(service=service, name=name, parsers=parsers))
             level = section.get("log_level")
             if level is not None:
                 logging.getLogger(f"shipper.{name}").setLevel(log_level(level.value.strip()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shipper.chunk import Chunk, Record
@@ -20,6 +20,8 @@ from shipper.lines import HandlerFactory, LineHandler, PlainHandler, SourceConte
 from shipper.match import Matcher
 from shipper.outputs.base import Delivery, Output
 from shipper.outputs.stdout import StdoutOptions, StdoutOutput
+from shipper.parsers.config import ParserSet
+from shipper.parsers.inputs import input_factory, refuse_old_tail_keys
 from shipper.tail.input import TailInput
 from shipper.tail.options import TailOptions
 
@@ -50,6 +52,7 @@ class Context:
 
     service: ServiceOptions
     name: str  # instance name, e.g. tail.0
+    parsers: ParserSet = field(default_factory=ParserSet)  # [PARSER]s and Parsers_File
 
 
 def _ray_factory(opts: TailOptions) -> HandlerFactory:
@@ -73,21 +76,34 @@ def _ray_factory(opts: TailOptions) -> HandlerFactory:
 
 def _multiline_names(section: Section, opts: TailOptions) -> None:
     known = {"python", "ray", "docker", "cri", "go", "java"}
+    prop = section.get("multiline.parser")
     for name in opts.multiline_parser:
         if name.lower() not in known:
-            prop = section.get("multiline.parser")
             raise ConfigError(
-                f"unknown multiline parser '{name}' (known: python, ray)",
+                f"unknown multiline parser '{name}' (tail knows python, ray, docker and cri; "
+                "a [MULTILINE_PARSER] works in the multiline filter)",
                 file=section.file,
                 line=prop.line if prop else section.line,
                 key="multiline.parser",
             )
+        if name.lower() in ("go", "java"):
+            # accepted so that a Fluent Bit config runs, but said out loud
+            log.warning(
+                "%s:%d: multiline.parser %s is accepted but joins nothing on tail "
+                "(tail joins with python, ray, docker and cri; go and java work in the "
+                "multiline filter)",
+                section.file,
+                prop.line if prop else section.line,
+                name,
+            )
 
 
 def build_tail(section: Section, ctx: Context) -> Input:
+    refuse_old_tail_keys(section)
     opts = build(TailOptions, section)
     _multiline_names(section, opts)
-    return TailInput(name=ctx.name, opts=opts, factory=_ray_factory(opts))
+    factory = input_factory(_ray_factory(opts), section, opts.multiline_parser, ctx.parsers)
+    return TailInput(name=ctx.name, opts=opts, factory=factory)
 
 
 def parse_retry_limit(prop: Prop | None) -> int | None:
@@ -200,10 +216,11 @@ def _lazy_output(module: str) -> Callable[[Section, Context], Output]:
     return build_output
 
 
-def _lazy_filter(module: str) -> Callable[[Section, Context], Filter]:
+def _lazy_filter(module: str, parsers: bool = False) -> Callable[[Section, Context], Filter]:
     def build_filter(section: Section, ctx: Context) -> Filter:
+        extra = {"parsers": ctx.parsers} if parsers else {}  # filters that name [PARSER]s
         flt: Filter = importlib.import_module(module).create(
-            section, name=ctx.name, matcher=matcher_of(section)
+            section, name=ctx.name, matcher=matcher_of(section), **extra
         )
         return flt
 
@@ -213,7 +230,9 @@ def _lazy_filter(module: str) -> Callable[[Section, Context], Filter]:
 def build_stdin(section: Section, ctx: Context) -> Input:
     from shipper.inputs.stdin import StdinInput
 
-    return StdinInput.from_section(section, ctx.name)
+    prop = section.get("parser")
+    parser = ctx.parsers.get(prop.value, prop) if prop is not None else None
+    return StdinInput.from_section(section, ctx.name, parser=parser)
 
 
 INPUTS["stdin"] = build_stdin
@@ -234,6 +253,8 @@ FILTERS.update(
         for name in ("modify", "record_modifier", "grep")
     }
 )
+PARSING_FILTERS = ("parser", "multiline")  # their create() also takes the ParserSet
+FILTERS.update({name: _lazy_filter(f"shipper.filters.{name}", True) for name in PARSING_FILTERS})
 
 # The key table of each plugin ("module:class"), for `shipper -i tail -h`.
 KEY_TABLES: dict[str, dict[str, str]] = {
@@ -252,6 +273,8 @@ KEY_TABLES: dict[str, dict[str, str]] = {
         "modify": "shipper.filters.modify:ModifyOptions",
         "record_modifier": "shipper.filters.record_modifier:RecordModifierOptions",
         "grep": "shipper.filters.grep:GrepOptions",
+        "parser": "shipper.filters.parser:ParserFilterOptions",
+        "multiline": "shipper.filters.multiline:MultilineFilterOptions",
     },
     "service": {"service": "shipper.config.service:ServiceOptions"},
 }

@@ -310,6 +310,7 @@ def _builder_wheel(work: Path, **env: str) -> Path:
         if path.is_dir():
             shutil.copytree(path, context / src, ignore=ignore)
         else:
+            (context / src).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, context / src)
     dist = work / "dist"
     proc = _run(
@@ -541,3 +542,14 @@ def test_build_script_needs_an_image_name(tmp_path: Path) -> None:
         env={"PATH": str(tmp_path), "SHIPPER_BUILDER": ""},
     )
     assert proc.returncode == 1 and "needs docker, podman or buildah" in proc.stderr
+
+
+def test_image_ships_fluent_bits_stock_parsers_file() -> None:
+    """Configs (Fluent Bit's own, the Helm chart's) name /fluent-bit/etc/parsers.conf, which
+    Fluent Bit's image has; a missing Parsers_File is an error, so this image has it too."""
+    copies = [c.args for c in _final().all("COPY")]
+    assert any(
+        "--from=builder" in c and c.split()[-1] == "/fluent-bit/etc/parsers.conf" for c in copies
+    ), copies
+    sources = _builder_sources()
+    assert "tests/fixtures/fluent-bit/parsers.conf" in sources, sources

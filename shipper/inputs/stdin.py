@@ -36,6 +36,8 @@ from shipper.chunk import Chunk, Part, count_of, make_chunk
 from shipper.config.model import ConfigError, Section
 from shipper.config.schema import build, opt
 from shipper.lines import LineHandler, PlainHandler, SourceContext
+from shipper.parsers.formats import Parser
+from shipper.parsers.handler import ParsingHandler
 from shipper.tail.batch import RECORD_OVERHEAD
 from shipper.tail.identity import FileId
 from shipper.tail.options import DEFAULT_MEM_BUF_LIMIT, bounded_mem_buf_limit
@@ -75,6 +77,9 @@ class StdinOptions:
         help="Add component (from the `(raylet)` style prefix) and the "
         "parsed Ray fields to records.",
     )
+    parser: str | None = opt(
+        "Parser", "str", None, help="Name of a [PARSER] for each record's log (no match: kept)."
+    )
     multiline_parser: tuple[str, ...] = opt(
         "multiline.parser", "list", ("ray",), help="Multi-line parsers: ray (default), python."
     )
@@ -93,18 +98,21 @@ class StdinOptions:
         object.__setattr__(self, "mem_buf_limit", bounded_mem_buf_limit(self.mem_buf_limit))
 
 
-def _handler(opts: StdinOptions) -> LineHandler:
+def _handler(opts: StdinOptions, parser: Parser | None = None) -> LineHandler:
     ctx = SourceContext(path="", real_path="")  # "": stdin, the prefix names the writer
+    handler: LineHandler
     if not opts.ray_metadata and not opts.multiline_parser:
-        return PlainHandler(ctx)
-    from shipper.ray.handler import make_ray_handler
+        handler = PlainHandler(ctx)
+    else:
+        from shipper.ray.handler import make_ray_handler
 
-    return make_ray_handler(
-        ctx,
-        ray_metadata=opts.ray_metadata,
-        multiline=opts.multiline_parser,
-        tz_offset=opts.time_offset,
-    )
+        handler = make_ray_handler(
+            ctx,
+            ray_metadata=opts.ray_metadata,
+            multiline=opts.multiline_parser,
+            tz_offset=opts.time_offset,
+        )
+    return handler if parser is None else ParsingHandler(handler, parser)
 
 
 class _Source:
@@ -201,7 +209,9 @@ def source_of(fd: int) -> _Source:
 class StdinInput:
     plugin = "stdin"
 
-    def __init__(self, *, name: str, opts: StdinOptions, fd: int | None = None) -> None:
+    def __init__(
+        self, *, name: str, opts: StdinOptions, fd: int | None = None, parser: Parser | None = None
+    ) -> None:
         self.name = name
         self.opts = opts
         self.tag = opts.tag or name
@@ -220,7 +230,7 @@ class StdinInput:
             real_path="",
             offset=0,
             fingerprint=b"",
-            handler=_handler(opts),
+            handler=_handler(opts, parser),
             tag=self.tag,
             notify=self._acknowledged,
         )
@@ -234,7 +244,9 @@ class StdinInput:
         self._emit: Callable[[Chunk], None] = lambda chunk: None
 
     @classmethod
-    def from_section(cls, section: Section, name: str) -> StdinInput:
+    def from_section(
+        cls, section: Section, name: str, *, parser: Parser | None = None
+    ) -> StdinInput:
         """Validate an [INPUT] Name stdin section (ConfigError naming file, line, key)."""
         opts = build(StdinOptions, section)
         try:
@@ -247,7 +259,7 @@ class StdinInput:
                 line=prop.line if prop else section.line,
                 key="multiline.parser",
             ) from None
-        return cls(name=name, opts=opts)
+        return cls(name=name, opts=opts, parser=parser)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self, emit: Callable[[Chunk], None]) -> None:
