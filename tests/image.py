@@ -408,14 +408,27 @@ def _run_mounts(ins: Instruction, stage_fs: Mapping[str, _Fs]) -> list[Bind]:
     return binds
 
 
-def _copy(ins: Instruction, fs: _Fs, state: _State, context: list[Path]) -> None:
+def _copy(
+    ins: Instruction, fs: _Fs, state: _State, context: list[Path], stage_fs: Mapping[str, _Fs]
+) -> None:
     """COPY from the context: a matched file lands in dest (in dest/ when dest ends with '/'
-    or there are several sources), a matched directory's contents in dest."""
-    if ins.flags():
-        raise AssemblyError(f"COPY flags not replayed: {ins.args}")
+    or there are several sources), a matched directory's contents in dest. `--from=STAGE`
+    copies files of an earlier stage instead."""
+    flags = ins.flags()
     *sources, dest = ins.words()
     target = PurePosixPath(state.workdir, dest)
     into = dest.endswith("/") or len(sources) > 1
+    if flags:
+        if len(flags) != 1 or not flags[0].startswith("--from="):
+            raise AssemblyError(f"COPY flags not replayed: {ins.args}")
+        stage = stage_fs[flags[0].removeprefix("--from=")]
+        for src in sources:
+            found = stage.lookup(src)
+            if found is None or not found.is_file():
+                raise AssemblyError(f"{ins.args}: no file {src} in that stage")
+            out = target / PurePosixPath(src).name if into else target
+            shutil.copy2(found, fs.upper_dirs(str(out.parent)) / out.name)
+        return
     for src in sources:
         regex = re.compile(re.escape(src).replace(r"\*", "[^/]*").replace(r"\?", "[^/]"))
         depth = len(src.split("/"))
@@ -457,7 +470,7 @@ def _replay(
                 fs.upper_dirs(state.workdir)
         elif ins.cmd == "COPY":
             if files:
-                _copy(ins, fs, state, context)
+                _copy(ins, fs, state, context, stage_fs)
         elif ins.cmd == "RUN":
             if files:
                 env = {"PATH": PATH, "HOME": "/root", **state.args, **state.env}

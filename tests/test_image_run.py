@@ -37,7 +37,7 @@ from tests.backends import (
     run_in_netns,
     stop_process,
 )
-from tests.image import Bind, Image, assemble, image_skip_reason, start
+from tests.image import ROOT, Bind, Image, assemble, image_skip_reason, start
 
 # The first test to run assembles the image (minutes when nothing is cached yet).
 pytestmark = [pytest.mark.timeout(900)]
@@ -155,6 +155,9 @@ def test_the_image_is_minimal_and_reads_the_drop_in_config(image: Image, tmp_pat
     its embedded default."""
     root = image.root
     assert (root / "usr/local/bin/shipper").is_file()
+    # Fluent Bit's image has it, and configs name it in Parsers_File
+    stock = (root / "fluent-bit/etc/parsers.conf").read_bytes()
+    assert stock == (ROOT / "tests/fixtures/fluent-bit/parsers.conf").read_bytes()
     for absent in ("usr/bin/gcc", "usr/bin/cc", "src", "wheels", "dist", "root/.cache/pip"):
         assert not (root / absent).exists(), absent
     assert list(root.glob("usr/local/lib/python3*/dist-packages/shipper/ray/_fastray.*.so"))
