@@ -1,0 +1,366 @@
+"""The `kubernetes` filter (Fluent Bit's): pod metadata from the Kubernetes API under a
+`kubernetes` key, found from the tag of a container log file.
+
+The tag, less `Kube_Tag_Prefix`, holds the log file's name, `<pod>_<namespace>_<container>-
+<container id>.log` (/var/log/containers/*.log read by `tail` with `Tag kube.*`). The pod is
+fetched once (GET /api/v1/namespaces/NS/pods/POD with the service account's token) and kept
+for `Kube_Meta_Cache_TTL` (0: for ever, refreshed in the background once it expires).
+
+The pipeline does not wait per record: `ready(tag)` is asked once per chunk; when the pod is
+not known yet the chunk (and every chunk after it, to keep the order) waits for that one
+lookup, which ends within kube_api.LOOKUP_TIMEOUT. When the API is down, refuses the token or
+does not know the pod, records go on with what the tag says (pod_name, namespace_name,
+container_name, docker_id): logged, counted (shipper_filter_kube_meta_missing_total), and the
+pod is asked again after a backoff (2 s doubling to 60 s) during which records do not wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from shipper import telemetry
+from shipper.chunk import Record
+from shipper.config.model import ConfigError, Section
+from shipper.config.schema import build, opt
+from shipper.filters.common import refuse
+from shipper.filters.kube_api import ApiSettings, KubeApi, Pod, ssl_context
+from shipper.match import Matcher
+
+log = logging.getLogger(__name__)
+
+SA = "/var/run/secrets/kubernetes.io/serviceaccount"
+# Fluent Bit's tag layout: the log file name kubelet writes under /var/log/containers.
+TAG_REGEX = re.compile(
+    r"(?P<pod_name>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*)"
+    r"_(?P<namespace_name>[^_]+)_(?P<container_name>.+)-(?P<docker_id>[a-z0-9]{64})\.log$"
+)
+CACHE_MAX = 4096  # pods (and tags) remembered; the oldest go first
+BACKOFF_MAX = 60.0
+
+_UNSUPPORTED = {
+    "use_journal": "only container log files read by tail are supported",
+    "use_kubelet": "metadata comes from the API server (Kube_URL)",
+    "regex_parser": "only Fluent Bit's default tag layout is supported (set Kube_Tag_Prefix)",
+    "merge_parser": "Merge_Log merges JSON only; use a parser filter after this one",
+    "k8s-logging.parser": "use a parser filter instead",
+    "kube_meta_preload_cache_dir": "metadata comes from the API server only",
+    "dummy_meta": "test against a real or fake API server",
+    "namespace_labels": "namespace metadata is not fetched",
+    "namespace_annotations": "namespace metadata is not fetched",
+    "namespace_metadata_only": "namespace metadata is not fetched",
+    "cache_use_docker_id": "pods are cached by namespace and name",
+    "kube_token_command": "use Kube_Token_File",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KubernetesOptions:
+    kube_url: str = opt("Kube_URL", "str", "https://kubernetes.default.svc:443", help="API.")
+    kube_ca_file: str | None = opt("Kube_CA_File", "str", f"{SA}/ca.crt", help="CA file.")
+    kube_ca_path: str | None = opt("Kube_CA_Path", "str", None, help="CA directory.")
+    kube_token_file: str = opt("Kube_Token_File", "str", f"{SA}/token", help="Bearer token.")
+    kube_token_ttl: float = opt("Kube_Token_TTL", "time", 600.0, help="Read the token again.")
+    kube_tag_prefix: str = opt(
+        "Kube_Tag_Prefix", "str", "kube.var.log.containers.", help="Cut from the tag."
+    )
+    kube_meta_cache_ttl: float = opt(
+        "Kube_Meta_Cache_TTL", "time", 0.0, help="Refresh pods after this long (0: never)."
+    )
+    merge_log: bool = opt("Merge_Log", "bool", False, help="Merge a JSON `log` into the record.")
+    merge_log_key: str | None = opt("Merge_Log_Key", "str", None, help="Merge under this key.")
+    merge_log_trim: bool = opt("Merge_Log_Trim", "bool", True, help="Trim merged values.")
+    keep_log: bool = opt("Keep_Log", "bool", True, help="Keep `log` once merged.")
+    labels: bool = opt("Labels", "bool", True, help="Add the pod's labels.")
+    annotations: bool = opt("Annotations", "bool", True, help="Add the pod's annotations.")
+    owner_references: bool = opt(
+        "Owner_References", "bool", False, help="Add the pod's ownerReferences."
+    )
+    k8s_logging_exclude: bool = opt(
+        "K8S-Logging.Exclude", "bool", False, help="Honour fluentbit.io/exclude annotations."
+    )
+    use_tag_for_meta: bool = opt(
+        "Use_Tag_For_Meta", "bool", False, help="Only what the tag says; no API calls."
+    )
+    buffer_size: int = opt("Buffer_Size", "size", 32 * 1024, help="Largest pod object (0: any).")
+    tls_verify: bool = opt("tls.verify", "bool", True, help="Verify the API's certificate.")
+    tls_verify_hostname: bool = opt(
+        "tls.verify_hostname", "bool", False, help="Verify the certificate's host name."
+    )
+    tls_debug: int = opt("tls.debug", "int", -1, help="Accepted, no effect.")
+    dns_retries: int = opt("DNS_Retries", "int", 6, help="Accepted, no effect.")
+    dns_wait_time: int = opt("DNS_Wait_Time", "int", 30, help="Accepted, no effect.")
+    kubelet_port: int = opt("Kubelet_Port", "int", 10250, help="Accepted (no Use_Kubelet).")
+    kubelet_host: str = opt("Kubelet_Host", "str", "127.0.0.1", help="Accepted (no Use_Kubelet).")
+    kube_meta_namespace_cache_ttl: float = opt(
+        "Kube_Meta_Namespace_Cache_TTL", "time", 900.0, help="Accepted, no effect."
+    )
+    # keys refused when on (checked first, with advice): declared so `-h` lists them
+    use_journal: bool = opt("Use_Journal", "bool", False, help="Not supported.")
+    use_kubelet: bool = opt("Use_Kubelet", "bool", False, help="Not supported.")
+    regex_parser: str | None = opt("Regex_Parser", "str", None, help="Not supported.")
+    merge_parser: str | None = opt("Merge_Parser", "str", None, help="Not supported.")
+    k8s_logging_parser: bool = opt("K8S-Logging.Parser", "bool", False, help="Not supported.")
+    kube_meta_preload_cache_dir: str | None = opt(
+        "Kube_meta_preload_cache_dir", "str", None, help="Not supported."
+    )
+    dummy_meta: bool = opt("Dummy_Meta", "bool", False, help="Not supported.")
+    namespace_labels: bool = opt("Namespace_Labels", "bool", False, help="Not supported.")
+    namespace_annotations: bool = opt("Namespace_Annotations", "bool", False, help="Not supported.")
+    namespace_metadata_only: bool = opt(
+        "Namespace_Metadata_Only", "bool", False, help="Not supported."
+    )
+    cache_use_docker_id: bool = opt("Cache_Use_Docker_Id", "bool", False, help="Not supported.")
+    kube_token_command: str | None = opt("Kube_Token_Command", "str", None, help="Not supported.")
+
+
+@dataclass(frozen=True, slots=True)
+class Ident:
+    pod_name: str
+    namespace_name: str
+    container_name: str
+    docker_id: str
+
+
+@dataclass(slots=True)
+class Entry:
+    pod: Pod | None
+    at: float  # when the pod was fetched
+    retry_at: float = 0.0  # after a failure: no new lookup before
+    fails: int = 0
+
+
+class KubernetesFilter:
+    plugin = "kubernetes"
+
+    def __init__(self, *, name: str, matcher: Matcher, opts: KubernetesOptions, api: KubeApi):
+        self.name = name
+        self.matcher = matcher
+        self.opts = opts
+        self.api = api
+        self.stats = telemetry.REGISTRY.filter(name)
+        self.log = logging.getLogger(f"shipper.{name}")
+        self._idents: dict[str, Ident | None] = {}
+        self._cache: dict[tuple[str, str], Entry] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        if not self.opts.use_tag_for_meta:
+            await self.api.open()
+
+    async def close(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
+        await self.api.close()
+
+    # -- tag -> pod -------------------------------------------------------------------------
+    def ident(self, tag: str) -> Ident | None:
+        if tag in self._idents:
+            return self._idents[tag]
+        prefix = self.opts.kube_tag_prefix
+        m = TAG_REGEX.search(tag[len(prefix) :]) if tag.startswith(prefix) else None
+        ident = Ident(**m.groupdict()) if m else None
+        if ident is None:
+            self.log.warning(
+                "tag %s is not Kube_Tag_Prefix (%s) + <pod>_<namespace>_"
+                "<container>-<id>.log: its records pass unchanged",
+                tag,
+                prefix,
+            )
+        _bounded(self._idents)[tag] = ident
+        return ident
+
+    def ready(self, tag: str) -> asyncio.Task[None] | None:
+        """None when the records of `tag` can be enriched now (or cannot be at all)."""
+        if self.opts.use_tag_for_meta:
+            return None
+        ident = self.ident(tag)
+        if ident is None:
+            return None
+        key = (ident.namespace_name, ident.pod_name)
+        now = time.monotonic()
+        entry = self._cache.get(key)
+        pending = self._inflight.get(key)
+        if entry is not None and entry.pod is not None:
+            ttl = self.opts.kube_meta_cache_ttl
+            stale = ttl > 0 and now - entry.at >= ttl
+            if stale and pending is None and now >= entry.retry_at:
+                self._lookup(key)  # in the background: the old metadata serves meanwhile
+            return None
+        if entry is not None and now < entry.retry_at:
+            return None  # failed lately: no waiting until the next try
+        return pending if pending is not None else self._lookup(key)
+
+    def _lookup(self, key: tuple[str, str]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._fetch(key), name=f"{self.name}-pod")
+        self._inflight[key] = task
+        return task
+
+    async def _fetch(self, key: tuple[str, str]) -> None:
+        try:
+            result = await self.api.pod(*key)
+        except Exception as exc:  # never fail the chunks that wait for it
+            result = f"unexpected error: {exc!r}"
+        finally:
+            self._inflight.pop(key, None)
+        now = time.monotonic()
+        prev = self._cache.pop(key, None)
+        if isinstance(result, Pod):
+            _bounded(self._cache)[key] = Entry(result, now)
+            self.log.debug("metadata of pod %s/%s cached", *key)
+            return
+        fails = prev.fails + 1 if prev else 1
+        wait = min(BACKOFF_MAX, 2.0**fails)
+        self.stats.count("kube_api_errors")
+        self.log.warning(
+            "no metadata for pod %s/%s from %s: %s; its records go on with the tag's metadata"
+            " (next try in %.0fs)",
+            key[0],
+            key[1],
+            self.opts.kube_url,
+            result,
+            wait,
+        )
+        old = prev.pod if prev else None
+        _bounded(self._cache)[key] = Entry(old, prev.at if prev else now, now + wait, fails)
+
+    # -- records ----------------------------------------------------------------------------
+    def apply(self, records: list[Record], tag: str) -> list[Record]:
+        ident = self.ident(tag)
+        if ident is None:
+            return records
+        entry = self._cache.get((ident.namespace_name, ident.pod_name))
+        pod = entry.pod if entry is not None else None
+        if pod is None and not self.opts.use_tag_for_meta:
+            self.stats.count("kube_meta_missing", len(records))
+        meta = self._meta(ident, pod)
+        excluded = self._exclusions(ident, pod)
+        out: list[Record] = []
+        for rec in records:
+            if excluded and (None in excluded or rec.get("stream") in excluded):
+                continue
+            if self.opts.merge_log:
+                rec = self._merge(rec)
+            rec.pop("kubernetes", None)
+            rec["kubernetes"] = dict(meta)
+            out.append(rec)
+        return out
+
+    def _meta(self, ident: Ident, pod: Pod | None) -> dict[str, Any]:
+        o = self.opts
+        meta: dict[str, Any] = {"pod_name": ident.pod_name, "namespace_name": ident.namespace_name}
+        if pod is not None:
+            if pod.uid:
+                meta["pod_id"] = pod.uid
+            if o.labels and pod.labels:
+                meta["labels"] = pod.labels
+            if o.annotations and pod.annotations:
+                meta["annotations"] = pod.annotations
+            if o.owner_references and pod.owner_references:
+                meta["ownerReferences"] = pod.owner_references
+            if pod.host:
+                meta["host"] = pod.host
+            if pod.pod_ip:
+                meta["pod_ip"] = pod.pod_ip
+        meta["container_name"] = ident.container_name
+        meta["docker_id"] = ident.docker_id
+        image, image_id = (
+            pod.containers.get(ident.container_name, (None, None)) if pod else (None, None)
+        )
+        if image_id:
+            meta["container_hash"] = image_id
+        if image:
+            meta["container_image"] = image
+        return meta
+
+    def _exclusions(self, ident: Ident, pod: Pod | None) -> set[str | None]:
+        """fluentbit.io/exclude[_stream][-container] "true": the streams excluded (None: all)."""
+        if not self.opts.k8s_logging_exclude or pod is None:
+            return set()
+        out: set[str | None] = set()
+        for stream in (None, "stdout", "stderr"):
+            base = "fluentbit.io/exclude" + (f"_{stream}" if stream else "")
+            for key in (f"{base}-{ident.container_name}", base):
+                value = pod.annotations.get(key)
+                if value is not None:
+                    if str(value).strip().lower() == "true":
+                        out.add(stream)
+                    break  # the container's own annotation wins over the pod's
+        return out
+
+    def _merge(self, rec: Record) -> Record:
+        text = rec.get("log")
+        if not isinstance(text, str) or not text.lstrip().startswith("{"):
+            return rec
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return rec
+        if not isinstance(obj, dict):
+            return rec
+        if self.opts.merge_log_trim:
+            obj = {k: v.strip("\r\n") if isinstance(v, str) else v for k, v in obj.items()}
+        if not self.opts.keep_log:
+            del rec["log"]
+        if self.opts.merge_log_key:
+            rec[self.opts.merge_log_key] = obj
+        else:
+            for k, v in obj.items():
+                rec.pop(k, None)
+                rec[k] = v
+        return rec
+
+
+def _bounded(d: dict[Any, Any]) -> dict[Any, Any]:
+    while len(d) >= CACHE_MAX:
+        del d[next(iter(d))]
+    return d
+
+
+def create(section: Section, *, name: str, matcher: Matcher) -> KubernetesFilter:
+    refuse(section, _UNSUPPORTED)
+    opts = build(KubernetesOptions, section)
+    settings = ApiSettings(
+        url=opts.kube_url,
+        ca_file=opts.kube_ca_file,
+        ca_path=opts.kube_ca_path,
+        token_file=opts.kube_token_file,
+        token_ttl=opts.kube_token_ttl,
+        verify=opts.tls_verify,
+        verify_hostname=opts.tls_verify_hostname,
+        buffer_size=opts.buffer_size,
+    )
+    ctx: ssl.SSLContext | None = None
+    if opts.kube_url.lower().startswith("https") and not opts.use_tag_for_meta:
+        try:
+            ctx = ssl_context(settings)
+        except (OSError, ssl.SSLError) as exc:
+            key = "Kube_CA_File" if opts.kube_ca_file else "Kube_CA_Path"
+            prop = section.get(key)
+            if prop is None:  # the in-cluster default, absent where the config is checked
+                log.warning(
+                    "%s:%d: [FILTER] kubernetes: no CA at %s (%s): API lookups will fail",
+                    section.file,
+                    section.line,
+                    opts.kube_ca_file,
+                    exc,
+                )
+                ctx = ssl_context(dataclasses.replace(settings, ca_file=None))
+                return KubernetesFilter(
+                    name=name, matcher=matcher, opts=opts, api=KubeApi(settings, ctx)
+                )
+            raise ConfigError(
+                f"cannot load the API's CA: {getattr(exc, 'strerror', None) or exc}",
+                file=section.file,
+                line=prop.line if prop else section.line,
+                key=key,
+            ) from None
+    return KubernetesFilter(name=name, matcher=matcher, opts=opts, api=KubeApi(settings, ctx))

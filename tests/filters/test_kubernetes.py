@@ -1,0 +1,212 @@
+"""The `kubernetes` filter through the CLI against a fake Kubernetes API server on 127.0.0.1
+(tests/filters/kube_fake.py: TLS with its own CA, bearer token, v1 Pod and Status JSON):
+container log files named as kubelet names them, tailed with `Tag kube.*` as Fluent Bit's
+DaemonSet does."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipper.config.classic import parse_classic_text
+from shipper.config.model import ConfigError
+from shipper.config.service import ServiceOptions
+from shipper.plugins import FILTERS, Context
+from tests.agent import Agent, wait_for
+from tests.filters.kube_fake import FakeKubeApi, pod_object
+from tests.ops.conftest import free_port, get_json
+
+HEAD = ("raycluster-head-x7k2q", "ray", "ray-head", "a" * 64)
+NOISY = ("noisy-7d9f", "ray", "app", "b" * 64)
+GHOST = ("ghost-1", "ray", "c", "d" * 64)
+LATE = ("worker-2", "ml", "ray-worker", "e" * 64)
+
+
+def log_file(logs: Path, ident: tuple[str, str, str, str]) -> Path:
+    pod, ns, container, cid = ident
+    return logs / f"{pod}_{ns}_{container}-{cid}.log"
+
+
+def append(path: Path, *lines: str) -> None:
+    with open(path, "a") as f:
+        f.write("".join(x + "\n" for x in lines))
+
+
+def config(tmp: Path, api: FakeKubeApi, logs: Path, extra: str, port: int) -> Path:
+    prefix = "kube." + str(logs).replace("/", ".").lstrip(".") + "."
+    cfg = tmp / "fluent-bit.conf"
+    cfg.write_text(
+        textwrap.dedent(f"""
+        [SERVICE]
+            Flush 0.2
+            Log_Level info
+            HTTP_Server On
+            HTTP_Listen 127.0.0.1
+            HTTP_Port {port}
+        [INPUT]
+            Name tail
+            Path {logs}/*.log
+            Tag kube.*
+            Read_from_Head on
+            Refresh_Interval 1
+            Ray_Metadata off
+        [FILTER]
+            Name kubernetes
+            Match kube.*
+            Kube_URL {api.url}
+            Kube_CA_File {api.ca_file}
+            Kube_Token_File {tmp / "token"}
+            Kube_Tag_Prefix {prefix}
+        """)
+        + textwrap.indent(textwrap.dedent(extra).strip(), "    ")
+        + "\n[OUTPUT]\n    Name stdout\n    Match *\n"
+    )
+    return cfg
+
+
+def by_pod(recs: list[dict[str, Any]], pod: str) -> list[dict[str, Any]]:
+    return [r for r in recs if r["kubernetes"]["pod_name"] == pod]
+
+
+def test_pod_metadata_merge_log_and_exclude(tmp_path: Path) -> None:
+    logs = tmp_path / "var" / "log" / "containers"
+    logs.mkdir(parents=True)
+    (tmp_path / "token").write_text("sa-token-1\n")
+    with FakeKubeApi(tmp_path) as api:
+        api.add(
+            pod_object(
+                HEAD[0],
+                "ray",
+                uid="5f1c2b9e-0d7a-4c55-8f3e-2a1b3c4d5e6f",
+                node="node-a",
+                container="ray-head",
+                labels={"ray.io/node-type": "head", "ray.io/cluster": "raycluster"},
+                annotations={"ray.io/ft-enabled": "false"},
+            )
+        )
+        api.add(
+            pod_object(
+                NOISY[0],
+                "ray",
+                uid="u-noisy",
+                node="node-a",
+                container="app",
+                annotations={"fluentbit.io/exclude": "true"},
+            )
+        )
+        head = log_file(logs, HEAD)
+        append(head, json.dumps({"level": "INFO", "msg": "raylet started\n"}), "plain text")
+        append(log_file(logs, NOISY), "excluded 1", "excluded 2")
+        append(log_file(logs, GHOST), "from a pod the API does not know")
+        port = free_port()
+        extra = """
+            Merge_Log On
+            Keep_Log Off
+            K8S-Logging.Exclude On
+            Buffer_Size 0
+        """
+        with Agent(["-c", str(config(tmp_path, api, logs, extra, port))]) as agent:
+            agent.wait_records(3)
+            append(head, "later line")
+            recs = agent.wait_records(4)
+            _, metrics = get_json(port, "/api/v1/metrics")
+            assert agent.stop() == 0
+        assert api.errors == []
+    expected = {
+        "pod_name": HEAD[0],
+        "namespace_name": "ray",
+        "pod_id": "5f1c2b9e-0d7a-4c55-8f3e-2a1b3c4d5e6f",
+        "labels": {"ray.io/node-type": "head", "ray.io/cluster": "raycluster"},
+        "annotations": {"ray.io/ft-enabled": "false"},
+        "host": "node-a",
+        "pod_ip": "10.244.1.17",
+        "container_name": "ray-head",
+        "docker_id": HEAD[3],
+        "container_hash": "docker.io/rayproject/ray@sha256:" + "ab" * 32,
+        "container_image": "docker.io/rayproject/ray:2.60.0",
+    }
+    heads = by_pod(recs, HEAD[0])
+    assert [r["kubernetes"] for r in heads] == [expected] * 3
+    assert list(heads[0]["kubernetes"]) == list(expected)  # Fluent Bit's key order
+    # Merge_Log: the JSON log's keys at the top, trimmed; Keep_Log Off: `log` gone once merged
+    assert heads[0]["level"] == "INFO" and heads[0]["msg"] == "raylet started"
+    assert "log" not in heads[0] and list(heads[0])[-1] == "kubernetes"
+    assert [r.get("log") for r in heads[1:]] == ["plain text", "later line"]
+    assert by_pod(recs, NOISY[0]) == []  # fluentbit.io/exclude: "true"
+    (ghost,) = by_pod(recs, GHOST[0])  # 404: the tag's metadata only, the record goes on
+    assert ghost["kubernetes"] == {
+        "pod_name": GHOST[0],
+        "namespace_name": "ray",
+        "container_name": "c",
+        "docker_id": GHOST[3],
+    }
+    assert api.lookups("ray", HEAD[0]) == 1  # cached: one request for three records
+    assert 'pods "ghost-1" not found' in agent.err_text()
+    stats = metrics["filter"]["kubernetes.0"]
+    assert stats["kube_meta_missing"] == 1 and stats["drop_records"] == 2
+
+
+def test_bad_token_and_api_down_never_block_records(tmp_path: Path) -> None:
+    logs = tmp_path / "var" / "log" / "containers"
+    logs.mkdir(parents=True)
+    token = tmp_path / "token"
+    token.write_text("expired-token\n")
+    with FakeKubeApi(tmp_path) as api:
+        api.add(pod_object(HEAD[0], "ray", uid="u-head", node="n1", container="ray-head"))
+        api.add(pod_object(LATE[0], "ml", uid="u-late", node="n2", container="ray-worker"))
+        head = log_file(logs, HEAD)
+        append(head, "first")
+        port = free_port()
+        cfg = config(tmp_path, api, logs, "Kube_Token_TTL 1s", port)
+        with Agent(["-c", str(cfg)]) as agent:
+            (rec,) = agent.wait_records(1)
+            assert "pod_id" not in rec["kubernetes"] and rec["kubernetes"]["pod_name"] == HEAD[0]
+            agent.wait_stderr("HTTP 401: Unauthorized (check Kube_Token_File")
+            token.write_text("sa-token-1\n")  # the token rotates: read again after its TTL
+
+            def enriched(pod: str, path: Path) -> bool:
+                got = [r for r in by_pod(agent.snapshot(), pod) if "pod_id" in r["kubernetes"]]
+                if not got:
+                    append(path, "again")  # each chunk asks; after the backoff it is fetched
+                return bool(got)
+
+            wait_for(lambda: enriched(HEAD[0], head), 15, "metadata once the token is good")
+            api.down()
+            late = log_file(logs, LATE)
+            append(late, "while the API is down")
+            rec = agent.wait_log("while the API is down")
+            assert rec["kubernetes"]["pod_name"] == LATE[0] and "pod_id" not in rec["kubernetes"]
+            agent.wait_stderr("no metadata for pod ml/worker-2")
+            api.up()
+            wait_for(lambda: enriched(LATE[0], late), 15, "metadata once the API is back")
+            _, metrics = get_json(port, "/api/v1/metrics")
+            assert agent.stop() == 0
+        assert api.errors == []
+    stats = metrics["filter"]["kubernetes.0"]
+    assert stats["kube_api_errors"] >= 2 and stats["kube_meta_missing"] >= 2
+    assert all(r["kubernetes"]["namespace_name"] in ("ray", "ml") for r in agent.snapshot())
+
+
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        ("Use_Kubelet On", "Use_Kubelet"),
+        ("Regex_Parser my-tag-parser", "Regex_Parser"),
+        ("Merge_Parser json", "Merge_Parser"),
+        ("K8S-Logging.Parser On", "K8S-Logging.Parser"),
+        ("Namespace_Labels On", "Namespace_Labels"),
+        ("Kube_CA_File /nonexistent/ca.crt", "Kube_CA_File"),
+        ("Kube_Meta_Cache_TTL soon", "Kube_Meta_Cache_TTL"),
+        ("Kube_Url_Typo x", "Kube_Url_Typo"),
+    ],
+)
+def test_unsupported_keys_are_refused_by_name(body: str, key: str) -> None:
+    text = f"[FILTER]\n    Name kubernetes\n    Match kube.*\n    {body}\n"
+    doc = parse_classic_text(text, file="f.conf", env={})
+    with pytest.raises(ConfigError) as err:
+        FILTERS["kubernetes"](doc.sections[0], Context(service=ServiceOptions(), name="k.0"))
+    assert err.value.key == key and err.value.line == 4
