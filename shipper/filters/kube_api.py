@@ -90,14 +90,22 @@ def ssl_context(s: ApiSettings) -> ssl.SSLContext:
 
 
 class KubeApi:
-    def __init__(self, settings: ApiSettings, ssl_ctx: ssl.SSLContext | None) -> None:
+    def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
-        self.ssl = ssl_ctx
+        self.ssl: ssl.SSLContext | None = None
+        self._ssl_error: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self._token_read = -1e18
 
     async def open(self) -> None:
+        if self.settings.url.lower().startswith("https"):
+            try:
+                self.ssl = ssl_context(self.settings)
+            except (OSError, ssl.SSLError) as exc:
+                # the agent runs on (records without the API's metadata); each lookup says why
+                self._ssl_error = f"cannot load the CA ({getattr(exc, 'strerror', None) or exc})"
+                log.error("Kube_CA_File/Kube_CA_Path: %s", self._ssl_error)
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=LOOKUP_TIMEOUT),
             connector=aiohttp.TCPConnector(limit=4),
@@ -126,6 +134,8 @@ class KubeApi:
         """The pod, or why it could not be had."""
         if self._session is None:
             return "the filter is not started"
+        if self._ssl_error is not None:
+            return self._ssl_error
         url = (
             f"{self.settings.url.rstrip('/')}/api/v1/namespaces/{quote(namespace, safe='')}"
             f"/pods/{quote(name, safe='')}"
@@ -138,7 +148,7 @@ class KubeApi:
         try:
             async with self._session.get(
                 url, headers=headers, ssl=self.ssl if self.ssl is not None else True
-            ) as resp:
+            ) as resp:  # ssl=True: plain http, or the default context
                 body = await (resp.content.read(limit + 1) if limit else resp.read())
                 status = resp.status
         except TimeoutError:

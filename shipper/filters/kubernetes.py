@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import re
 import ssl
 import time
@@ -338,29 +339,33 @@ def create(section: Section, *, name: str, matcher: Matcher) -> KubernetesFilter
         verify_hostname=opts.tls_verify_hostname,
         buffer_size=opts.buffer_size,
     )
-    ctx: ssl.SSLContext | None = None
-    if opts.kube_url.lower().startswith("https") and not opts.use_tag_for_meta:
+    https = opts.kube_url.lower().startswith("https") and not opts.use_tag_for_meta
+    for key, path in (("Kube_CA_File", opts.kube_ca_file), ("Kube_CA_Path", opts.kube_ca_path)):
+        if not https or not path:
+            continue
+        prop = section.get(key)
+        if not os.path.exists(path):
+            # the service account's files exist in the pod, not where a config is checked;
+            # KubeApi.open says so again at start, and lookups then fail (logged, counted)
+            log.info(
+                "%s:%d: %s %s does not exist here",
+                section.file,
+                prop.line if prop else section.line,
+                key,
+                path,
+            )
+            continue
         try:
-            ctx = ssl_context(settings)
+            ssl_context(
+                dataclasses.replace(settings, ca_path=None)
+                if key == "Kube_CA_File"
+                else dataclasses.replace(settings, ca_file=None)
+            )
         except (OSError, ssl.SSLError) as exc:
-            key = "Kube_CA_File" if opts.kube_ca_file else "Kube_CA_Path"
-            prop = section.get(key)
-            if prop is None:  # the in-cluster default, absent where the config is checked
-                log.warning(
-                    "%s:%d: [FILTER] kubernetes: no CA at %s (%s): API lookups will fail",
-                    section.file,
-                    section.line,
-                    opts.kube_ca_file,
-                    exc,
-                )
-                ctx = ssl_context(dataclasses.replace(settings, ca_file=None))
-                return KubernetesFilter(
-                    name=name, matcher=matcher, opts=opts, api=KubeApi(settings, ctx)
-                )
             raise ConfigError(
                 f"cannot load the API's CA: {getattr(exc, 'strerror', None) or exc}",
                 file=section.file,
                 line=prop.line if prop else section.line,
                 key=key,
             ) from None
-    return KubernetesFilter(name=name, matcher=matcher, opts=opts, api=KubeApi(settings, ctx))
+    return KubernetesFilter(name=name, matcher=matcher, opts=opts, api=KubeApi(settings))

@@ -199,14 +199,39 @@ def test_bad_token_and_api_down_never_block_records(tmp_path: Path) -> None:
         ("Merge_Parser json", "Merge_Parser"),
         ("K8S-Logging.Parser On", "K8S-Logging.Parser"),
         ("Namespace_Labels On", "Namespace_Labels"),
-        ("Kube_CA_File /nonexistent/ca.crt", "Kube_CA_File"),
+        ("Kube_CA_File {bad}", "Kube_CA_File"),
         ("Kube_Meta_Cache_TTL soon", "Kube_Meta_Cache_TTL"),
         ("Kube_Url_Typo x", "Kube_Url_Typo"),
     ],
 )
-def test_unsupported_keys_are_refused_by_name(body: str, key: str) -> None:
+def test_unsupported_keys_are_refused_by_name(tmp_path: Path, body: str, key: str) -> None:
+    bad = tmp_path / "ca.crt"
+    bad.write_text("not a certificate\n")
+    body = body.format(bad=bad)
     text = f"[FILTER]\n    Name kubernetes\n    Match kube.*\n    {body}\n"
     doc = parse_classic_text(text, file="f.conf", env={})
     with pytest.raises(ConfigError) as err:
         FILTERS["kubernetes"](doc.sections[0], Context(service=ServiceOptions(), name="k.0"))
     assert err.value.key == key and err.value.line == 4
+
+
+def test_missing_ca_at_start_logs_and_records_go_on(tmp_path: Path) -> None:
+    """A pod without its service account files (automountServiceAccountToken: false): the
+    agent says why there is no metadata and ships the records with the tag's."""
+    logs = tmp_path / "var" / "log" / "containers"
+    logs.mkdir(parents=True)
+    with FakeKubeApi(tmp_path) as api:
+        cfg = config(tmp_path, api, logs, "", free_port())
+        api.ca_file.unlink()
+        append(log_file(logs, HEAD), "no service account here")
+        with Agent(["-c", str(cfg)]) as agent:
+            (rec,) = agent.wait_records(1)
+            agent.wait_stderr("cannot load the CA")
+            assert agent.stop() == 0
+        assert api.snapshot() == []  # no request without the CA
+    assert rec["kubernetes"] == {
+        "pod_name": HEAD[0],
+        "namespace_name": "ray",
+        "container_name": "ray-head",
+        "docker_id": HEAD[3],
+    }
