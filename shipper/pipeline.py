@@ -189,13 +189,16 @@ class Pipeline:
                 stats.add_records += after - before
             if not after:
                 break
+        self._route(chunk)
+        return None
+
+    def _route(self, chunk: Chunk) -> None:
         if chunk.count:
             tag = chunk.tag
             for out in self.outputs:
                 if out.matcher.matches(tag):
                     out.submit(chunk)
         chunk.release()
-        return None
 
     def _reemit(
         self, chunk: Chunk, count: int, copies: list[tuple[str, list[Record]]], step: _Step
@@ -235,11 +238,8 @@ class Pipeline:
             try:
                 nxt = self._run(head.chunk, head.index, waited=head.wait is not None)
             except Exception:  # a bug in a filter must not stall every chunk behind this one
-                log.exception(
-                    "filter failed on a chunk of %s; its records are dropped", head.chunk.tag
-                )
-                head.chunk.records = []
-                head.chunk.release()
+                log.exception("a filter failed on a chunk of %s: routed as it is", head.chunk.tag)
+                self._route(head.chunk)
                 nxt = None
             if nxt is None:
                 parked.popleft()
