@@ -156,6 +156,9 @@ class Pipeline:
         """Filters, then route to every matching output, then drop the router's own hold."""
         if self._parked:  # behind a chunk that waits: keep the order
             self._parked.append(_Parked(chunk, 0, None))
+            for step in self._steps:
+                if step.wait is not None and step.flt.matcher.matches(chunk.tag):
+                    step.wait.prefetch(chunk.tag)  # its lookup runs while it queues
             return
         parked = self._run(chunk, 0, waited=False)
         if parked is not None:

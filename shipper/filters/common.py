@@ -74,6 +74,9 @@ class Waiting(Protocol):
 
     def ready(self, tag: str) -> asyncio.Future[None] | None: ...
 
+    def prefetch(self, tag: str) -> None:
+        """A chunk of `tag` is queued behind others: start what `ready` would wait for."""
+
 
 @runtime_checkable
 class Resourceful(Protocol):

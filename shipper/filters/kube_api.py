@@ -2,7 +2,7 @@
 account's bearer token over TLS, and what the filter keeps of it.
 
 One aiohttp session per filter. The token file is read again after `token_ttl` (projected
-service account tokens rotate). A lookup never raises: it returns a Pod or a reason why not,
+service account tokens rotate). A lookup never raises: it returns a Pod or a Failure saying why not,
 which the filter logs and counts.
 """
 
@@ -60,6 +60,15 @@ class Pod:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a pod could not be had. `unreachable`: the API itself is down (no answer, a
+    connection error, a 5xx), so other pods would fail as well."""
+
+    reason: str
+    unreachable: bool = False
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiSettings:
     url: str
@@ -108,7 +117,7 @@ class KubeApi:
                 log.error("Kube_CA_File/Kube_CA_Path: %s", self._ssl_error)
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=LOOKUP_TIMEOUT),
-            connector=aiohttp.TCPConnector(limit=4),
+            connector=aiohttp.TCPConnector(limit=8),
             trust_env=False,
         )
 
@@ -130,12 +139,12 @@ class KubeApi:
             self._token_read = now
         return self._token
 
-    async def pod(self, namespace: str, name: str) -> Pod | str:
+    async def pod(self, namespace: str, name: str) -> Pod | Failure:
         """The pod, or why it could not be had."""
         if self._session is None:
-            return "the filter is not started"
+            return Failure("the filter is not started")
         if self._ssl_error is not None:
-            return self._ssl_error
+            return Failure(self._ssl_error)
         url = (
             f"{self.settings.url.rstrip('/')}/api/v1/namespaces/{quote(namespace, safe='')}"
             f"/pods/{quote(name, safe='')}"
@@ -152,22 +161,23 @@ class KubeApi:
                 body = await (resp.content.read(limit + 1) if limit else resp.read())
                 status = resp.status
         except TimeoutError:
-            return f"no answer within {LOOKUP_TIMEOUT:g}s"
+            return Failure(f"no answer within {LOOKUP_TIMEOUT:g}s", unreachable=True)
         except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
-            return f"request failed: {exc}"
+            return Failure(f"request failed: {exc}", unreachable=True)
         if status != 200:
-            return f"HTTP {status}{_status_message(body)}{_advice(status)}"
+            reason = f"HTTP {status}{_status_message(body)}{_advice(status)}"
+            return Failure(reason, unreachable=status >= 500)
         if limit and len(body) > limit:
-            return (
+            return Failure(
                 f"the pod object is larger than Buffer_Size ({limit} bytes): raise Buffer_Size,"
                 " or set it to 0 (no limit)"
             )
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return f"the API's answer is not JSON: {exc}"
+            return Failure(f"the API's answer is not JSON: {exc}")
         if not isinstance(obj, dict) or obj.get("kind", "Pod") != "Pod":
-            return "the API's answer is not a Pod"
+            return Failure("the API's answer is not a Pod")
         return Pod.of(obj)
 
 

@@ -12,6 +12,9 @@ lookup, which ends within kube_api.LOOKUP_TIMEOUT. When the API is down, refuses
 does not know the pod, records go on with what the tag says (pod_name, namespace_name,
 container_name, docker_id): logged, counted (shipper_filter_kube_meta_missing_total), and the
 pod is asked again after a backoff (2 s doubling to 60 s) during which records do not wait.
+While the API is unreachable (no answer, connection refused, 5xx), records of pods not known
+yet do not wait either (UNREACHABLE_HOLD); a chunk queued behind a waiting one starts its
+own lookup at once (prefetch), so many new pods cost one timeout, not one each.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from shipper.chunk import Record
 from shipper.config.model import ConfigError, Section
 from shipper.config.schema import build, opt
 from shipper.filters.common import refuse
-from shipper.filters.kube_api import ApiSettings, KubeApi, Pod, ssl_context
+from shipper.filters.kube_api import ApiSettings, Failure, KubeApi, Pod, ssl_context
 from shipper.match import Matcher
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,9 @@ TAG_REGEX = re.compile(
 )
 CACHE_MAX = 4096  # pods (and tags) remembered; the oldest go first
 BACKOFF_MAX = 60.0
+# After the API was unreachable, new pods' records do not wait for this long (their lookups
+# run in the background); the first lookup that succeeds ends it.
+UNREACHABLE_HOLD = 30.0
 
 _UNSUPPORTED = {
     "use_journal": "only container log files read by tail are supported",
@@ -152,6 +158,9 @@ class KubernetesFilter:
         self._idents: dict[str, Ident | None] = {}
         self._cache: dict[tuple[str, str], Entry] = {}
         self._inflight: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # While the API is unreachable, a pod not known yet does not make its records wait:
+        # its lookup runs in the background (each pod on its own backoff).
+        self._unreachable_until = 0.0
 
     async def start(self) -> None:
         if not self.opts.use_tag_for_meta:
@@ -198,7 +207,14 @@ class KubernetesFilter:
             return None
         if entry is not None and now < entry.retry_at:
             return None  # failed lately: no waiting until the next try
-        return pending if pending is not None else self._lookup(key)
+        if pending is None:
+            pending = self._lookup(key)
+        return None if now < self._unreachable_until else pending
+
+    def prefetch(self, tag: str) -> None:
+        """A chunk of `tag` waits behind others: start its lookup now, so that lookups for
+        many new pods run side by side rather than one after the other."""
+        self.ready(tag)
 
     def _lookup(self, key: tuple[str, str]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(self._fetch(key), name=f"{self.name}-pod")
@@ -209,17 +225,20 @@ class KubernetesFilter:
         try:
             result = await self.api.pod(*key)
         except Exception as exc:  # never fail the chunks that wait for it
-            result = f"unexpected error: {exc!r}"
+            result = Failure(f"unexpected error: {exc!r}")
         finally:
             self._inflight.pop(key, None)
         now = time.monotonic()
         prev = self._cache.pop(key, None)
         if isinstance(result, Pod):
+            self._unreachable_until = 0.0
             _bounded(self._cache)[key] = Entry(result, now)
             self.log.debug("metadata of pod %s/%s cached", *key)
             return
         fails = prev.fails + 1 if prev else 1
         wait = min(BACKOFF_MAX, 2.0**fails)
+        if result.unreachable:
+            self._unreachable_until = now + UNREACHABLE_HOLD
         self.stats.count("kube_api_errors")
         self.log.warning(
             "no metadata for pod %s/%s from %s: %s; its records go on with the tag's metadata"
@@ -227,7 +246,7 @@ class KubernetesFilter:
             key[0],
             key[1],
             self.opts.kube_url,
-            result,
+            result.reason,
             wait,
         )
         old = prev.pod if prev else None

@@ -6,7 +6,9 @@ DaemonSet does."""
 from __future__ import annotations
 
 import json
+import socket
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from shipper.config.classic import parse_classic_text
 from shipper.config.model import ConfigError
 from shipper.config.service import ServiceOptions
+from shipper.filters.kube_api import LOOKUP_TIMEOUT
 from shipper.plugins import FILTERS, Context
 from tests.agent import Agent, wait_for
 from tests.filters.kube_fake import FakeKubeApi, pod_object
@@ -235,3 +238,30 @@ def test_missing_ca_at_start_logs_and_records_go_on(tmp_path: Path) -> None:
         "container_name": "ray-head",
         "docker_id": HEAD[3],
     }
+
+
+def test_an_api_that_never_answers_delays_records_at_most_once(tmp_path: Path) -> None:
+    """An API server that takes connections and never answers (a blackholed address): the
+    first new pod's records wait for the lookup's timeout, then go on; while the API stays
+    unreachable, another new pod's records do not wait at all."""
+    logs = tmp_path / "var" / "log" / "containers"
+    logs.mkdir(parents=True)
+    (tmp_path / "token").write_text("sa-token-1\n")
+    with socket.socket() as hole, FakeKubeApi(tmp_path) as api:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)  # never accepted: the TLS handshake never completes
+        cfg = config(tmp_path, api, logs, "", free_port())
+        cfg.write_text(
+            cfg.read_text().replace(api.url, f"https://127.0.0.1:{hole.getsockname()[1]}")
+        )
+        append(log_file(logs, HEAD), "first pod")
+        with Agent(["-c", str(cfg)]) as agent:
+            agent.wait_log("first pod", timeout=LOOKUP_TIMEOUT + 10)
+            assert f"no answer within {LOOKUP_TIMEOUT:g}s" in agent.err_text()
+            start = time.monotonic()
+            append(log_file(logs, LATE), "second pod")
+            rec = agent.wait_log("second pod", timeout=LOOKUP_TIMEOUT + 10)
+            waited = time.monotonic() - start
+            assert agent.stop() == 0
+    assert waited < LOOKUP_TIMEOUT, f"a new pod's records waited {waited:.1f}s for a dead API"
+    assert rec["kubernetes"]["pod_name"] == LATE[0] and "pod_id" not in rec["kubernetes"]

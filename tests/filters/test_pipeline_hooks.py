@@ -108,11 +108,15 @@ class Lookup:
         self.matcher = Matcher.build("*", None)
         self.known: dict[str, str] = {}
         self.pending: dict[str, asyncio.Future[None]] = {}
+        self.prefetched: list[str] = []
 
     def ready(self, tag: str) -> asyncio.Future[None] | None:
         if tag in self.known:
             return None
         return self.pending.setdefault(tag, asyncio.get_running_loop().create_future())
+
+    def prefetch(self, tag: str) -> None:
+        self.prefetched.append(tag)
 
     def apply(self, records: list[Record], tag: str) -> list[Record]:
         return [{**r, "meta": self.known.get(tag)} for r in records]
@@ -132,6 +136,7 @@ async def test_waiting_filter_keeps_order_and_never_blocks_the_caller() -> None:
     pipe.emit(Chunk("b", [{"n": 2}], 1))  # known, but behind "a": waits too
     pipe.emit(Chunk("a", [{"n": 3}], 1))
     assert [r[0]["n"] for _, r in out.got()] == [0]
+    assert look.prefetched == ["b", "a"]  # queued chunks start their lookups at once
     look.learn("a", "A")
     for _ in range(50):
         await asyncio.sleep(0)
