@@ -1,19 +1,19 @@
 """The `rewrite_tag` filter (Fluent Bit's): re-emit records under a new tag.
 
 `Rule $KEY REGEX NEW_TAG KEEP`, repeatable, tried in order until one matches: KEY is a record
-accessor (`$name`, `$ss['s1']['s2']`) whose value must be a string (numbers and booleans are
-matched as text), REGEX is searched in it. NEW_TAG may hold `$TAG` (the tag), `$TAG[n]` (its
-n-th dot-separated part), `$0`..`$9` (the regex's groups), record accessors (`$key['sub']`)
-and `${ENV}` (expanded when the config is read). KEEP `true` keeps the original record under
-its tag as well.
+accessor (`$name`, `$ss['s1']['s2']`) whose value must be a string (a number, boolean, map or
+array never matches, as in Fluent Bit); REGEX is searched in it. NEW_TAG may hold `$TAG` (the
+tag), `$TAG[n]` (its n-th dot-separated part), `$0`..`$9` (the regex's groups), record
+accessors (`$key['sub']`) and `${ENV}` (expanded when the config is read). KEEP `true` keeps
+the original record under its tag as well.
 
 A re-emitted record enters the pipeline again from the first filter under its new tag (the
 pipeline does that, see pipeline.py: its own chunk, whose delivery the original chunk waits
 for before it is acknowledged). This filter lets its own re-emitted records pass: a rule that
 matches its own new tag cannot loop. `Emitter_Name` names the counters of the re-emitted
-records (fluentbit_input_records_total{name=...}); `Emitter_Mem_Buf_Limit` is accepted and
-checked, but records are never dropped or paused for it: a copy holds its original, so the original
-input's `Mem_Buf_Limit` bounds them all and pauses reading instead.
+records (fluentbit_input_records_total{name=...}). `Emitter_Mem_Buf_Limit` is accepted and
+checked, but records are never dropped or paused for it: a copy holds its original, so the
+original input's `Mem_Buf_Limit` bounds them all and pauses reading instead.
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ class Rule:
     keep: bool
 
     def new_tag(self, tag: str, rec: Record) -> tuple[str, bool] | None:
-        text = self.accessor.string(rec)
-        if text is None:
+        text = self.accessor.lookup(rec)
+        if not isinstance(text, str):  # Fluent Bit matches strings only
             return None
         m = self.regex.search(text)
         if m is None:

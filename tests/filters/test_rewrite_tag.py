@@ -52,17 +52,19 @@ def test_documented_placeholders_and_rule_order() -> None:
         Rule $name ^([a-z]+)-([0-9]+)$ newtag.$TAG.$TAG[1].$1.$ss['s1']['s2'].out.${HOSTNAME} true
         Rule $name ^abc second.$0 false
         Rule $level ^(ERROR|WARN)$ alert.$1.$TAG[9] false
+        Rule $code ^5 http.$0 false
         """,
         env={"HOSTNAME": "fluent"},
     )
     rec = {"name": "abc-123", "ss": {"s1": {"s2": "flb"}}}
-    kept, copies = flt.split([rec, {"level": "ERROR"}, {"level": "INFO"}, {"level": 3}], "aa.bb.cc")
+    recs = [rec, {"level": "ERROR"}, {"level": "INFO"}, {"level": 3}, {"code": 503}]
+    kept, copies = flt.split(recs, "aa.bb.cc")
     # the first matching rule wins; KEEP true keeps the original too; a missing $TAG[n] is ""
     assert copies == [
         ("newtag.aa.bb.cc.bb.abc.flb.out.fluent", [rec]),
         ("alert.ERROR.", [{"level": "ERROR"}]),
     ]
-    assert kept == [rec, {"level": "INFO"}, {"level": 3}]
+    assert kept == [rec, {"level": "INFO"}, {"level": 3}, {"code": 503}]  # strings only
     assert copies[0][1][0] is not rec  # the copy is its own record
 
 

@@ -4,6 +4,7 @@ metrics and acknowledged (the DB offset moves past them)."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import textwrap
 from pathlib import Path
@@ -135,3 +136,18 @@ def test_dropped_records_are_counted_and_acknowledged(tmp_path: Path) -> None:
         assert agent.stop() == 0
     assert [r["log"] for r in agent.snapshot()] == [f"line {i}" for i in range(10)]
     assert len(recs) == 10
+
+
+def test_print_status_logs_each_interval(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    opts = ThrottleOptions(rate=2, window=3, interval=1.0, print_status=True)
+    flt = ThrottleFilter(
+        name="throttle.p", matcher=Matcher.build("*", None), opts=opts, clock=clock
+    )
+    with caplog.at_level(logging.INFO, logger="shipper.throttle.p"):
+        assert len(flt.apply([{}] * 5, "app")) == 2
+        assert caplog.records == []  # the interval has not ended yet
+        clock.now += 1
+        flt.apply([{}], "app")
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "rate 1.0" in msg and "limit 2" in msg and "3 dropped" in msg
