@@ -19,6 +19,7 @@ from shipper.config.service import ServiceOptions
 from shipper.filters.rewrite_tag import RewriteTagFilter
 from shipper.plugins import FILTERS, Context
 from tests.agent import Agent, wait_for
+from tests.ops.conftest import free_port, sample, scrape
 from tests.outputs.conftest import tail_input, write_config
 from tests.outputs.receivers import JsonReceiver, Seen
 
@@ -173,3 +174,45 @@ def test_copies_hold_the_offset_and_survive_a_restart(tmp_path: Path) -> None:
         # at least once: the first run's originals were not stored, so they come again
         assert main.logs() == lines + lines
         assert main.errors == [] and alerts.errors == []
+
+
+def test_copies_whose_output_is_down_pause_the_input(tmp_path: Path) -> None:
+    """Copies hold their originals, so the original input's Mem_Buf_Limit bounds them: with
+    the copies' output down, reading pauses at the limit, and nothing is lost after."""
+    log = tmp_path / "app.log"
+    lines = [f"ERROR {i:06d} " + "x" * 200 for i in range(3_000)]  # ~640 KB, 10 times the limit
+    log.write_text("".join(x + "\n" for x in lines))
+    port = free_port()
+    with JsonReceiver() as main, Flaky() as alerts:
+        cfg = write_config(
+            tmp_path / "c.conf",
+            inputs=[tail_input(log, Tag="app.main", Mem_Buf_Limit="64k")],
+            filters=[{"Name": "rewrite_tag", "Match": "app.*", "Rule": "$log ^E alert false"}],
+            outputs=[
+                {"Name": "http", "Match": "app.*", "Port": str(main.port), "Format": "json_lines"},
+                {
+                    "Name": "http",
+                    "Match": "alert",
+                    "Port": str(alerts.port),
+                    "Format": "json_lines",
+                },
+            ],
+            service={"HTTP_Server": "On", "HTTP_Listen": "127.0.0.1", "HTTP_Port": str(port)},
+        )
+        with Agent(["-c", str(cfg)]) as agent:
+
+            def paused() -> bool:
+                try:
+                    s = scrape(port)
+                except OSError:  # not listening yet
+                    return False
+                return sample(s, "shipper_input_paused", name="tail.0") == 1
+
+            wait_for(paused, what="reading paused at Mem_Buf_Limit")
+            held = sample(scrape(port), "shipper_input_buffer_bytes", name="tail.0")
+            assert held is not None and held < 64 * 1024 + 300_000  # the limit + one read
+            assert alerts.logs() == [] and main.logs() == []  # KEEP false: copies only
+            alerts.failing = False
+            wait_for(lambda: len(alerts.logs()) >= len(lines), 30, "every copy delivered")
+            assert agent.stop() == 0
+        assert alerts.logs() == lines and main.logs() == []
