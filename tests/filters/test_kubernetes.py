@@ -17,7 +17,8 @@ import pytest
 from shipper.config.classic import parse_classic_text
 from shipper.config.model import ConfigError
 from shipper.config.service import ServiceOptions
-from shipper.filters.kube_api import LOOKUP_TIMEOUT
+from shipper.filters.kube_api import LOOKUP_TIMEOUT, Pod
+from shipper.filters.kubernetes import Entry, KubernetesFilter
 from shipper.plugins import FILTERS, Context
 from tests.agent import Agent, wait_for
 from tests.filters.kube_fake import FakeKubeApi, pod_object
@@ -265,3 +266,85 @@ def test_an_api_that_never_answers_delays_records_at_most_once(tmp_path: Path) -
             assert agent.stop() == 0
     assert waited < LOOKUP_TIMEOUT, f"a new pod's records waited {waited:.1f}s for a dead API"
     assert rec["kubernetes"]["pod_name"] == LATE[0] and "pod_id" not in rec["kubernetes"]
+
+
+def make(body: str) -> KubernetesFilter:
+    text = "[FILTER]\n    Name kubernetes\n    Match kube.*\n" + textwrap.indent(
+        textwrap.dedent(body).strip(), "    "
+    )
+    doc = parse_classic_text(text + "\n", file="f.conf", env={})
+    flt = FILTERS["kubernetes"](doc.sections[0], Context(service=ServiceOptions(), name="k.0"))
+    assert isinstance(flt, KubernetesFilter)
+    return flt
+
+
+def head_tag() -> str:
+    pod, ns, container, cid = HEAD
+    return f"kube.var.log.containers.{pod}_{ns}_{container}-{cid}.log"
+
+
+def known(flt: KubernetesFilter, annotations: dict[str, str]) -> None:
+    """As after a lookup (the API side is covered by the tests above)."""
+    pod = pod_object(
+        HEAD[0],
+        "ray",
+        uid="u1",
+        node="n1",
+        container="ray-head",
+        labels={"app": "ray"},
+        annotations=annotations,
+    )
+    flt._cache[("ray", HEAD[0])] = Entry(Pod.of(pod), time.monotonic())
+
+
+def test_options_shape_the_record() -> None:
+    flt = make("""
+        Labels Off
+        Annotations Off
+        Owner_References On
+        Merge_Log On
+        Merge_Log_Key log_processed
+        Merge_Log_Trim Off
+    """)
+    known(flt, {"a": "b"})
+    (rec,) = flt.apply([{"log": '{"msg": "hi\\n", "n": 1}', "stream": "stdout"}], head_tag())
+    assert rec["log_processed"] == {"msg": "hi\n", "n": 1} and rec["log"].startswith("{")
+    meta = rec["kubernetes"]
+    assert "labels" not in meta and "annotations" not in meta and meta["pod_id"] == "u1"
+    assert meta["ownerReferences"][0]["kind"] == "RayCluster"
+    assert list(rec) == ["log", "stream", "log_processed", "kubernetes"]
+
+
+def test_tag_only_and_unmatched_tags() -> None:
+    flt = make("Use_Tag_For_Meta On")
+    assert flt.ready(head_tag()) is None  # never asks the API
+    (rec,) = flt.apply([{"log": "x"}], head_tag())
+    assert rec["kubernetes"] == {
+        "pod_name": HEAD[0],
+        "namespace_name": "ray",
+        "container_name": "ray-head",
+        "docker_id": HEAD[3],
+    }
+    assert flt.apply([{"log": "x"}], "kube.var.log.containers.not-a-pod-file.log") == [{"log": "x"}]
+    assert flt.apply([{"log": "y"}], "other.tag") == [{"log": "y"}]
+
+
+@pytest.mark.parametrize(
+    "annotations, kept",
+    [
+        ({"fluentbit.io/exclude": "true"}, []),
+        ({"fluentbit.io/exclude": "false"}, ["out", "err"]),
+        ({"fluentbit.io/exclude_stderr": "true"}, ["out"]),
+        ({"fluentbit.io/exclude-ray-head": "true"}, []),
+        ({"fluentbit.io/exclude-other": "true"}, ["out", "err"]),
+        (
+            {"fluentbit.io/exclude": "true", "fluentbit.io/exclude-ray-head": "false"},
+            ["out", "err"],
+        ),
+    ],
+)
+def test_exclude_annotations(annotations: dict[str, str], kept: list[str]) -> None:
+    flt = make("K8S-Logging.Exclude On")
+    known(flt, annotations)
+    recs = [{"log": "out", "stream": "stdout"}, {"log": "err", "stream": "stderr"}]
+    assert [r["log"] for r in flt.apply(recs, head_tag())] == kept
