@@ -47,9 +47,14 @@ def prop_error(prop: Prop, message: str) -> ConfigError:
     return ConfigError(message, file=prop.file, line=prop.line, key=prop.key)
 
 
+_ONIGMO_GROUP = re.compile(r"\(\?<(?![=!])")
+
+
 def compile_regex(prop: Prop, pattern: str) -> re.Pattern[str]:
+    """Fluent Bit's regular expressions are Onigmo's: its named groups `(?<name>...)` are
+    Python's `(?P<name>...)` (lookbehinds `(?<=`, `(?<!` stay as they are)."""
     try:
-        return re.compile(pattern)
+        return re.compile(_ONIGMO_GROUP.sub("(?P<", pattern))
     except re.error as exc:
         raise prop_error(prop, f"bad regular expression {pattern!r}: {exc}") from None
 

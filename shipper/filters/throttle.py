@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ThrottleOptions:
-    rate: int = opt("Rate", "int", 1, help="Records per Interval, on average over the Window.")
+    rate: float = opt(
+        "Rate", "float", 1.0, help="Records per Interval, on average over the Window."
+    )
     window: int = opt("Window", "int", 5, help="How many intervals the average spans.")
     interval: float = opt("Interval", "time", 1.0, help="Length of one pane: 1s, 1.5m, 0.5h.")
     print_status: bool = opt(
@@ -41,7 +43,7 @@ class Window:
     """The ring of panes. `clock` is injectable so that tests step time exactly."""
 
     def __init__(
-        self, *, rate: int, size: int, interval: float, clock: Callable[[], float]
+        self, *, rate: float, size: int, interval: float, clock: Callable[[], float]
     ) -> None:
         self.rate = rate
         self.size = size
@@ -106,7 +108,7 @@ class ThrottleFilter:
         win = self.window
         if win.roll() and self.opts.print_status:
             self.log.info(
-                "%s: rate %.1f records per %gs over %d intervals (limit %d), %d dropped in the"
+                "%s: rate %.1f records per %gs over %d intervals (limit %g), %d dropped in the"
                 " last interval",
                 tag,
                 win.average(),
@@ -127,10 +129,10 @@ class ThrottleFilter:
 def create(section: Section, *, name: str, matcher: Matcher) -> ThrottleFilter:
     opts = build(ThrottleOptions, section)
     for key, value in (("Rate", opts.rate), ("Window", opts.window)):
-        if value < 1:
+        if value <= 0:
             prop = section.get(key)
             raise ConfigError(
-                "must be 1 or more",
+                "must be more than 0",
                 file=section.file,
                 line=prop.line if prop else section.line,
                 key=key,

@@ -216,3 +216,8 @@ def test_copies_whose_output_is_down_pause_the_input(tmp_path: Path) -> None:
             wait_for(lambda: len(alerts.logs()) >= len(lines), 30, "every copy delivered")
             assert agent.stop() == 0
         assert alerts.logs() == lines and main.logs() == []
+
+
+def test_onigmo_named_groups() -> None:
+    flt = make("Name rewrite_tag\nMatch *\nRule $path ^/(?<app>[a-z]+)/(?<=/)x?.*$ app.$1 false")
+    assert flt.split([{"path": "/serve/x"}], "t")[1] == [("app.serve", [{"path": "/serve/x"}])]
