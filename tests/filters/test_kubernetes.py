@@ -5,6 +5,7 @@ DaemonSet does."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import textwrap
@@ -348,3 +349,40 @@ def test_exclude_annotations(annotations: dict[str, str], kept: list[str]) -> No
     known(flt, annotations)
     recs = [{"log": "out", "stream": "stdout"}, {"log": "err", "stream": "stderr"}]
     assert [r["log"] for r in flt.apply(recs, head_tag())] == kept
+
+
+async def test_cache_ttl_refreshes_in_the_background(tmp_path: Path) -> None:
+    """Kube_Meta_Cache_TTL: once an entry is older, the next chunk still goes on at once with
+    the old metadata while the pod is fetched again; later chunks get the new one."""
+    (tmp_path / "token").write_text("sa-token-1\n")
+    with FakeKubeApi(tmp_path) as api:
+        api.add(
+            pod_object(HEAD[0], "ray", uid="u1", node="n1", container="ray-head", labels={"v": "1"})
+        )
+        flt = make(f"""
+            Kube_URL {api.url}
+            Kube_CA_File {api.ca_file}
+            Kube_Token_File {tmp_path / "token"}
+            Kube_Tag_Prefix kube.var.log.containers.
+            Kube_Meta_Cache_TTL 0.3s
+        """)
+        await flt.start()
+        try:
+            first = flt.ready(head_tag())
+            assert first is not None
+            await first
+            assert flt.ready(head_tag()) is None  # cached
+            assert flt.apply([{}], head_tag())[0]["kubernetes"]["labels"] == {"v": "1"}
+            api.add(
+                pod_object(
+                    HEAD[0], "ray", uid="u1", node="n1", container="ray-head", labels={"v": "2"}
+                )
+            )
+            deadline = time.monotonic() + 10
+            while flt.apply([{}], head_tag())[0]["kubernetes"]["labels"] != {"v": "2"}:
+                assert time.monotonic() < deadline, "never refreshed"
+                assert flt.ready(head_tag()) is None  # stale or fresh: never waits
+                await asyncio.sleep(0.05)
+            assert api.lookups("ray", HEAD[0]) >= 2
+        finally:
+            await flt.close()
