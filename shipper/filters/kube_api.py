@@ -36,19 +36,24 @@ class Pod:
     host: str | None
     pod_ip: str | None
     owner_references: list[Any]
-    # container name -> (image, imageID) from status.containerStatuses
-    containers: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    # container name -> (image, imageID, container id) from status.containerStatuses
+    containers: dict[str, tuple[str | None, str | None, str | None]] = field(default_factory=dict)
+    main_container: str | None = None  # the first of spec.containers
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> Pod:
         meta = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
         status = obj.get("status") or {}
-        containers: dict[str, tuple[str | None, str | None]] = {}
+        containers: dict[str, tuple[str | None, str | None, str | None]] = {}
         for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
             for c in status.get(key) or ():
                 if isinstance(c, dict) and "name" in c:
-                    containers[c["name"]] = (c.get("image"), c.get("imageID"))
+                    cid = c.get("containerID")
+                    if isinstance(cid, str) and "://" in cid:  # containerd://<id>
+                        cid = cid.split("://", 1)[1]
+                    containers[c["name"]] = (c.get("image"), c.get("imageID"), cid)
+        specs = [c for c in spec.get("containers") or () if isinstance(c, dict)]
         return cls(
             uid=meta.get("uid"),
             labels=dict(meta.get("labels") or {}),
@@ -57,6 +62,7 @@ class Pod:
             pod_ip=status.get("podIP"),
             owner_references=list(meta.get("ownerReferences") or ()),
             containers=containers,
+            main_container=specs[0].get("name") if specs else None,
         )
 
 

@@ -48,6 +48,13 @@ class KubernetesOptions:
         "kube.var.log.containers.",
         help="Cut from the tag before the log file name is parsed.",
     )
+    kube_pod_dir_namespace: str | None = opt(
+        "Kube_Pod_Dir_Namespace",
+        "str",
+        None,
+        help="shipper's: a tag that is not a container log file is Kube_Tag_Prefix + <pod>.<...>"
+        " (one directory per pod, as k8s/daemonset), the pod in this namespace.",
+    )
     kube_meta_cache_ttl: float = opt(
         "Kube_Meta_Cache_TTL", "time", 0.0, help="Refresh pods after this long (0: never)."
     )

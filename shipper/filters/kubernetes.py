@@ -6,6 +6,10 @@ The tag, less `Kube_Tag_Prefix`, holds the log file's name, `<pod>_<namespace>_<
 fetched once (GET /api/v1/namespaces/NS/pods/POD with the service account's token) and kept
 for `Kube_Meta_Cache_TTL` (0: for ever, refreshed in the background once it expires).
 
+shipper's `Kube_Pod_Dir_Namespace NS` also reads a tag that is not a container log file as
+`Kube_Tag_Prefix` + `<pod>.<...>`: one directory per pod, as k8s/daemonset keeps Ray's logs
+(/var/log/ray/<pod>/...); the pod is looked up in NS and its first container is the one named.
+
 The pipeline does not wait per record: `ready(tag)` is asked once per chunk; when the pod is
 not known yet the chunk (and every chunk after it, to keep the order) waits for that one
 lookup, which ends within kube_api.LOOKUP_TIMEOUT. When the API is down, refuses the token or
@@ -47,6 +51,8 @@ TAG_REGEX = re.compile(
     r"(?P<pod_name>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*)"
     r"_(?P<namespace_name>[^_]+)_(?P<container_name>.+)-(?P<docker_id>[a-z0-9]{64})\.log$"
 )
+# A directory per pod (shipper's Kube_Pod_Dir_Namespace): the tag's first part is the pod.
+POD_DIR = re.compile(r"([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.")
 CACHE_MAX = 4096  # pods (and tags) remembered; the oldest go first
 BACKOFF_MAX = 60.0
 # After the API was unreachable, new pods' records do not wait for this long (their lookups
@@ -101,8 +107,13 @@ class KubernetesFilter:
         if tag in self._idents:
             return self._idents[tag]
         prefix = self.opts.kube_tag_prefix
-        m = TAG_REGEX.search(tag[len(prefix) :]) if tag.startswith(prefix) else None
+        rest = tag[len(prefix) :] if tag.startswith(prefix) else None
+        m = TAG_REGEX.search(rest) if rest is not None else None
         ident = Ident(**m.groupdict()) if m else None
+        namespace = self.opts.kube_pod_dir_namespace
+        if ident is None and rest is not None and namespace:
+            d = POD_DIR.match(rest)  # k8s/daemonset: /var/log/ray/<pod>/...
+            ident = Ident(d.group(1), namespace, "", "") if d else None
         if ident is None:
             self.log.warning(
                 "tag %s is not Kube_Tag_Prefix (%s) + <pod>_<namespace>_"
@@ -215,11 +226,15 @@ class KubernetesFilter:
                 meta["host"] = pod.host
             if pod.pod_ip:
                 meta["pod_ip"] = pod.pod_ip
-        meta["container_name"] = ident.container_name
-        meta["docker_id"] = ident.docker_id
-        image, image_id = (
-            pod.containers.get(ident.container_name, (None, None)) if pod else (None, None)
-        )
+        container, docker_id = ident.container_name, ident.docker_id
+        if not container and pod is not None and pod.main_container:
+            container = pod.main_container  # a pod directory: the pod's (first) container
+        none: tuple[str | None, str | None, str | None] = (None, None, None)
+        image, image_id, status_id = pod.containers.get(container, none) if pod else none
+        if container:
+            meta["container_name"] = container
+        if docker_id or status_id:
+            meta["docker_id"] = docker_id or status_id
         if image_id:
             meta["container_hash"] = image_id
         if image:

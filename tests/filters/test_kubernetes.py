@@ -386,3 +386,64 @@ async def test_cache_ttl_refreshes_in_the_background(tmp_path: Path) -> None:
             assert api.lookups("ray", HEAD[0]) >= 2
         finally:
             await flt.close()
+
+
+def test_a_directory_per_pod_as_the_ray_daemonset(tmp_path: Path) -> None:
+    """k8s/daemonset keeps each Ray pod's logs in /var/log/ray/<pod>/...; with shipper's
+    Kube_Pod_Dir_Namespace the pod directory names the pod."""
+    root = tmp_path / "var" / "log" / "ray"
+    logs = root / HEAD[0] / "session_latest" / "logs"
+    logs.mkdir(parents=True)
+    (tmp_path / "token").write_text("sa-token-1\n")
+    with FakeKubeApi(tmp_path) as api:
+        api.add(
+            pod_object(
+                HEAD[0],
+                "ray",
+                uid="u-head",
+                node="node-a",
+                container="ray-head",
+                labels={"ray.io/cluster": "raycluster", "ray.io/node-type": "head"},
+            )
+        )
+        prefix = "ray." + str(root).replace("/", ".").lstrip(".") + "."
+        cfg = tmp_path / "c.conf"
+        cfg.write_text(
+            textwrap.dedent(f"""
+            [SERVICE]
+                Flush 0.2
+            [INPUT]
+                Name tail
+                Path {root}/*/session_latest/logs/*
+                Tag ray.*
+                Read_from_Head on
+                Ray_Metadata off
+            [FILTER]
+                Name kubernetes
+                Match ray.*
+                Kube_URL {api.url}
+                Kube_CA_File {api.ca_file}
+                Kube_Token_File {tmp_path / "token"}
+                Kube_Tag_Prefix {prefix}
+                Kube_Pod_Dir_Namespace ray
+            [OUTPUT]
+                Name stdout
+                Match *
+            """)
+        )
+        append(logs / "raylet.out", "[2026-12-07 06:00:00,000 I 1 1] raylet started")
+        with Agent(["-c", str(cfg)]) as agent:
+            (rec,) = agent.wait_records(1)
+            assert agent.stop() == 0
+    assert rec["kubernetes"] == {
+        "pod_name": HEAD[0],
+        "namespace_name": "ray",
+        "pod_id": "u-head",
+        "labels": {"ray.io/cluster": "raycluster", "ray.io/node-type": "head"},
+        "host": "node-a",
+        "pod_ip": "10.244.1.17",
+        "container_name": "ray-head",
+        "docker_id": "c" * 64,
+        "container_hash": "docker.io/rayproject/ray@sha256:" + "ab" * 32,
+        "container_image": "docker.io/rayproject/ray:2.60.0",
+    }
