@@ -279,6 +279,16 @@ KEY_TABLES: dict[str, dict[str, str]] = {
     "service": {"service": "shipper.config.service:ServiceOptions"},
 }
 
+# Filters of issue 16: plugin name -> its options class, in shipper.filters.<name>.
+for _name, _cls in {
+    "nest": "NestOptions",
+    "rewrite_tag": "RewriteTagOptions",
+    "throttle": "ThrottleOptions",
+    "kubernetes": "KubernetesOptions",
+}.items():
+    FILTERS[_name] = _lazy_filter(f"shipper.filters.{_name}")
+    KEY_TABLES["filter"][_name] = f"shipper.filters.{_name}:{_cls}"
+
 
 def key_table_of(kind: str, plugin: str) -> type[Any] | None:
     ref = KEY_TABLES.get(kind, {}).get(plugin.lower())

@@ -58,6 +58,22 @@ class OutputStats:
     retry_failure_times: deque[float] = field(default_factory=_times)
 
 
+@dataclass(slots=True)
+class FilterStats:
+    """Fluent Bit's filter counters (records in, dropped, added, re-emitted) and a filter's
+    own counters (`extra`, rendered as shipper_filter_<key>_total)."""
+
+    name: str  # "throttle.0"
+    records: int = 0
+    drop_records: int = 0
+    add_records: int = 0
+    emit_records: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.extra[key] = self.extra.get(key, 0) + n
+
+
 Mark = tuple[int, int]
 
 
@@ -71,6 +87,11 @@ class Registry:
     outputs: list[OutputStats] = field(default_factory=list)
     reloads: int = 0
     reloads_refused: int = 0
+    # by name: a reload's instance of the same name carries on counting (no mark/retire)
+    filters: dict[str, FilterStats] = field(default_factory=dict)
+
+    def filter(self, name: str) -> FilterStats:
+        return self.filters.setdefault(name, FilterStats(name))
 
     def input(self, name: str) -> InputStats:
         stats = InputStats(name)
