@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from shipper.chunk import Record
 from shipper.config.model import ConfigError, Prop, Section
+from shipper.parsers.onigmo import TranslateError, translate
 
 
 def split_quoted(text: str, limit: int) -> list[str]:
@@ -47,15 +48,12 @@ def prop_error(prop: Prop, message: str) -> ConfigError:
     return ConfigError(message, file=prop.file, line=prop.line, key=prop.key)
 
 
-_ONIGMO_GROUP = re.compile(r"\(\?<(?![=!])")
-
-
 def compile_regex(prop: Prop, pattern: str) -> re.Pattern[str]:
-    """Fluent Bit's regular expressions are Onigmo's: its named groups `(?<name>...)` are
-    Python's `(?P<name>...)` (lookbehinds `(?<=`, `(?<!` stay as they are)."""
+    """Fluent Bit's regular expressions are Onigmo's (Ruby syntax): translated as the
+    parsers' are, so the same pattern means the same thing in every plugin."""
     try:
-        return re.compile(_ONIGMO_GROUP.sub("(?P<", pattern))
-    except re.error as exc:
+        return translate(pattern).regex
+    except TranslateError as exc:
         raise prop_error(prop, f"bad regular expression {pattern!r}: {exc}") from None
 
 
