@@ -225,6 +225,10 @@ OUTPUTS.update(
             ("loki", "loki"),
             ("es", "es"),
             ("opentelemetry", "otlp"),
+            # issue 16's outputs
+            ("file", "file"),
+            ("null", "null"),
+            ("counter", "counter"),
         ]
     }
 )
@@ -247,6 +251,9 @@ KEY_TABLES: dict[str, dict[str, str]] = {
         "loki": "shipper.outputs.loki:LokiOptions",
         "es": "shipper.outputs.es:EsOptions",
         "opentelemetry": "shipper.outputs.otlp:OtlpOptions",
+        "file": "shipper.outputs.file:FileOptions",
+        "null": "shipper.outputs.null:NullOptions",
+        "counter": "shipper.outputs.counter:CounterOptions",
     },
     "filter": {
         "modify": "shipper.filters.modify:ModifyOptions",

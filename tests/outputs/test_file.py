@@ -1,0 +1,157 @@
+"""The `file`, `null` and `counter` outputs, run as a user runs them (the CLI on a config):
+Fluent Bit's out_file formats line for line, Mkdir, a missing directory retried until it
+exists (nothing lost), counter's `time,count (total = N)` lines, and refusals by name."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.agent import Agent, wait_for
+from tests.outputs.conftest import append_lines, tail_input, write_config
+
+
+def _run(cfg: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shipper", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_formats_as_fluent_bit_writes_them(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    append_lines(log, ["hello", "world"])
+    out = tmp_path / "out" / "nested"
+    outs = [
+        {"Name": "file", "Match": "*", "Path": str(out), "Mkdir": "on"},
+        {"Name": "file", "Match": "*", "Path": str(out), "File": "p.txt", "Format": "plain"},
+        {
+            "Name": "file",
+            "Match": "*",
+            "Path": str(out),
+            "File": "c.csv",
+            "Format": "csv",
+            "csv_column_names": "on",
+        },
+        {"Name": "file", "Match": "*", "Path": str(out), "File": "l.ltsv", "Format": "ltsv"},
+        {
+            "Name": "file",
+            "Match": "*",
+            "Path": str(out),
+            "File": "s.csv",
+            "Format": "csv",
+            "Delimiter": "space",
+        },
+        {
+            "Name": "file",
+            "Match": "*",
+            "Path": str(out),
+            "File": "t.txt",
+            "Format": "template",
+            "Template": "{time} [{log}] {missing}.",
+        },
+    ]
+    before = time.time()
+    cfg = write_config(
+        tmp_path / "c.conf", inputs=[tail_input(log, Exit_On_Eof="on")], outputs=outs
+    )
+    res = _run(cfg)
+    assert res.returncode == 0, res.stderr
+    t = r"(\d{10}\.\d{6})"
+    # out_file: `tag: [time, {record}]`, the record without its time, time with %f.
+    lines = (out / "app.log").read_text().splitlines()
+    assert len(lines) == 2
+    for line, text in zip(lines, ["hello", "world"], strict=True):
+        m = re.fullmatch(rf"app\.log: \[{t}, (.*)\]", line)
+        assert m, line
+        assert before - 1 <= float(m.group(1)) <= time.time()
+        assert json.loads(m.group(2)) == {"log": text}
+    assert (out / "p.txt").read_text() == '{"log":"hello"}\n{"log":"world"}\n'
+    csv = (out / "c.csv").read_text().splitlines()
+    assert csv[0] == "timestamp,log"
+    assert re.fullmatch(rf'{t},"hello"', csv[1]) and re.fullmatch(rf'{t},"world"', csv[2])
+    assert re.fullmatch(rf'{t} "hello"', (out / "s.csv").read_text().splitlines()[0])
+    ltsv = (out / "l.ltsv").read_text().splitlines()
+    assert re.fullmatch(rf'"time":{t}\t"log":"hello"', ltsv[0]), ltsv
+    assert re.fullmatch(rf"{t} \[world\] \.", (out / "t.txt").read_text().splitlines()[1])
+
+    # A second run appends, and csv's column line stays the first line only.
+    append_lines(log, ["again"])
+    res = _run(cfg)
+    assert res.returncode == 0, res.stderr
+    assert (out / "c.csv").read_text().count("timestamp,log") == 1
+    assert (out / "app.log").read_text().count("\n") >= 3
+
+
+def test_missing_directory_is_retried_not_lost(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    append_lines(log, [f"line {i}" for i in range(20)])
+    target = tmp_path / "later"
+    cfg = write_config(
+        tmp_path / "c.conf",
+        inputs=[tail_input(log)],
+        outputs=[{"Name": "file", "Match": "*", "Path": str(target), "File": "x.log"}],
+    )
+    with Agent(["-c", str(cfg)], stdout=subprocess.DEVNULL) as agent:
+        agent.wait_stderr("cannot write")
+        target.mkdir()  # the operator fixes it: the retry delivers what waited
+        wait_for(
+            lambda: (
+                (target / "x.log").exists() and (target / "x.log").read_text().count("\n") == 20
+            ),
+            what="20 lines in the file",
+        )
+        assert agent.stop() == 0
+    records = [
+        json.loads(re.fullmatch(r"app\.log: \[[\d.]+, (.*)\]", x).group(1))  # type: ignore[union-attr]
+        for x in (target / "x.log").read_text().splitlines()
+    ]
+    assert records == [{"log": f"line {i}"} for i in range(20)]
+
+
+def test_counter_and_null(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    append_lines(log, [f"line {i}" for i in range(7)])
+    cfg = write_config(
+        tmp_path / "c.conf",
+        inputs=[tail_input(log, Exit_On_Eof="on")],
+        outputs=[{"Name": "counter", "Match": "*"}, {"Name": "null", "Match": "*"}],
+    )
+    res = _run(cfg)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines, res.stderr
+    counts = []
+    for line in lines:
+        m = re.fullmatch(r"(\d+\.\d{6}),(\d+) \(total = (\d+)\)", line)
+        assert m, line
+        counts.append(int(m.group(2)))
+        assert int(m.group(3)) == sum(counts)
+    assert sum(counts) == 7
+
+
+def test_refusals_name_file_line_and_key(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    cases = [
+        ({"Name": "file", "Match": "*", "Format": "msgpack"}, "Format"),
+        ({"Name": "file", "Match": "*", "Compression": "gzip"}, "Compression"),
+        ({"Name": "null", "Match": "*", "Path": "/x"}, "Path"),
+        ({"Name": "counter", "Match": "*", "Format": "json"}, "Format"),
+    ]
+    for out, key in cases:
+        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[out])
+        res = subprocess.run(
+            [sys.executable, "-m", "shipper", "--dry-run", "-c", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert res.returncode == 1, (out, res.stderr)
+        line = cfg.read_text().splitlines().index(f"    {key} {out[key]}") + 1
+        assert f"{cfg}:{line}" in res.stderr and key in res.stderr, res.stderr
