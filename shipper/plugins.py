@@ -229,6 +229,7 @@ OUTPUTS.update(
             ("file", "file"),
             ("null", "null"),
             ("counter", "counter"),
+            ("forward", "forward"),
         ]
     }
 )
@@ -254,6 +255,7 @@ KEY_TABLES: dict[str, dict[str, str]] = {
         "file": "shipper.outputs.file:FileOptions",
         "null": "shipper.outputs.null:NullOptions",
         "counter": "shipper.outputs.counter:CounterOptions",
+        "forward": "shipper.outputs.forward:ForwardOptions",
     },
     "filter": {
         "modify": "shipper.filters.modify:ModifyOptions",
