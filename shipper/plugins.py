@@ -230,6 +230,7 @@ OUTPUTS.update(
             ("null", "null"),
             ("counter", "counter"),
             ("forward", "forward"),
+            ("kafka", "kafka"),
         ]
     }
 )
@@ -256,6 +257,7 @@ KEY_TABLES: dict[str, dict[str, str]] = {
         "null": "shipper.outputs.null:NullOptions",
         "counter": "shipper.outputs.counter:CounterOptions",
         "forward": "shipper.outputs.forward:ForwardOptions",
+        "kafka": "shipper.outputs.kafka:KafkaOptions",
     },
     "filter": {
         "modify": "shipper.filters.modify:ModifyOptions",
