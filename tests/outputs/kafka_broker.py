@@ -8,7 +8,9 @@ connections refused) and up again with its log intact: a broker restart, as clie
 No Apache Kafka or Redpanda installs from a package registry here (see README, Kafka).
 
 Run as a subprocess: `python -m tests.outputs.kafka_broker` prints the bootstrap address, then
-reads commands on stdin, answering `ok` to each: `down`, `up`, `topic NAME PARTITIONS`,
+reads commands on stdin, answering `ok` to each: `down`, `up`, `rtt MS` (answers held back
+that long after the request is handled), `slow API_KEY MS` (the same for the next request of
+that API only), `topic NAME PARTITIONS`,
 `error API_KEY ERROR_CODE COUNT` (the next COUNT requests of that API fail with that code).
 """
 
@@ -35,6 +37,14 @@ def load() -> ctypes.CDLL:
     lib.rd_kafka_mock_cluster_bootstraps.argtypes = [vp]
     lib.rd_kafka_mock_broker_set_down.argtypes = [vp, i32]
     lib.rd_kafka_mock_broker_set_up.argtypes = [vp, i32]
+    # variadic: (err, rtt_ms) pairs follow the fixed arguments
+    lib.rd_kafka_mock_broker_push_request_error_rtts.argtypes = [
+        vp,
+        i32,
+        ctypes.c_int16,
+        ctypes.c_size_t,
+    ]
+    lib.rd_kafka_mock_broker_set_rtt.argtypes = [vp, i32, ctypes.c_int]
     lib.rd_kafka_mock_topic_create.argtypes = [vp, cp, ctypes.c_int, ctypes.c_int]
     lib.rd_kafka_mock_push_request_errors_array.argtypes = [
         vp,
@@ -73,6 +83,13 @@ def main() -> int:
             lib.rd_kafka_mock_broker_set_down(cluster, BROKER_ID)
         elif cmd[0] == "up":
             lib.rd_kafka_mock_broker_set_up(cluster, BROKER_ID)
+        elif cmd[0] == "rtt":
+            lib.rd_kafka_mock_broker_set_rtt(cluster, BROKER_ID, int(cmd[1]))
+        elif cmd[0] == "slow":  # the next request of an API handled, its answer held back
+            api, ms = int(cmd[1]), int(cmd[2])
+            lib.rd_kafka_mock_broker_push_request_error_rtts(
+                cluster, BROKER_ID, api, 1, ctypes.c_int(0), ctypes.c_int(ms)
+            )
         elif cmd[0] == "topic":
             lib.rd_kafka_mock_topic_create(cluster, cmd[1].encode(), int(cmd[2]), 1)
         elif cmd[0] == "error":
