@@ -54,6 +54,7 @@ class ForwardServer:
     hostname: str = "receiver"
     drop_before_ack: int = 0  # close this many connections after a message, before its ack
     wrong_pong_key: bool = False
+    unix_path: str | None = None  # listen on this Unix socket instead of 127.0.0.1
     events: list[Event] = field(default_factory=list)
     options: list[dict[str, Any]] = field(default_factory=list)
     handshakes: list[list[Any]] = field(default_factory=list)  # PINGs that passed
@@ -72,8 +73,16 @@ class ForwardServer:
             daemon_threads = True
             allow_reuse_address = True
 
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
+        class UnixServer(socketserver.ThreadingUnixStreamServer):
+            daemon_threads = True
+
+        self.server: socketserver.BaseServer
+        if self.unix_path:
+            self.server = UnixServer(self.unix_path, Handler)
+            self.port = 0
+        else:
+            self.server = Server(("127.0.0.1", 0), Handler)
+            self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

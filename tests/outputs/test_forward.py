@@ -116,6 +116,27 @@ def test_shared_key_handshake_and_user_auth(tmp_path: Path) -> None:
             rx.close()
 
 
+def test_unix_socket_and_empty_shared_key(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    append_lines(log, ["over a unix socket"])
+    sock = str(tmp_path / "fwd.sock")
+    with ForwardServer(unix_path=sock, shared_key="") as rx:
+        out = {
+            "Name": "forward",
+            "Match": "*",
+            "Unix_Path": sock,
+            "Empty_Shared_Key": "on",
+            "Require_ack_response": "on",
+        }
+        cfg = write_config(
+            tmp_path / "c.conf", inputs=[tail_input(log, Exit_On_Eof="on")], outputs=[out]
+        )
+        res = _run(cfg)
+        assert res.returncode == 0, res.stderr
+        assert [r["log"] for r in rx.records()] == ["over a unix socket"]
+        assert len(rx.handshakes) == 1  # the handshake ran, with the empty key
+
+
 def test_connection_lost_before_ack_resends(tmp_path: Path) -> None:
     """At least once: a batch whose ack never came is sent again, on a new connection;
     offsets are stored only after the acks, so a restart re-sends nothing that was acked."""
