@@ -21,12 +21,15 @@ import base64
 import gzip
 import hashlib
 import os
+import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
+from shipper.accessor import Accessor
 from shipper.chunk import Chunk, Record
 from shipper.config.model import ConfigError, Section
 from shipper.config.schema import build, opt
@@ -38,7 +41,6 @@ REFUSED = {
     "upstream": "load balancing over an Upstream file is not supported: one Host/Port per output",
     "tls": "TLS (secure forward over TLS) is not supported: use a TLS-terminating proxy or "
     "the http output with tls on",
-    "retain_metadata_in_forward_mode": "not supported (records carry no metadata here)",
 }
 REFUSED_PREFIXES = ("tls.", "net.")
 CONNECT_TIMEOUT = 10.0
@@ -64,7 +66,11 @@ class ForwardOptions:
         help="Send a chunk id and wait for the server's ack: at least once.",
     )
     compress: str = opt(
-        "Compress", "str", "", choices=("", "gzip"), help="gzip: CompressedPackedForward mode."
+        "Compress",
+        "str",
+        "text",
+        choices=("text", "gzip"),
+        help="gzip: CompressedPackedForward mode; text: none.",
     )
     shared_key: str = opt("Shared_Key", "str", "", help="Handshake with this shared key.")
     empty_shared_key: bool = opt(
@@ -76,6 +82,49 @@ class ForwardOptions:
     fluentd_compat: bool = opt(
         "Fluentd_Compat", "bool", False, help="Accepted: logs go out the same either way."
     )
+    retain_metadata_in_forward_mode: bool = opt(
+        "Retain_metadata_in_forward_mode", "bool", True, help="Accepted: records carry none."
+    )
+
+
+_TAG_PART = re.compile(
+    r"""\$TAG(?:\[(\d+)\])?|\$([A-Za-z0-9_\-@]+(?:\[(?:'[^']*'|"[^"]*"|\d+)\])*)"""
+)
+
+
+def tag_template(text: str) -> Callable[[str, Record], str] | None:
+    """Tag with record accessors, as Fluent Bit translates it per record: `$TAG`, `$TAG[n]`
+    (the n-th dot-separated part), `$key['sub']`; a missing value is empty. None: static."""
+    if "$" not in text:
+        return None
+    parts: list[str | tuple[int | None] | Accessor] = []
+    pos = 0
+    for m in _TAG_PART.finditer(text):
+        if text.startswith("[", m.end()):
+            raise ValueError(f"invalid record accessor in {text!r} (at {text[m.start() :]!r})")
+        parts.append(text[pos : m.start()])
+        if m.group(2) is not None:
+            parts.append(Accessor.parse("$" + m.group(2)))
+        else:
+            parts.append((int(m.group(1)) if m.group(1) is not None else None,))
+        pos = m.end()
+    parts.append(text[pos:])
+
+    def render(tag: str, rec: Record) -> str:
+        out: list[str] = []
+        for p in parts:
+            if isinstance(p, str):
+                out.append(p)
+            elif isinstance(p, Accessor):
+                out.append(p.string(rec) or "")
+            elif p[0] is None:
+                out.append(tag)
+            else:
+                pieces = tag.split(".")
+                out.append(pieces[p[0]] if p[0] < len(pieces) else "")
+        return "".join(out)
+
+    return render
 
 
 def event_time(t: float) -> msgpack.ExtType:
@@ -124,6 +173,7 @@ class ForwardOutput(Output):
         super().__init__(**kw)
         self.opts = opts
         self.secure = bool(opts.shared_key) or opts.empty_shared_key
+        self.tag_of = tag_template(opts.tag)
         self._pool: list[Connection] = []  # open connections no worker is using
 
     # -- encoding -------------------------------------------------------------------------
@@ -133,20 +183,22 @@ class ForwardOutput(Output):
         pack = msgpack.Packer(use_bin_type=True).pack
         as_int = self.opts.time_as_integer
         groups: list[list[Any]] = []
+        render = self.tag_of
         for chunk in batch:
-            tag = self.opts.tag or chunk.tag
-            parts = []
+            static = self.opts.tag or chunk.tag
             for rec in chunk.records:
+                tag = render(chunk.tag, rec) if render is not None else static
                 t = rec.get("date", 0.0)
                 t = t if isinstance(t, int | float) else 0.0
                 body = {k: v for k, v in rec.items() if k != "date"}
-                parts.append(pack([int(t) if as_int else event_time(t), body]))
-            entries = b"".join(parts)
-            if groups and groups[-1][0] == tag:
-                groups[-1][1] += len(parts)
-                groups[-1][2] += entries
-            else:
-                groups.append([tag, len(parts), entries])
+                entry = pack([int(t) if as_int else event_time(t), body])
+                if groups and groups[-1][0] == tag:
+                    groups[-1][1] += 1
+                    groups[-1][2].append(entry)
+                else:
+                    groups.append([tag, 1, [entry]])
+        for group in groups:
+            group[2] = b"".join(group[2])
         packed: bytes = msgpack.packb(groups, use_bin_type=True)
         return packed
 
@@ -155,11 +207,12 @@ class ForwardOutput(Output):
 
     def _message(self, tag: str, count: int, entries: bytes, chunk_id: str | None) -> bytes:
         options: dict[str, Any] = {}
-        if self.opts.send_options or chunk_id or self.opts.compress:
+        gzipped = self.opts.compress == "gzip"
+        if self.opts.send_options or chunk_id or gzipped:
             options["size"] = count
         if chunk_id:
             options["chunk"] = chunk_id
-        if self.opts.compress == "gzip":
+        if gzipped:
             options["compressed"] = "gzip"
             out: bytes = msgpack.packb([tag, gzip.compress(entries, 6), options], use_bin_type=True)
             return out
@@ -271,6 +324,21 @@ def create(section: Section, *, name: str, matcher: Matcher, delivery: Delivery)
         if reason is not None and not (prop.name == "tls" and prop.value.strip().lower() == "off"):
             raise ConfigError(reason, file=prop.file, line=prop.line, key=prop.key)
     opts = build(ForwardOptions, section, extra_keys={"tls"} & names)
+    if opts.compress == "gzip" and opts.time_as_integer:
+        where = section.get("compress")
+        raise ConfigError(
+            "Compress gzip is incompatible with Time_as_Integer (as in Fluent Bit)",
+            file=section.file,
+            line=where.line if where else section.line,
+            key="Compress",
+        )
+    try:
+        tag_template(opts.tag)
+    except ValueError as exc:
+        where = section.get("tag")
+        raise ConfigError(
+            str(exc), file=section.file, line=where.line if where else section.line, key="Tag"
+        ) from None
     if (opts.username or opts.password) and not (opts.shared_key or opts.empty_shared_key):
         user = section.get("username") or section.get("password")
         raise ConfigError(

@@ -40,7 +40,7 @@ def test_modes_times_tag_and_options(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     lines = [f"line {i}" for i in range(30)]
     append_lines(log, lines)
-    plain, integer, opts, packed = (ForwardServer() for _ in range(4))
+    plain, integer, opts, packed, dynamic = (ForwardServer() for _ in range(5))
     try:
         before = time.time()
         cfg = write_config(
@@ -51,27 +51,32 @@ def test_modes_times_tag_and_options(tmp_path: Path) -> None:
                 _fwd(integer, Time_as_Integer="on", Tag="renamed"),
                 _fwd(opts, Send_options="on"),
                 _fwd(packed, Compress="gzip"),
+                # Fluent Bit's Tag with record accessors: translated per record.
+                _fwd(dynamic, Tag="ray.$TAG[1].$kind"),
             ],
+            filters=[{"Name": "modify", "Match": "*", "Add": "kind worker"}],
         )
         res = _run(cfg)
         assert res.returncode == 0, res.stderr
         after = time.time()
-        for rx in (plain, integer, opts, packed):
+        for rx in (plain, integer, opts, packed, dynamic):
             assert [r["log"] for r in rx.records()] == lines, rx
-            assert all(set(r) == {"log"} for r in rx.records())  # the time is not in the record
+            # the time is not in the record
+            assert all(set(r) == {"log", "kind"} for r in rx.records())
             assert all(before - 1 <= e.time <= after for e in rx.events)
         # EventTime (ext 0, nanoseconds) by default; whole seconds with Time_as_Integer.
         assert all(isinstance(e.raw_time, msgpack.ExtType) for e in plain.events)
         assert all(isinstance(e.raw_time, int) for e in integer.events)
         assert {e.tag for e in plain.events} == {"app.log"}
         assert {e.tag for e in integer.events} == {"renamed"}
+        assert {e.tag for e in dynamic.events} == {"ray.log.worker"}
         # Forward mode with no options unless asked for; `size` with Send_options.
         assert plain.options and all(o == {} for o in plain.options)
         assert opts.options and all(set(o) == {"size"} for o in opts.options)
         assert sum(o["size"] for o in opts.options) == 30
         assert all(o.get("compressed") == "gzip" for o in packed.options)
     finally:
-        for rx in (plain, integer, opts, packed):
+        for rx in (plain, integer, opts, packed, dynamic):
             rx.close()
 
 
@@ -176,8 +181,9 @@ def test_refused_keys_name_file_line_and_key(tmp_path: Path) -> None:
         ({"tls.verify": "off"}, "tls.verify"),
         ({"Upstream": "/etc/upstream.conf"}, "Upstream"),
         ({"Compress": "zstd"}, "Compress"),
+        ({"Tag": "x.$a[", "Compress": "text"}, "Tag"),
         ({"Username": "bob"}, "Username"),
-        ({"Retain_metadata_in_forward_mode": "on"}, "Retain_metadata_in_forward_mode"),
+        ({"Time_as_Integer": "on", "Compress": "gzip"}, "Compress"),
     ]
     for keys, key in cases:
         out = {"Name": "forward", "Match": "*", **keys}
