@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import random
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import orjson
 
+from shipper import telemetry
 from shipper.chunk import Chunk, Record
 from shipper.config.model import ConfigError, Prop, Section
 from shipper.config.schema import build, opt, parse_bool, parse_int
@@ -49,6 +51,7 @@ POSITIVE = {"max_request_size", "request_timeout_ms", "max_batch_size"}
 ACKS_KEYS = ("request.required.acks", "acks")
 COMPRESSION_KEYS = ("compression.codec", "compression.type")
 SECURITY_KEY = "security.protocol"
+Sent = tuple["asyncio.Future[Any]", list[int]]  # a batch handed to aiokafka, its messages
 MAX_WAIT = 300.0  # a batch not acknowledged in this time is sent again (message.timeout.ms)
 
 
@@ -123,6 +126,9 @@ class KafkaOutput(Output):
         self._producer: Any = None
         self._topics = set(opts.topics)
         self._partial: dict[int, tuple[bytes, set[int]]] = {}  # batch -> messages acked
+        from aiokafka.partitioner import DefaultPartitioner
+
+        self._partitioner = DefaultPartitioner()
 
     # -- encoding -------------------------------------------------------------------------
     def _time(self, t: float) -> Any:
@@ -172,8 +178,11 @@ class KafkaOutput(Output):
         if self._producer is None:
             from aiokafka import AIOKafkaProducer
 
+            # librdkafka's batch.size default (1,000,000 bytes), not aiokafka's 16 KiB
+            largest = self.client_args.get("max_request_size", 1_048_576)
+            args = {"max_batch_size": min(1_000_000, largest), **self.client_args}
             producer = AIOKafkaProducer(
-                bootstrap_servers=list(self.opts.brokers), acks="all", **self.client_args
+                bootstrap_servers=list(self.opts.brokers), acks="all", **args
             )
             try:
                 await producer.start()
@@ -183,6 +192,44 @@ class KafkaOutput(Output):
             self._producer = producer
         return self._producer
 
+    async def _enqueue(
+        self, producer: Any, messages: list[list[Any]], todo: list[int], sent: list[Sent]
+    ) -> None:
+        """Queue the messages `todo` as record batches, one partition each, appending
+        (future, message indices) to `sent` as each batch is handed over: one await per
+        batch, not per record. Keyed messages go where aiokafka's partitioner puts them
+        (murmur2); keyless ones to one partition per topic and call, chosen at random."""
+        by_part: dict[tuple[str, int], list[int]] = {}
+        parts: dict[str, list[int]] = {}
+        sticky: dict[str, int] = {}
+        for i in todo:
+            topic, key, _ = messages[i]
+            if topic not in parts:
+                parts[topic] = sorted(await producer.partitions_for(topic))
+                sticky[topic] = random.choice(parts[topic])
+            part = (
+                self._partitioner(key.encode(), parts[topic], parts[topic])
+                if key
+                else sticky[topic]
+            )
+            by_part.setdefault((topic, part), []).append(i)
+        for (topic, part), indices in by_part.items():
+            batch, in_batch = producer.create_batch(), list[int]()
+            for i in indices:
+                _, key, value = messages[i]
+                key_bytes = key.encode() if key else None
+                if batch.append(key=key_bytes, value=value, timestamp=None) is None:
+                    sent.append((await producer.send_batch(batch, topic, partition=part), in_batch))
+                    batch, in_batch = producer.create_batch(), []
+                    if batch.append(key=key_bytes, value=value, timestamp=None) is None:
+                        # Larger than a whole batch: the broker would refuse it for ever.
+                        reason = f"a {len(value)}-byte message is larger than a batch"
+                        telemetry.output_dropped(self.stats, 1, reason)
+                        continue
+                in_batch.append(i)
+            if in_batch:
+                sent.append((await producer.send_batch(batch, topic, partition=part), in_batch))
+
     async def send(self, payload: bytes, records: list[Record]) -> None:
         from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
@@ -191,42 +238,38 @@ class KafkaOutput(Output):
         entry = self._partial.get(id(payload))
         acked = entry[1] if entry is not None and entry[0] is payload else set()
         todo = [i for i in range(len(messages)) if i not in acked]
-        futures: list[asyncio.Future[Any]] = []
+        sent: list[Sent] = []
         stopped: BaseException | None = None
         try:
-            producer = await self._client()
-            for i in todo:
-                topic, key, value = messages[i]
-                futures.append(await producer.send(topic, value, key=key and key.encode()))
+            await self._enqueue(await self._client(), messages, todo, sent)
         except (KafkaError, OSError) as exc:  # no metadata in time, broker gone: stop queuing
             stopped = exc
         try:
-            # Every message queued settles (acked, or failed after aiokafka's own retries)
-            # before the batch is judged: none is left in flight behind a re-send.
+            # Every batch queued settles (acked, or failed after aiokafka's own retries)
+            # before this one is judged: none is left in flight behind a re-send.
             results = await asyncio.wait_for(
-                asyncio.gather(*futures, return_exceptions=True), MAX_WAIT
+                asyncio.gather(*(f for f, _ in sent), return_exceptions=True), MAX_WAIT
             )
         except TimeoutError:
             raise DeliveryError("kafka: no acknowledgement in time", retryable=True) from None
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if stopped is not None:
-            failed.append(stopped)
+        failed: list[BaseException] = [] if stopped is None else [stopped]
+        for (_, indices), result in zip(sent, results, strict=True):
+            if isinstance(result, MessageSizeTooLargeError):
+                # Refused for ever however often it is sent: dropped, as Fluent Bit does.
+                telemetry.output_dropped(self.stats, len(indices), "refused as too large")
+                acked.update(indices)
+            elif isinstance(result, BaseException):
+                failed.append(result)
+            else:
+                acked.update(indices)
         if not failed:
             self._partial.pop(id(payload), None)
             return
-        acked |= {
-            i for i, r in zip(todo, results, strict=False) if not isinstance(r, BaseException)
-        }
         self._remember(payload, acked)
-        err = failed[0]
-        # Never accepted, however often it is sent: dropped and counted, as Fluent Bit does.
-        retryable = not isinstance(err, MessageSizeTooLargeError)
-        if not retryable:
-            self._partial.pop(id(payload), None)
         raise DeliveryError(
             f"kafka: {len(messages) - len(acked)} of {len(messages)} messages not acknowledged: "
-            f"{err!r}",
-            retryable=retryable,
+            f"{failed[0]!r}",
+            retryable=True,
         )
 
     def _remember(self, payload: bytes, acked: set[int]) -> None:

@@ -6,6 +6,8 @@ written by its authors to test clients against: it speaks the Kafka protocol ove
 partition's log in memory and can take a broker down (listener and connections closed,
 connections refused) and up again with its log intact: a broker restart, as clients see it.
 No Apache Kafka or Redpanda installs from a package registry here (see README, Kafka).
+The mock keeps about 5 MB per partition: older messages are pruned (the log start offset
+moves on), so a test that reads everything back stays well under that.
 
 Run as a subprocess: `python -m tests.outputs.kafka_broker` prints the bootstrap address, then
 reads commands on stdin, answering `ok` to each: `down`, `up`, `rtt MS` (answers held back
