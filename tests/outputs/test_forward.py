@@ -208,15 +208,15 @@ def _free_port() -> int:
 
 @pytest.mark.skipif(not os.access(FLUENT_BIT, os.X_OK), reason=f"no Fluent Bit at {FLUENT_BIT}")
 def test_real_fluent_bit_receives(tmp_path: Path) -> None:
-    """shipper -> real `fluent-bit -i forward` (shared key handshake, acks; Forward mode and
-    CompressedPackedForward) -> its stdout."""
+    """shipper -> real `fluent-bit -i forward` (shared key handshake with user auth, acks;
+    Forward mode and CompressedPackedForward) -> its stdout."""
     port = _free_port()
     fb_out = tmp_path / "fluent-bit.out"
     with open(fb_out, "w") as sink:
-        args = f"-i forward -p listen=127.0.0.1 -p port={port} -p shared_key=k3y"
-        args += " -p self_hostname=fb -o stdout -p format=json_lines -m * -f 0.2"
+        inp = f"-i forward -p listen=127.0.0.1 -p port={port} -p shared_key=k3y".split()
+        out = ["-o", "stdout", "-p", "format=json_lines", "-m", "*", "-f", "0.2"]
         fb = subprocess.Popen(
-            [FLUENT_BIT, *args.split()],
+            [FLUENT_BIT, *inp, "-p", "security.users=alice pw", *out],
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
@@ -235,6 +235,8 @@ def test_real_fluent_bit_receives(tmp_path: Path) -> None:
             "Match": "*",
             "Port": str(port),
             "Shared_Key": "k3y",
+            "Username": "alice",
+            "Password": "pw",
             "Require_ack_response": "on",
         }
         packed = {**out, "Compress": "gzip", "Tag": "packed"}
