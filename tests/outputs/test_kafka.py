@@ -219,6 +219,31 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
         broker.close()
 
 
+@pytest.mark.kafka
+@needs_broker
+def test_broker_down_at_start(tmp_path: Path) -> None:
+    """The agent starts while the broker is down: it keeps the records (retrying) and
+    delivers them all once the broker is up."""
+    log = tmp_path / "a.log"
+    lines = [f"early {i}" for i in range(50)]
+    append_lines(log, lines)
+    broker = Broker()
+    try:
+        broker.command("topic logs 1")
+        broker.command("down")
+        out = {"Name": "kafka", "Match": "*", "Brokers": broker.address, "Topics": "logs"}
+        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[out])
+        with Agent(["-c", str(cfg)], stdout=subprocess.DEVNULL) as agent:
+            agent.wait_stderr("delivery failed")
+            broker.command("up")
+            wait_for(lambda: len(read_topic(broker.address, "logs")) >= 50, what="50 records")
+            assert agent.stop() == 0
+        got = [json.loads(m.value)["log"] for m in read_topic(broker.address, "logs")]
+        assert got == lines
+    finally:
+        broker.close()
+
+
 def test_rdkafka_and_other_refusals(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     cases = [
