@@ -243,6 +243,10 @@ class ForwardOutput(Output):
             reason = "no ack in time" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
             where = self.opts.unix_path or f"{self.opts.host}:{self.opts.port}"
             raise DeliveryError(f"forward to {where}: {reason}", retryable=True) from None
+        except BaseException:  # cancelled (Grace ran out): the connection's state is unknown
+            if conn is not None:
+                conn.close()
+            raise
         self._pool.append(conn)
 
     def _reuse(self) -> Connection | None:
