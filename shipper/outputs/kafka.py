@@ -152,13 +152,14 @@ class KafkaOutput(Output):
         nothing."""
         o = self.opts
         messages: list[list[Any]] = []
+        no_raw = 0
         for chunk in batch:
             for rec in chunk.records:
                 topic, key = self._route(rec)
                 if o.format == "raw":
                     raw = rec.get(o.raw_log_key)
                     if not isinstance(raw, str):
-                        self.log.warning("record without a string %r: skipped", o.raw_log_key)
+                        no_raw += 1
                         continue
                     value = raw.encode()
                 else:
@@ -167,6 +168,9 @@ class KafkaOutput(Output):
                     body.update((k, v) for k, v in rec.items() if k != "date")
                     value = orjson.dumps(body) if o.format == "json" else msgpack.packb(body)
                 messages.append([topic, key, value])
+        if no_raw:  # nothing to send for them, ever: dropped and counted
+            reason = f"no string under raw_log_key {o.raw_log_key!r}"
+            telemetry.output_dropped(self.stats, no_raw, reason)
         packed: bytes = msgpack.packb(messages, use_bin_type=True)
         return packed
 

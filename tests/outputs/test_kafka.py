@@ -93,7 +93,7 @@ def read_topic(address: str, topic: str) -> list[Any]:
 def test_topics_keys_formats_as_fluent_bit(tmp_path: Path) -> None:
     broker = Broker()
     try:
-        for topic in ("logs", "other", "packed"):
+        for topic in ("logs", "other", "packed", "raw"):
             broker.command(f"topic {topic} 1")
         a, b = tmp_path / "a.log", tmp_path / "b.log"
         append_lines(a, ["from a 1", "from a 2"])
@@ -125,6 +125,7 @@ def test_topics_keys_formats_as_fluent_bit(tmp_path: Path) -> None:
                     "Timestamp_Key": "ts",
                     "Timestamp_Format": "iso8601",
                 },
+                {**kafka, "Match": "a", "Topics": "raw", "Format": "raw", "raw_log_key": "log"},
             ],
         )
         res = subprocess.run(
@@ -147,6 +148,7 @@ def test_topics_keys_formats_as_fluent_bit(tmp_path: Path) -> None:
         packed = [msgpack.unpackb(m.value) for m in read_topic(broker.address, "packed")]
         assert [p["log"] for p in packed] == ["from a 1", "from a 2"]
         assert all(len(p["ts"]) == 27 and p["ts"].endswith("Z") for p in packed)  # .%06dZ
+        assert [m.value for m in read_topic(broker.address, "raw")] == [b"from a 1", b"from a 2"]
     finally:
         broker.close()
 
