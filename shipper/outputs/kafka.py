@@ -48,11 +48,23 @@ RDKAFKA: dict[str, tuple[str, Any]] = {
     "enable.idempotence": ("enable_idempotence", parse_bool),
 }
 POSITIVE = {"max_request_size", "request_timeout_ms", "max_batch_size"}
+# What librdkafka tunes that aiokafka has no knob for: refused with that said.
+NO_EFFECT = {
+    "log.connection.close",
+    "socket.keepalive.enable",
+    "batch.num.messages",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "statistics.interval.ms",
+    "debug",
+}
+TIMEOUT_KEYS = ("message.timeout.ms", "delivery.timeout.ms")
 ACKS_KEYS = ("request.required.acks", "acks")
 COMPRESSION_KEYS = ("compression.codec", "compression.type")
 SECURITY_KEY = "security.protocol"
 Sent = tuple["asyncio.Future[Any]", list[int]]  # a batch handed to aiokafka, its messages
 MAX_WAIT = 300.0  # a batch not acknowledged in this time is sent again (message.timeout.ms)
+WAIT_ARG = "message_timeout"  # not an aiokafka argument: taken out before the client is made
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,7 +134,8 @@ class KafkaOutput(Output):
     def __init__(self, *, opts: KafkaOptions, client_args: dict[str, Any], **kw: Any) -> None:
         super().__init__(**kw)
         self.opts = opts
-        self.client_args = client_args
+        self.client_args = dict(client_args)
+        self.max_wait = float(self.client_args.pop(WAIT_ARG, MAX_WAIT))
         self._producer: Any = None
         self._topics = set(opts.topics)
         self._partial: dict[int, tuple[bytes, set[int]]] = {}  # batch -> messages acked
@@ -252,7 +265,7 @@ class KafkaOutput(Output):
             # Every batch queued settles (acked, or failed after aiokafka's own retries)
             # before this one is judged: none is left in flight behind a re-send.
             results = await asyncio.wait_for(
-                asyncio.gather(*(f for f, _ in sent), return_exceptions=True), MAX_WAIT
+                asyncio.gather(*(f for f, _ in sent), return_exceptions=True), self.max_wait
             )
         except TimeoutError:
             raise DeliveryError("kafka: no acknowledgement in time", retryable=True) from None
@@ -307,6 +320,13 @@ def _client_args(section: Section, opts: KafkaOptions) -> dict[str, Any]:
             elif name == SECURITY_KEY:
                 if value.lower() != "plaintext":
                     _refuse(prop, "only plaintext is supported (no SSL/SASL in this output)")
+            elif name in TIMEOUT_KEYS:
+                ms = parse_int(value)
+                if ms < 1:
+                    raise ValueError(f"{value} is out of range")
+                args[WAIT_ARG] = ms / 1000
+            elif name in NO_EFFECT:
+                _refuse(prop, "no equivalent in this output's Kafka client (aiokafka): remove it")
             elif name in RDKAFKA:
                 arg, parse = RDKAFKA[name]
                 args[arg] = parse(value)
@@ -314,7 +334,9 @@ def _client_args(section: Section, opts: KafkaOptions) -> dict[str, Any]:
                 if type(args[arg]) is int and args[arg] < low:
                     raise ValueError(f"{value} is out of range")
             else:
-                known = ", ".join(sorted([*ACKS_KEYS, *COMPRESSION_KEYS, SECURITY_KEY, *RDKAFKA]))
+                known = ", ".join(
+                    sorted([*ACKS_KEYS, *COMPRESSION_KEYS, SECURITY_KEY, *TIMEOUT_KEYS, *RDKAFKA])
+                )
                 _refuse(prop, f"unsupported librdkafka property (supported: {known})")
         except ValueError as exc:
             _refuse(prop, f"bad value: {exc}")

@@ -254,6 +254,8 @@ def test_rdkafka_and_other_refusals(tmp_path: Path) -> None:
         ({"rdkafka.security.protocol": "SASL_SSL"}, "rdkafka.security.protocol"),
         ({"rdkafka.compression.codec": "zstd"}, "rdkafka.compression.codec"),
         ({"rdkafka.queue.buffering.max.kbytes": "1024"}, "rdkafka.queue.buffering.max.kbytes"),
+        ({"rdkafka.sasl.mechanism": "PLAIN"}, "rdkafka.sasl.mechanism"),
+        ({"rdkafka.message.timeout.ms": "0"}, "rdkafka.message.timeout.ms"),
         ({"rdkafka.message.max.bytes": "-5"}, "rdkafka.message.max.bytes"),
         ({"Format": "gelf"}, "Format"),
         ({"schema_str": "{}"}, "schema_str"),
@@ -289,6 +291,7 @@ def test_rdkafka_and_other_refusals(tmp_path: Path) -> None:
         "rdkafka.linger.ms": "5",
         "rdkafka.client.id": "ray",
         "rdkafka.security.protocol": "plaintext",
+        "rdkafka.message.timeout.ms": "60000",
     }
     cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[ok])
     res = subprocess.run(
