@@ -207,7 +207,8 @@ class FileOutput(Output):
             directory = os.path.dirname(path)
             if self.opts.mkdir and directory:
                 os.makedirs(directory, mode=0o755, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as f:
+            # surrogateescape: text read from bytes that were not UTF-8 goes back as those bytes
+            with open(path, "a", encoding="utf-8", errors="surrogateescape") as f:
                 # The column line heads a new (empty) file only.
                 f.write(header + text if header and f.tell() == 0 else text)
 
