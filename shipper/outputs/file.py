@@ -207,7 +207,8 @@ class FileOutput(Output):
             directory = os.path.dirname(path)
             if self.opts.mkdir and directory:
                 os.makedirs(directory, mode=0o755, exist_ok=True)
-            # surrogateescape: text read from bytes that were not UTF-8 goes back as those bytes
+            # surrogateescape: a lone surrogate in a record (a filter may make one) is written
+            # as a byte instead of failing the whole batch
             with open(path, "a", encoding="utf-8", errors="surrogateescape") as f:
                 # The column line heads a new (empty) file only.
                 f.write(header + text if header and f.tell() == 0 else text)
