@@ -90,7 +90,7 @@ def read_topic(address: str, topic: str) -> list[Any]:
 
 @pytest.mark.kafka
 @needs_broker
-def test_topics_keys_formats_as_fluent_bit(tmp_path: Path) -> None:
+def test_topics_keys_and_formats(tmp_path: Path) -> None:
     broker = Broker()
     try:
         for topic in ("logs", "other", "packed", "raw"):
