@@ -244,6 +244,12 @@ OUTPUTS.update(
             ("loki", "loki"),
             ("es", "es"),
             ("opentelemetry", "otlp"),
+            # issue 16's outputs
+            ("file", "file"),
+            ("null", "null"),
+            ("counter", "counter"),
+            ("forward", "forward"),
+            ("kafka", "kafka"),
         ]
     }
 )
@@ -268,6 +274,11 @@ KEY_TABLES: dict[str, dict[str, str]] = {
         "loki": "shipper.outputs.loki:LokiOptions",
         "es": "shipper.outputs.es:EsOptions",
         "opentelemetry": "shipper.outputs.otlp:OtlpOptions",
+        "file": "shipper.outputs.file:FileOptions",
+        "null": "shipper.outputs.null:NullOptions",
+        "counter": "shipper.outputs.counter:CounterOptions",
+        "forward": "shipper.outputs.forward:ForwardOptions",
+        "kafka": "shipper.outputs.kafka:KafkaOptions",
     },
     "filter": {
         "modify": "shipper.filters.modify:ModifyOptions",
