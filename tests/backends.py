@@ -678,3 +678,9 @@ def run_in_netns(
         start_new_session=start_new_session,
         **popen_kwargs,
     )
+
+
+def fluent_bit_binary() -> str:
+    """A Fluent Bit to compare with: $FLUENT_BIT, else `fluent-bit` on PATH, else "" (tests
+    that need one skip: no package registry here has it, a local build may)."""
+    return os.environ.get("FLUENT_BIT") or shutil.which("fluent-bit") or ""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent import Agent, wait_for
+from tests.backends import fluent_bit_binary
 from tests.outputs.conftest import append_lines, tail_input, write_config
 
 
@@ -164,7 +165,7 @@ def test_refusals_name_file_line_and_key(tmp_path: Path) -> None:
         assert f"{cfg}:{line}" in res.stderr and key in res.stderr, res.stderr
 
 
-FLUENT_BIT = os.environ.get("FLUENT_BIT", "/work/fb/build/bin/fluent-bit")
+FLUENT_BIT = fluent_bit_binary()
 GOLDEN_CONF = """\
 [SERVICE]
     Flush 0.2
@@ -195,7 +196,10 @@ GOLDEN_OUTPUTS = [
 GOLDEN_FILES = ["app.ray/_/x", *(name for name, _ in GOLDEN_OUTPUTS)]
 
 
-@pytest.mark.skipif(not os.access(FLUENT_BIT, os.X_OK), reason=f"no Fluent Bit at {FLUENT_BIT}")
+@pytest.mark.skipif(
+    not os.access(FLUENT_BIT, os.X_OK),
+    reason="no Fluent Bit (set FLUENT_BIT or put fluent-bit on PATH)",
+)
 def test_same_files_as_fluent_bit(tmp_path: Path) -> None:
     """One config, run by the real Fluent Bit and by shipper: the same files, byte for byte
     once the times (read at different moments) are masked. shipper's copy only adds

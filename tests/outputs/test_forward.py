@@ -17,10 +17,11 @@ import msgpack
 import pytest
 
 from tests.agent import Agent, wait_for
+from tests.backends import fluent_bit_binary
 from tests.outputs.conftest import append_lines, tail_input, write_config
 from tests.outputs.forward_receiver import ForwardServer
 
-FLUENT_BIT = os.environ.get("FLUENT_BIT", "/work/fb/build/bin/fluent-bit")
+FLUENT_BIT = fluent_bit_binary()
 
 
 def _fwd(rx: ForwardServer, **keys: str) -> dict[str, Any]:
@@ -206,7 +207,10 @@ def _free_port() -> int:
         return port
 
 
-@pytest.mark.skipif(not os.access(FLUENT_BIT, os.X_OK), reason=f"no Fluent Bit at {FLUENT_BIT}")
+@pytest.mark.skipif(
+    not os.access(FLUENT_BIT, os.X_OK),
+    reason="no Fluent Bit (set FLUENT_BIT or put fluent-bit on PATH)",
+)
 def test_real_fluent_bit_receives(tmp_path: Path) -> None:
     """shipper -> real `fluent-bit -i forward` (shared key handshake with user auth, acks;
     Forward mode and CompressedPackedForward) -> its stdout."""
