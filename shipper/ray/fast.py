@@ -284,8 +284,9 @@ class FastRay:
 
 
 # Lines of user output (worker stdout/stderr) that the per-line path treats apart: a Ray header
-# (C++, Python, glog, JSON), a worker marker line, the start of a traceback.
-_SPECIAL = rb"(?:[\[{0-9:]|[IWEF][0-9]|Traceback)"
+# (C++, Python, glog, JSON), a worker marker line, the start of a traceback, a line that starts
+# with a level name (Python logging's default format, Serve's), a driver's `(name pid=N)` prefix.
+_SPECIAL = rb"(?:[\[{0-9:(\x1b]|[IWEF][0-9]|Traceback|(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ])"
 _SPECIAL_FIRST = re.compile(_SPECIAL)
 _SPECIAL_LATER = re.compile(rb"\n" + _SPECIAL)
 

@@ -26,6 +26,7 @@ from shipper.ray.lines import LineParser
 from shipper.ray.markers import apply_marker, is_marker
 from shipper.ray.multiline import Group, Joiner, RayJoiner, make_joiner
 from shipper.ray.names import describe, file_kind, session_of
+from shipper.ray.structured import apply_context
 
 __all__ = ["RayHandler", "make_ray_handler"]
 
@@ -37,6 +38,7 @@ class RayHandler:
     """Ray-aware records for one source (a file or stdin); see make_ray_handler."""
 
     __slots__ = (
+        "_context",
         "_emit_markers",
         "_fast",
         "_fast_free",
@@ -88,6 +90,9 @@ class RayHandler:
         self._parser = LineParser(
             tz_offset, prefix_component=ctx.real_path == "", reserved=reserved
         )
+        # User output (and stdin) may hold Ray's TextFormatter lines, whose context ends the
+        # message (see split_context); Ray's own header files never do.
+        self._context = (ray_metadata and kind == "free") or ctx.real_path == ""
 
         frame: dict[str, Any] = {"date": 0.0, "log": ""}
         if ctx.path_key:
@@ -319,8 +324,13 @@ class RayHandler:
         if joiner is None:
             # One record per line.
             if self._meta:
+                context = self._context
                 for line, rec in zip(lines, self._heads(lines, now), strict=True):
-                    out.append(self._free(line, now) if rec is None else rec)
+                    if rec is None:
+                        rec = self._free(line, now)
+                    elif context:
+                        apply_context(rec, self._parser.reserved)
+                    out.append(rec)
             else:
                 for line in lines:
                     out.append(self._free(line, now))
@@ -345,6 +355,7 @@ class RayHandler:
         """Joined groups `[head, t, line, ...]` -> records, in order."""
         meta = self._meta
         okey = self._okey
+        context = self._context
         for g in groups:
             head = g[0]
             n = len(g) - 2
@@ -355,6 +366,8 @@ class RayHandler:
                     if "message" in rec:
                         # The message of a joined record is all of it, not its first line.
                         rec["message"] = "\n".join([str(rec["message"]), *g[3:]])
+                if context:
+                    apply_context(rec, self._parser.reserved)
             else:
                 rec = self._free(g[2] if n == 1 else "\n".join(g[2:]), g[1])
             if okey:
