@@ -22,7 +22,7 @@ from shipper.chunk import Encoded, Record
 from shipper.escape import needs_per_line
 from shipper.lines import LineHandler, PlainHandler, SourceContext
 from shipper.ray.fast import FastRay, encode_items, free_rows
-from shipper.ray.lines import LineParser
+from shipper.ray.lines import LineParser, unprefixed
 from shipper.ray.markers import apply_marker, is_marker
 from shipper.ray.multiline import Group, Joiner, RayJoiner, make_joiner
 from shipper.ray.names import describe, file_kind, session_of
@@ -55,6 +55,7 @@ class RayHandler:
         "_offsets",
         "_okey",
         "_parser",
+        "_prefixed",
         "held_lines",
         "unread",
     )
@@ -80,7 +81,10 @@ class RayHandler:
         # Only worker stdout/stderr carry Ray's magic marker lines.
         self._marked = ray_metadata and name["component"] in ("worker", "io_worker")
         self._emit_markers = emit_markers
-        self._joiner: Joiner | None = make_joiner(multiline, free_text=kind == "free")
+        self._prefixed = name["component"] == "job_driver"
+        self._joiner: Joiner | None = make_joiner(
+            multiline, free_text=kind == "free", prefixed=self._prefixed
+        )
         # Only the `ray` joiner asks whether a line has a header; without metadata that is the
         # one regex we run per line.
         self._need_head = (
@@ -365,7 +369,8 @@ class RayHandler:
                     rec["log"] = "\n".join(g[2:])
                     if "message" in rec:
                         # The message of a joined record is all of it, not its first line.
-                        rec["message"] = "\n".join([str(rec["message"]), *g[3:]])
+                        rest = [unprefixed(x) for x in g[3:]] if self._prefixed else g[3:]
+                        rec["message"] = "\n".join([str(rec["message"]), *rest])
                 if context:
                     apply_context(rec, self._parser.reserved)
             else:

@@ -34,7 +34,7 @@ import orjson
 
 from shipper.ray.structured import LEVELS, Fields, backend_json, event_json
 
-__all__ = ["LEVELS", "LineParser"]
+__all__ = ["DRIVER_PREFIX", "LEVELS", "LineParser", "unprefixed"]
 
 
 # re.ASCII: `\d` must mean 0-9 only (int() and the ms table take the groups as they are).
@@ -65,7 +65,7 @@ _SERVE = re.compile(
 
 # What a driver prints for its workers' lines (Ray's log monitor -> driver): `(name pid=N[,
 # ip=A]) line`, the prefix in color when Ray decides so; a job driver's log is that output.
-_DRIVER_PREFIX = re.compile(
+DRIVER_PREFIX = re.compile(
     r"(?:\x1b\[\d+m)?\(([^\s()]+)(?: pid=(\d+))?(?:, ip=[^\s()]+)?\)(?:\x1b\[0m)? ", re.ASCII
 )
 
@@ -285,7 +285,7 @@ class LineParser:
     def _forwarded(self, line: str, now: float) -> Fields | None:
         """A worker's line as its driver prints it: the prefix's `origin` (the task, actor or
         daemon Ray names there) and `pid`, and the fields of the line itself."""
-        m = _DRIVER_PREFIX.match(line)
+        m = DRIVER_PREFIX.match(line)
         if m is None:
             return None
         rest = line[m.end() :]
@@ -348,6 +348,12 @@ class LineParser:
         except Exception:  # values of unexpected types: ship the line as free text
             return None
         return None
+
+
+def unprefixed(line: str) -> str:
+    """A driver's copy of a worker's line without its `(name pid=N) ` prefix."""
+    m = DRIVER_PREFIX.match(line)
+    return line if m is None else line[m.end() :]
 
 
 def _add_component(f: Fields, comp: str) -> None:
