@@ -13,7 +13,8 @@
 #   SHIPPER_SKIP_INSTALL=1   skip all three install steps (use whatever is there)
 #   SHIPPER_NO_CLICKHOUSE=1  don't install clickhouse-server (its tests then skip)
 #   SHIPPER_NO_RAY=1         don't create .venv-ray (Ray tests then skip)
-#   RAY_PIP_SPEC             what to pip-install into .venv-ray (default: "ray")
+#   RAY_PIP_SPEC             what to pip-install into .venv-ray (default: "ray[default,serve]==2.60.0":
+#                            the job server and Serve, which the fixtures' make.py runs)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +22,7 @@ cd "$ROOT"
 
 PY="${PYTHON:-python3}"
 RAY_VENV="$ROOT/.venv-ray"
-RAY_PIP_SPEC="${RAY_PIP_SPEC:-ray}"
+RAY_PIP_SPEC="${RAY_PIP_SPEC:-ray[default,serve]==2.60.0}"
 STAMP_DIR="$ROOT/.venv-ray"
 
 log() { printf '[tests/run.sh] %s\n' "$*" >&2; }
