@@ -94,9 +94,12 @@ class RayHandler:
         self._parser = LineParser(
             tz_offset, prefix_component=ctx.real_path == "", reserved=reserved
         )
-        # User output (and stdin) may hold Ray's TextFormatter lines, whose context ends the
-        # message (see split_context); Ray's own header files never do.
-        self._context = (ray_metadata and kind == "free") or ctx.real_path == ""
+        # User output, job supervisors (a few lines a job) and stdin may hold Ray's
+        # TextFormatter lines, whose context ends the message (see split_context); Ray's own
+        # daemon files, which take the fast path, never do.
+        self._context = (
+            ray_metadata and (kind == "free" or name["component"] == "job_supervisor")
+        ) or ctx.real_path == ""
 
         frame: dict[str, Any] = {"date": 0.0, "log": ""}
         if ctx.path_key:
@@ -257,6 +260,7 @@ class RayHandler:
             or ctx.real_path == ""
             or self._okey
             or self._marked
+            or self._context
             or not (self._joiner is None or isinstance(self._joiner, RayJoiner))
             or (tz_offset is not None and (tz_offset * 3600.0) % 1.0 != 0.0)
             or set(frame) & (_LINE_KEYS | set(self._name_rest))

@@ -188,6 +188,10 @@ def test_the_same_facts_under_the_same_keys_text_or_json(
         assert t["source"] == j["source"] and t["source"].startswith("driver.py:")
     assert _one(text, "worker-", "warning from task", "user_key")["user_key"].startswith("value")
     assert _one(js, "worker-", "warning from task")["user_key"].startswith("value")
+    # A job supervisor (Ray's own TextFormatter lines): the same keys.
+    t, j = _one(text, "jobs/", "Submitting job"), _one(js, "jobs/", "Submitting job")
+    assert set(t) - _FRAME - {"pid"} == set(j) - _FRAME - {"pid"}, (sorted(t), sorted(j))
+    assert t["actor_name"] == "_ray_internal_job_actor_fixture_basic" and t["job_id"] == "01000000"
     # Serve: each text key is there in JSON, with the same value where the run does not
     # make it (ids are per run).
     for file, msg in (
