@@ -18,7 +18,15 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LEVELS", "Fields", "apply_context", "backend_json", "event_json", "split_context"]
+__all__ = [
+    "LEVELS",
+    "Fields",
+    "apply_context",
+    "backend_json",
+    "driver_job",
+    "event_json",
+    "split_context",
+]
 
 Fields = dict[str, Any]
 
@@ -180,3 +188,14 @@ def apply_context(rec: Fields, reserved: frozenset[str]) -> None:
     if split is not None:
         rec["message"], fields = split
         rec.update(fields)
+
+
+def driver_job(rec: Fields, known: str | None) -> str | None:
+    """A job driver's log: once a line says the job id (Ray's logging context, JSON), the
+    file's later records carry it. Fills `rec` in; the id to remember from now on."""
+    job = rec.get("job_id")
+    if isinstance(job, str):
+        return job
+    if job is None and known is not None:
+        rec["job_id"] = known
+    return known

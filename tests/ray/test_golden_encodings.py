@@ -248,7 +248,13 @@ def test_files_and_their_ids(records: dict[str, list[dict[str, Any]]], encoding:
     # A driver's copy of its workers' lines: the worker named, its level kept.
     driver = [r for r in recs if _file(r).startswith("job-driver-") and "origin" in r]
     assert {r["origin"] for r in driver} >= {"work"} if encoding == "text" else driver
-    # The job's own id where the driver's log says it (ray.LoggingConfig lines).
-    assert any(_file(r).startswith("job-driver-") and r.get("job_id") for r in recs), (
-        "no job_id in the driver's log"
-    )
+    # The job's own id from where the driver's log first says it (ray.LoggingConfig's context
+    # or JSON keys) on, prints included; a log that never says it (basicConfig) has none.
+    for sub, job in (("fixture_text", "03000000"), ("fixture_json", "02000000")):
+        drv = [r for r in recs if _file(r) == f"job-driver-{sub}.log"]
+        if not drv:
+            continue
+        first = next(i for i, r in enumerate(drv) if "job_id" in r)
+        assert first < 10 and all(r["job_id"] == job for r in drv[first:]), sub
+        assert any("level" not in r for r in drv[first:])  # prints too
+    assert all("job_id" not in r for r in recs if _file(r) == "job-driver-fixture_basic.log")
