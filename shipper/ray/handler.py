@@ -90,7 +90,10 @@ class RayHandler(FastEncoding):
         )
         reserved = frozenset(k for k in (ctx.path_key, ctx.offset_key) if k)
         self._parser = LineParser(
-            tz_offset, prefix_component=ctx.real_path == "", reserved=reserved
+            tz_offset,
+            prefix_component=ctx.real_path == "",
+            reserved=reserved,
+            forwarded=self._prefixed or ctx.real_path == "",
         )
         # User output, job supervisors (a few lines a job) and stdin may hold Ray's
         # TextFormatter lines, whose context ends the message (see split_context); Ray's own

@@ -102,9 +102,11 @@ class LineParser:
     `prefix_component`: report the `(component)` prefix of C++/Python lines (and the JSON
     `component` key) as `component`; only a stdin source wants it, a file's name says it better.
     `reserved`: extra keys JSON lines must not set (the path key, the offset key).
+    `forwarded`: lines may be a driver's copies of its workers' (`(name pid=N) line`): a job
+    driver's log, stdin; elsewhere such a line is text like any other.
     """
 
-    __slots__ = ("_cache", "_ints", "_offset", "_prefix", "_reserved")
+    __slots__ = ("_cache", "_forwarded_lines", "_ints", "_offset", "_prefix", "_reserved")
 
     def __init__(
         self,
@@ -112,9 +114,11 @@ class LineParser:
         *,
         prefix_component: bool = False,
         reserved: frozenset[str] = frozenset(),
+        forwarded: bool = False,
     ) -> None:
         self._offset = None if tz_offset is None else tz_offset * 3600.0  # in seconds
         self._prefix = prefix_component
+        self._forwarded_lines = forwarded
         # Shared by every parser of the same zone: with thousands of files each writing now
         # and then, a per-parser cache missed once a second per file (mktime each time).
         self._cache = _EPOCHS.setdefault(self._offset, {})
@@ -225,7 +229,7 @@ class LineParser:
             return f
         if c in _FIRST_NAME and not line[1:2].isdigit():
             g = self._named(line, now)
-        elif c == "\x1b" or c == "(":
+        elif (c == "\x1b" or c == "(") and self._forwarded_lines:
             g = self._forwarded(line, now)
         elif c in _FIRST_GLOG:
             g = self._glog(line, now)

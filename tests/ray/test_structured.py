@@ -12,7 +12,7 @@ from shipper.ray.lines import LineParser
 from shipper.ray.structured import LEVELS, split_context
 from tests.ray.test_handler import ctx_for, feed_all
 
-P = LineParser(0)
+P = LineParser(0, forwarded=True)
 NOW = 5.0
 
 
@@ -78,6 +78,8 @@ def test_a_drivers_copy_of_a_workers_line() -> None:
     assert rec == {"date": NOW, "message": "A worker died", "origin": "raylet"}
     for line in ("(not a prefix", "(a b) x", "() x", "(x pid=1)no space"):
         assert parse(line) is None, line
+    # Only where a driver's output is (a job driver's log, stdin): elsewhere it is text.
+    assert LineParser(0).parse("(work pid=553) INFO:x:y", NOW) is None
 
 
 def test_text_formatter_context() -> None:
