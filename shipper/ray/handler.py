@@ -1,10 +1,12 @@
 """RayHandler: the LineHandler (shipper/lines.py) that knows Ray's files.
 
 Record keys, in order (SPEC section 2): `date`, `log`, the path key, the offset key, `session`,
-`component`, the line's fields (`level`, `pid`, `tid`, `source`, `message`, ...), the name's
-ids (`worker_id`, `job_id`, `pid`, `stream`, `module`, ...) and, in worker `.out/.err`, what the
-last marker lines announced (`job_id`, `task_name`, `actor_name`, `task_id`). A line field and
-a name id of the same key (a core worker's `pid`) agree; the line's value is kept.
+`component`, the line's fields (`level`, `pid`, `tid`, `source`, `message`, `logger`, Serve's
+and JSON lines' keys; shipper/ray/lines.py), the name's ids (`worker_id`, `job_id`, `pid`,
+`stream`, `module`, ...), in worker `.out/.err` what the last marker lines announced (`job_id`,
+`task_name`, `actor_name`, `task_id`), and in a job driver's log the job id it said it runs as.
+A line field and a name id of the same key (a core worker's `pid`) agree; the line's value is
+kept.
 
 Everything that does not change per line (the frame of keys, the name ids) is computed once
 per source. A line with a header becomes its record right away (one dict copy of the frame,
