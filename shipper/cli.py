@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE.format(drop_in="/fluent-bit/etc/fluent-bit.conf"))
         return 0
     if opts["version"]:
-        print(f"shipper v{__version__}")
+        print(f"shipper v{__version__} ({_helpers()})")
         return 0
     verbose = int(opts["verbose"])  # type: ignore[call-overload]
     setup_logging(logging.DEBUG if verbose else logging.INFO)
@@ -269,3 +269,12 @@ async def _run(doc: Document, reload_doc: object) -> int:
 
     app = App(doc, reload_doc=reload_doc)  # type: ignore[arg-type]
     return await app.run()
+
+
+def _helpers() -> str:
+    """Which optional C helpers this process uses (they change speed, never records)."""
+    from shipper.extensions import describe
+    from shipper.ray.fast import native as ray_native
+    from shipper.tail.reader import native as read_native
+
+    return describe({"ray fast path": ray_native(), "read pass": read_native()})

@@ -21,7 +21,8 @@
 #   SHIPPER_NO_KAFKA=1       don't install librdkafka1 (Kafka tests then skip)
 #   SHIPPER_NO_RAY=1         don't create .venv-ray (Ray tests then skip)
 #   SHIPPER_NO_MMDEBSTRAP=1  don't install mmdebstrap (the image run test then skips)
-#   RAY_PIP_SPEC             what to pip-install into .venv-ray (default: "ray")
+#   RAY_PIP_SPEC             what to pip-install into .venv-ray (default: "ray[default,serve]==2.60.0":
+#                            the job server and Serve, which the fixtures' make.py runs)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,7 +30,7 @@ cd "$ROOT"
 
 PY="${PYTHON:-python3}"
 RAY_VENV="$ROOT/.venv-ray"
-RAY_PIP_SPEC="${RAY_PIP_SPEC:-ray}"
+RAY_PIP_SPEC="${RAY_PIP_SPEC:-ray[default,serve]==2.60.0}"
 STAMP_DIR="$ROOT/.venv-ray"
 
 log() { printf '[tests/run.sh] %s\n' "$*" >&2; }

@@ -181,6 +181,32 @@ class FastRay:
             consts.append(b'"' + rest(keys) + b"}\n")
             self._consts[id(fmt)] = tuple(consts)
 
+    @classmethod
+    def for_source(
+        cls,
+        *,
+        frame: dict[str, Any],
+        name_rest: dict[str, object],
+        name_fill: tuple[tuple[str, object], ...],
+        epoch: Callable[[str], float | None],
+        zone: float | None,
+        joins: bool,
+    ) -> FastRay:
+        """The fast path of a source whose records are `frame` (date and log first), the
+        line's fields, `name_rest`, and `name_fill` for the keys the line does not set."""
+        rest_items = list(name_rest.items())
+
+        def rest(line_keys: frozenset[str]) -> bytes:
+            return encode_items(rest_items + [(k, v) for k, v in name_fill if k not in line_keys])
+
+        return cls(
+            frame_tail=encode_items(list(frame.items())[2:]),
+            rest=rest,
+            epoch=epoch,
+            zone=zone,
+            joins=joins,
+        )
+
     def plan(self, complete: bytes) -> Plan | None:
         """Cut a chunk of complete lines, or None when the whole chunk goes per line."""
         first = complete[:1]
@@ -284,8 +310,9 @@ class FastRay:
 
 
 # Lines of user output (worker stdout/stderr) that the per-line path treats apart: a Ray header
-# (C++, Python, glog, JSON), a worker marker line, the start of a traceback.
-_SPECIAL = rb"(?:[\[{0-9:]|[IWEF][0-9]|Traceback)"
+# (C++, Python, glog, JSON), a worker marker line, the start of a traceback, a line that starts
+# with a level name (Python logging's default format, Serve's), a driver's `(name pid=N)` prefix.
+_SPECIAL = rb"(?:[\[{0-9:(\x1b]|[IWEF][0-9]|Traceback|(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ])"
 _SPECIAL_FIRST = re.compile(_SPECIAL)
 _SPECIAL_LATER = re.compile(rb"\n" + _SPECIAL)
 

@@ -43,6 +43,11 @@ _JOB_DRIVER = re.compile(r"job-driver-(.+)$")
 # Specific-server Ray Client proxies log as `ray_client_server_<port>.out/.err`.
 _CLIENT_SERVER_PORT = re.compile(r"ray_client_server_(\d+)$")
 _RUNTIME_ENV_SETUP = re.compile(r"runtime_env_setup-([0-9a-fA-F]+)$")
+# Serve's files (serve/_private/logging_utils.py): `controller_<pid>`, `proxy_<node ip>`,
+# `replica_<app>_<deployment>_<replica id>` (the middle is what its lines call the deployment).
+_SERVE_FILE = re.compile(r"(controller|proxy)_(.+)$")
+_SERVE_REPLICA = re.compile(r"replica_(.+)_([A-Za-z0-9]+)$")
+_SUPERVISOR = re.compile(r"supervisor-(.+)$")
 _SESSION = re.compile(r"session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_\d+$")
 
 # A prestarted worker's name carries this placeholder instead of a job id (SPEC section 1).
@@ -75,6 +80,22 @@ def _under_serve(parts: list[str]) -> bool:
     return "serve" in dirs[start + 1 :]
 
 
+def _serve(stem: str) -> dict[str, object]:
+    """`logs/serve/<name>.log`: the keys Serve's own JSON lines carry for the same process."""
+    m = _SERVE_REPLICA.match(stem)
+    if m:
+        return {
+            "component": "serve",
+            "component_name": "replica",
+            "deployment": m.group(1),
+            "replica": m.group(2),
+        }
+    m = _SERVE_FILE.match(stem)
+    if m:
+        return {"component": "serve", "component_name": m.group(1), "component_id": m.group(2)}
+    return {"component": "serve"}
+
+
 def describe(path: str) -> dict[str, object]:
     """Component and name ids of a Ray log file, from its resolved path.
 
@@ -95,7 +116,11 @@ def describe(path: str) -> dict[str, object]:
             return out
         return {"component": "event"}
     if _under_serve(parts):
-        return {"component": "serve"}
+        return _serve(stem)
+    if parent == "jobs":
+        m = _SUPERVISOR.match(stem)
+        if m:
+            return {"component": "job_supervisor", "submission_id": m.group(1)}
 
     if ext in _EXTS:
         if stem in _PLAIN_COMPONENTS:

@@ -155,7 +155,7 @@ def locate(target: str) -> list[str]:
         base = os.path.join(glob.escape(d), "logs")
     else:
         base = os.path.join(glob.escape(d), discovery.SESSION_LINK, "logs")
-    return [os.path.join(base, "*"), os.path.join(base, "events", "*.log")]
+    return [os.path.join(base, p) for p in ("*", "serve/*", "jobs/*", "events/*.log")]
 
 
 def document(patterns: list[str], *, from_head: bool, follow: bool) -> Document:

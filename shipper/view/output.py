@@ -137,7 +137,7 @@ class TerminalOutput(Output):
     def _keep(self, rec: Record) -> None:
         when = float(rec.get("date", 0.0))
         path = rec.get("path")
-        if "message" not in rec and isinstance(path, str):  # no time of its own: see above
+        if _untimed(rec) and isinstance(path, str):  # no time of its own: see above
             mtime = self._mtimes.get(path)
             if mtime is None:
                 try:
@@ -201,3 +201,10 @@ class TerminalOutput(Output):
 def _settle(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _untimed(rec: Record) -> bool:
+    """Is the record's date the read time? Its line had no header (no message), or only
+    logging.basicConfig's `LEVEL:logger:` (a logger, no time), or a driver's prefix before
+    plain text (an origin, no level)."""
+    return "message" not in rec or "logger" in rec or ("origin" in rec and "level" not in rec)

@@ -64,3 +64,36 @@ def test_no_config_runs_the_embedded_default(tmp_path) -> None:  # type: ignore[
         agent.wait_stderr("initial scan done")
         assert "from <default>" in agent.err_text()
         assert agent.stop() == 0
+
+
+def test_version_says_whether_the_c_helpers_run() -> None:
+    """`shipper --version` names the C helpers in use, or says why none is."""
+    from importlib.util import find_spec
+
+    def version(**env: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "shipper", "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, **env},
+        )
+        assert out.returncode == 0
+        return out.stdout.strip()
+
+    plain = {k: v for k, v in os.environ.items() if k != "SHIPPER_NO_EXTENSIONS"}
+    out = subprocess.run(
+        [sys.executable, "-m", "shipper", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=plain,
+    ).stdout.strip()
+    built = find_spec("shipper.ray._fastray") and find_spec("shipper.tail._fastread")
+    if built:
+        assert out.endswith("(C helpers: ray fast path, read pass)"), out
+    else:
+        assert "C helpers not built" in out or "not built:" in out, out
+    assert version(SHIPPER_NO_EXTENSIONS="1").endswith(
+        "(C helpers off: SHIPPER_NO_EXTENSIONS is set)"
+    )

@@ -137,7 +137,13 @@ def test_joined_records_of_the_session() -> None:
 
 
 def _tracebacks(recs: list[dict[str, Any]]) -> list[str]:
-    return [r["log"] for r in recs if r["log"].startswith("Traceback (most recent call last):")]
+    """The traceback of each record that has one (alone, or after its logging line)."""
+    start = "Traceback (most recent call last):"
+    return [
+        r["log"][r["log"].index(start) :]
+        for r in recs
+        if r["log"].startswith(start) or "\n" + start in r["log"]
+    ]
 
 
 def test_worker_err_tracebacks_are_one_record_each() -> None:
@@ -153,7 +159,13 @@ def test_worker_err_tracebacks_are_one_record_each() -> None:
             "    ~~^~~",
             "ZeroDivisionError: division by zero",
         ]
-    tb_recs = [r for r in recs if r["log"] in tbs]
+    # logger.exception's traceback is part of its record; traceback.print_exc's stands alone.
+    logged, printed = (r for r in recs if "Traceback" in r["log"])
+    assert logged["log"].startswith("ERROR:mytask:caught and logged with traceback\nTraceback")
+    assert logged["level"] == "ERROR" and logged["logger"] == "mytask"
+    assert logged["message"] == logged["log"][len("ERROR:mytask:") :]
+    assert printed["log"] == tbs[1] and "level" not in printed
+    tb_recs = [r for r in recs if "Traceback" in r["log"]]
     assert all(r["task_name"] == "bad_logged" and r["job_id"] == "01000000" for r in tb_recs)
 
     rel = f"rotation/logs/worker-{W5}-01000000-12773.err"
@@ -376,8 +388,9 @@ def test_offset_key_gives_each_record_its_last_line_end() -> None:
         recs += h.flush(NOW)
         assert list(recs[0])[:4] == ["date", "log", "path", "offset"]
         by_log = {r["log"]: r["offset"] for r in recs}
-        tb = next(r for r in recs if r["log"].startswith("Traceback"))
+        tb = next(r for r in recs if "Traceback" in r["log"])
         if ml:
+            assert tb["log"].startswith("ERROR:mytask:")  # logger.exception: one record
             assert tb["offset"] == ends[20]  # its last line, `ZeroDivisionError: ...`
         assert by_log["task 0 stderr line"] == ends[2]
         assert [r["offset"] for r in recs] == sorted(r["offset"] for r in recs)
