@@ -187,11 +187,12 @@ def _base_document(config: str | None, cli_doc: Document | None) -> Document:
 def plugin_help(kind: str, plugin: str) -> int:
     """Print a plugin's key table: the same table that validates its section."""
     from shipper.config.schema import key_table
-    from shipper.plugins import key_table_of
+    from shipper.plugins import key_table_of, registry
 
     table = key_table_of(kind, plugin)
     if table is None:
-        print(f"shipper: no {kind} plugin named {plugin!r}", file=sys.stderr)
+        known = ", ".join(sorted(registry(kind)))
+        print(f"shipper: no {kind} plugin named {plugin!r} (known: {known})", file=sys.stderr)
         return 1
     lines = [f"{kind} plugin '{plugin}' keys (case-insensitive):", ""]
     for row in key_table(table):

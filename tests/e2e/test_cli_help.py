@@ -38,12 +38,13 @@ def test_plugin_help_lists_its_keys(flag: str, plugin: str, key: str) -> None:
 
 def test_unknown_plugin_help_fails() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "shipper", "-o", "kafka", "-h"],
+        [sys.executable, "-m", "shipper", "-o", "nosuch", "-h"],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert out.returncode == 1 and "kafka" in out.stderr
+    assert out.returncode == 1 and "nosuch" in out.stderr
+    assert "kafka" in out.stderr and "stdout" in out.stderr, "what there is instead"
 
 
 def test_no_config_runs_the_embedded_default(tmp_path) -> None:  # type: ignore[no-untyped-def]
