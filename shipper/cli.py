@@ -10,12 +10,12 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 
 from shipper import __version__
 from shipper.config.defaults import DEFAULT_CONFIG, default_config_path
 from shipper.config.model import ConfigError, Document, Prop, Section
+from shipper.logs import setup_logging
 
 log = logging.getLogger("shipper")
 
@@ -28,37 +28,6 @@ usage: shipper [-c FILE] [-i INPUT [-p KEY=VALUE]... [-t TAG]]... [-F FILTER -m 
 With no -c and no -i/-o: {drop_in} if it exists, else the embedded default
 (tail /tmp/ray/session_latest/logs/* to stdout as JSON lines).
 """
-
-
-class _Levels(logging.Formatter):
-    """Fluent Bit's log line shape: [2026/11/28 10:07:08] [ info] [tail.0] message."""
-
-    NAMES = {
-        logging.DEBUG: "debug",
-        logging.INFO: " info",
-        logging.WARNING: " warn",
-        logging.ERROR: "error",
-        logging.CRITICAL: "error",
-    }
-
-    def format(self, record: logging.LogRecord) -> str:
-        when = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(record.created))
-        level = self.NAMES.get(record.levelno, "info")
-        who = record.name.removeprefix("shipper.").removeprefix("shipper")
-        who = f" [{who}]" if who else ""
-        text = f"[{when}] [{level}]{who} {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
-def setup_logging(level: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Levels())
-    root = logging.getLogger("shipper")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
 
 
 class UsageError(Exception):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -56,8 +56,9 @@ class Pipeline:
     outputs: list[Output]
 
     @classmethod
-    def build(cls, doc: Document) -> Pipeline:
-        """Validate every section and build every plugin; ConfigError on the first problem."""
+    def build(cls, doc: Document, *, outputs: Sequence[Output] = ()) -> Pipeline:
+        """Validate every section and build every plugin; ConfigError on the first problem.
+        `outputs`: built in code, after the document's own (`shipper tail`'s terminal)."""
         service = service_of(doc)
         counters: Counter[str] = Counter()
         built: dict[str, list[object]] = {"input": [], "filter": [], "output": []}
@@ -90,6 +91,7 @@ class Pipeline:
             if level is not None:
                 logging.getLogger(f"shipper.{name}").setLevel(log_level(level.value.strip()))
             built[section.kind].append(instance)
+        built["output"] += outputs
         if not built["input"]:
             raise ConfigError("no [INPUT] section", file=doc.source)
         if not built["output"]:

@@ -16,7 +16,7 @@ from shipper.chunk import Chunk, Record
 from shipper.config.model import ConfigError, Prop, Section
 from shipper.config.schema import build, parse_int
 from shipper.config.service import ServiceOptions
-from shipper.lines import HandlerFactory, LineHandler, PlainHandler, SourceContext
+from shipper.lines import HandlerFactory
 from shipper.match import Matcher
 from shipper.outputs.base import Delivery, Output
 from shipper.outputs.stdout import StdoutOptions, StdoutOutput
@@ -33,8 +33,6 @@ class Input(Protocol):
     def stop(self) -> None: ...
     def finish(self, *, keep_held: bool) -> None: ...
     def close(self) -> None: ...
-    @property
-    def idle(self) -> bool: ...
 
 
 class Filter(Protocol):
@@ -52,23 +50,12 @@ class Context:
     name: str  # instance name, e.g. tail.0
 
 
-def _ray_factory(opts: TailOptions) -> HandlerFactory:
-    if not opts.ray_metadata and not opts.multiline_parser:
-        return PlainHandler
-    try:
-        from shipper.ray.handler import make_ray_handler
-    except ImportError:  # pragma: no cover - while the Ray module is being written
-        return PlainHandler
+def _handler_factory(opts: TailOptions) -> HandlerFactory:
+    from shipper.ray.handler import handler_factory
 
-    def factory(ctx: SourceContext) -> LineHandler:
-        return make_ray_handler(
-            ctx,
-            ray_metadata=opts.ray_metadata,
-            multiline=opts.multiline_parser,
-            tz_offset=opts.time_offset,
-        )
-
-    return factory
+    return handler_factory(
+        ray_metadata=opts.ray_metadata, multiline=opts.multiline_parser, tz_offset=opts.time_offset
+    )
 
 
 def _multiline_names(section: Section, opts: TailOptions) -> None:
@@ -87,7 +74,7 @@ def _multiline_names(section: Section, opts: TailOptions) -> None:
 def build_tail(section: Section, ctx: Context) -> Input:
     opts = build(TailOptions, section)
     _multiline_names(section, opts)
-    return TailInput(name=ctx.name, opts=opts, factory=_ray_factory(opts))
+    return TailInput(name=ctx.name, opts=opts, factory=_handler_factory(opts))
 
 
 def parse_retry_limit(prop: Prop | None) -> int | None:

@@ -20,14 +20,14 @@ import orjson
 
 from shipper.chunk import Encoded, Record
 from shipper.escape import needs_per_line
-from shipper.lines import LineHandler, PlainHandler, SourceContext
+from shipper.lines import HandlerFactory, LineHandler, PlainHandler, SourceContext
 from shipper.ray.fast import FastRay, encode_items, free_rows
 from shipper.ray.lines import LineParser
 from shipper.ray.markers import apply_marker, is_marker
 from shipper.ray.multiline import Group, Joiner, RayJoiner, make_joiner
 from shipper.ray.names import describe, file_kind, session_of
 
-__all__ = ["RayHandler", "make_ray_handler"]
+__all__ = ["RayHandler", "handler_factory", "make_ray_handler"]
 
 # Keys a parsed line brings itself; a name id under the same key must not override it.
 _LINE_KEYS = frozenset({"level", "pid", "tid", "source", "message"})
@@ -66,7 +66,7 @@ class RayHandler:
         tz_offset: float | None = None,
         emit_markers: bool = False,
     ) -> None:
-        if ctx.real_path == "":
+        if ctx.stream:
             # stdin: a line's `(component)` prefix names its writer (SPEC section 5); lines
             # without one belong to the source itself.
             name: dict[str, object] = {"component": "stdin"}
@@ -85,9 +85,7 @@ class RayHandler:
             not ray_metadata and isinstance(self._joiner, RayJoiner) and kind != "free"
         )
         reserved = frozenset(k for k in (ctx.path_key, ctx.offset_key) if k)
-        self._parser = LineParser(
-            tz_offset, prefix_component=ctx.real_path == "", reserved=reserved
-        )
+        self._parser = LineParser(tz_offset, prefix_component=ctx.stream, reserved=reserved)
 
         frame: dict[str, Any] = {"date": 0.0, "log": ""}
         if ctx.path_key:
@@ -117,7 +115,7 @@ class RayHandler:
         self._fast_free = (
             ray_metadata
             and kind == "free"
-            and ctx.real_path != ""
+            and not ctx.stream
             and not self._okey
             and not emit_markers
             and (self._joiner is None or isinstance(self._joiner, RayJoiner))
@@ -245,7 +243,7 @@ class RayHandler:
         if (
             not self._meta
             or kind != "ray"
-            or ctx.real_path == ""
+            or ctx.stream
             or self._okey
             or self._marked
             or not (self._joiner is None or isinstance(self._joiner, RayJoiner))
@@ -410,8 +408,10 @@ def make_ray_handler(
     `tz_offset`: hours east of UTC of the time Ray's lines are written in (`Time_Offset`);
     None = this machine's local time zone.
     """
-    if not ray_metadata and not multiline:
-        return PlainHandler(ctx)
+    if not emit_markers:
+        return handler_factory(ray_metadata=ray_metadata, multiline=multiline, tz_offset=tz_offset)(
+            ctx
+        )
     return RayHandler(
         ctx,
         ray_metadata=ray_metadata,
@@ -419,3 +419,19 @@ def make_ray_handler(
         tz_offset=tz_offset,
         emit_markers=emit_markers,
     )
+
+
+def handler_factory(
+    *, ray_metadata: bool, multiline: tuple[str, ...], tz_offset: float | None
+) -> HandlerFactory:
+    """The one choice of handler for an input's sources (tail's files, stdin): Fluent Bit's
+    plain records without Ray metadata or joining, else RayHandler. ValueError for an
+    unknown `multiline` name, raised here, at configuration time."""
+    if not ray_metadata and not multiline:
+        return PlainHandler
+    make_joiner(multiline, free_text=False)  # validates the names
+
+    def factory(ctx: SourceContext) -> LineHandler:
+        return RayHandler(ctx, ray_metadata=ray_metadata, multiline=multiline, tz_offset=tz_offset)
+
+    return factory

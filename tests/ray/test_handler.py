@@ -309,7 +309,7 @@ def test_events_and_backend_json_files() -> None:
 
 
 def test_stdin_prefixes_name_the_component() -> None:
-    ctx = SourceContext(path="", real_path="")
+    ctx = SourceContext(path="", real_path="", stream=True)
     lines = read_lines(FIXTURES / "log-to-stderr/driver-stdout.txt")
     recs = feed_all(RayHandler(ctx, multiline=("ray",)), lines)
     assert "\n".join(r["log"] for r in recs) == "\n".join(lines)
@@ -499,7 +499,7 @@ def test_any_input_ships_every_line_unchanged(
 ) -> None:
     # Lines as a reader makes them: no newline inside.
     lines = [piece for ln in lines for piece in ln.split("\n")]
-    ctx = SourceContext(path="", real_path="") if rel == "" else ctx_for(rel)
+    ctx = SourceContext(path="", real_path="", stream=True) if rel == "" else ctx_for(rel)
     h = make_ray_handler(ctx, ray_metadata=meta, multiline=ml, tz_offset=None, emit_markers=True)
     recs: list[dict[str, Any]] = []
     for i in range(0, len(lines), step):
