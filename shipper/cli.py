@@ -138,26 +138,43 @@ def load_document(config: str | None, cli_doc: Document | None) -> Document:
 
 
 def plugin_help(kind: str, plugin: str) -> int:
-    """Print a plugin's key table: the same table that validates its section."""
-    from shipper.config.schema import key_table
+    """Print a plugin's key table, then the keys every plugin of its kind accepts: the same
+    tables that validate its section."""
+    from shipper.config.schema import COMMON, key_table
     from shipper.plugins import key_table_of
 
     table = key_table_of(kind, plugin)
     if table is None:
         print(f"shipper: no {kind} plugin named {plugin!r}", file=sys.stderr)
         return 1
+    rows = key_table(table)
+    own = {row["key"].lower() for row in rows}
+    common = (
+        [r for r in key_table(COMMON[kind]) if r["key"].lower() not in own]
+        if kind in COMMON
+        else []
+    )
     lines = [f"{kind} plugin '{plugin}' keys (case-insensitive):", ""]
-    for row in key_table(table):
-        default = row["default"]
-        shown = "" if default in (None, (), "") else f" (default: {default})"
-        kind_text = "/".join(row["choices"]) if row["choices"] else row["kind"]
-        repeat = ", repeatable" if row["multi"] else ""
-        lines += [f"  {row['key']:<26} {kind_text}{repeat}{shown}", f"  {'':<26} {row['help']}"]
+    lines += _key_rows(rows)
+    if common:
+        lines += ["", f"keys of every {kind}:", "", *_key_rows(common)]
     try:
         print("\n".join(lines))
     except BrokenPipeError:  # `| head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _key_rows(rows: list[dict[str, object]]) -> list[str]:
+    lines: list[str] = []
+    for row in rows:
+        default = row["default"]
+        shown = "" if default in (None, (), "") else f" (default: {default})"
+        choices = row["choices"]
+        kind_text = "/".join(choices) if isinstance(choices, tuple) and choices else row["kind"]
+        repeat = ", repeatable" if row["multi"] else ""
+        lines += [f"  {row['key']:<26} {kind_text}{repeat}{shown}", f"  {'':<26} {row['help']}"]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -333,3 +333,7 @@ class StdinInput:
 
     def _acknowledged(self, _owner: StdinInput, cost: int) -> None:
         self.budget.release(cost)  # wakes run() to ask for the next read
+
+
+def create(section: Section, *, name: str) -> StdinInput:
+    return StdinInput.from_section(section, name)
