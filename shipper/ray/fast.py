@@ -11,8 +11,8 @@ assignment) and joined once. Per line, nothing runs in the interpreter.
 Where the C helper is built (shipper/ray/_fastray.c, optional at install; the environment
 variable SHIPPER_NO_EXTENSIONS=1 turns it off), it does the regex's and the interleaving's work
 in one pass over the bytes: the same rows taken, the same records (tests/ray/test_fast.py runs
-every case both ways and compares the two row for row). In sre the header regex alone cost
-~1 us a line; the whole C pass costs about a tenth of that.
+every case both ways and compares the two row for row). In sre the header regex alone is
+most of a line's cost; the C pass matches and writes a record in one pass over its bytes.
 
 The fast regexes accept a subset of what shipper/ray/lines.py accepts, with the same groups:
 no backslash inside the header's free-form tokens (so the escaped and the raw text agree
@@ -204,7 +204,7 @@ class FastRay:
         columns: list[tuple[bytes, ...]] | None = None
         seconds: list[bytes | None] | None = None
         if _native is not None:
-            # The C pass looks at the last line's header too (`tail`): the regex is ~1 us.
+            # The C pass looks at the last line's header too (`tail`): cheaper than the regex.
             out, ends_raw, bad, tail_sec = _native.rows(
                 body, 1, tail_at, fmt is CPP, self._seconds, self._consts[id(fmt)], self._joins
             )

@@ -1,6 +1,6 @@
 """RayHandler: the LineHandler (shipper/lines.py) that knows Ray's files.
 
-Record keys, in order (SPEC section 2): `date`, `log`, the path key, the offset key, `session`,
+Record keys, in order (docs/ray-logs.md): `date`, `log`, the path key, the offset key, `session`,
 `component`, the line's fields (`level`, `pid`, `tid`, `source`, `message`, ...), the name's
 ids (`worker_id`, `job_id`, `pid`, `stream`, `module`, ...) and, in worker `.out/.err`, what the
 last marker lines announced (`job_id`, `task_name`, `actor_name`, `task_id`). A line field and
@@ -67,7 +67,7 @@ class RayHandler:
         emit_markers: bool = False,
     ) -> None:
         if ctx.stream:
-            # stdin: a line's `(component)` prefix names its writer (SPEC section 5); lines
+            # stdin: a line's `(component)` prefix names its writer (docs/ray-logs.md); lines
             # without one belong to the source itself.
             name: dict[str, object] = {"component": "stdin"}
             kind, session = "ray", None

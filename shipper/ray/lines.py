@@ -5,7 +5,7 @@ string index and a set lookup. Fields found: `date` (float epoch seconds from th
 local-time stamp), `level` (DEBUG INFO WARNING ERROR FATAL for every format), `pid`, `tid`
 (ints), `source` (`file.cc:103`), `message`; JSON lines add their own keys.
 
-Formats (SPEC section 1, fixtures/ray-session-2.60):
+Formats (docs/ray-logs.md, tests/fixtures/ray-session-2.60):
 - C++ spdlog   `[2026-11-28 10:07:08,319 I 15251 15251] (raylet) file.cc:103: msg`
 - Python       `2026-11-28 10:07:08,319<TAB>INFO (component) file.py:95 -- msg`
 - glog (abseil/gRPC) `I1128 10:07:08.319117   15251 file.cc:1403] msg`: no year, no pid

@@ -3,7 +3,7 @@
 Pure string work on the resolved path (no I/O). The reader calls `describe` once per source, so
 it need not be fast, but it is: a handful of anchored regexes on the base name.
 
-Names follow Ray 2.x (SPEC section 1). A rotated file (`raylet.out.1`, `..._pid.log.2`) describes
+Names follow Ray 2.x (docs/ray-logs.md). A rotated file (`raylet.out.1`, `..._pid.log.2`) describes
 like its live name: rotation is shift-rename, so the same file carries both names in turn and its
 records must not change their labels when it is renamed under the reader.
 """
@@ -45,7 +45,7 @@ _CLIENT_SERVER_PORT = re.compile(r"ray_client_server_(\d+)$")
 _RUNTIME_ENV_SETUP = re.compile(r"runtime_env_setup-([0-9a-fA-F]+)$")
 _SESSION = re.compile(r"session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_\d+$")
 
-# A prestarted worker's name carries this placeholder instead of a job id (SPEC section 1).
+# A prestarted worker's name carries this placeholder instead of a job id (docs/ray-logs.md).
 _NIL_JOB = "ffffffff"
 
 
@@ -78,7 +78,7 @@ def _under_serve(parts: list[str]) -> bool:
 def describe(path: str) -> dict[str, object]:
     """Component and name ids of a Ray log file, from its resolved path.
 
-    Always has `component`; the other keys depend on the kind of file (SPEC section 1). A name
+    Always has `component`; the other keys depend on the kind of file (docs/ray-logs.md). A name
     that is not Ray's still ships: its component is the file stem.
     """
     parts = path.replace("\\", "/").split("/")

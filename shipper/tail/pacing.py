@@ -1,6 +1,6 @@
 """How often the tail input scans and reads, and how much per pass.
 
-The figures behind each number are in benchmarks/RESULTS.md ("Pacing: why these numbers").
+The figures behind each number are in benchmarks/RESULTS.md ("Figures behind the code's numbers").
 """
 
 from __future__ import annotations
