@@ -23,6 +23,8 @@ from tests.extensions import IMPLS
 from tests.extensions import implementation as native_or_python
 from tests.ray.test_handler import FIXTURES, HEADED, NOW, _all_fixture_files, ctx_for
 
+pytestmark = pytest.mark.unit
+
 # Both versions of the fast path: the C helper (shipper/ray/_fastray.c) and pure Python.
 _BUILT = fast_mod._native
 

@@ -14,6 +14,8 @@ from shipper.lines import PlainHandler, SourceContext
 from shipper.ray.handler import RayHandler, make_ray_handler
 from shipper.ray.lines import LineParser
 
+pytestmark = pytest.mark.unit
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ray-session-2.60"
 SESSION = "session_2026-11-28_10-06-45_296613_15055"
 NOW = 1795860500.0

@@ -6,12 +6,16 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from shipper.lines import PlainHandler, SourceContext
 from shipper.tail import discovery
 from shipper.tail.followed import FollowedFile
 from shipper.tail.identity import FileId
 from shipper.tail.splitter import LineRules, LineSplitter
 from shipper.tail.table import FileTable, ScanEvents
+
+pytestmark = pytest.mark.unit
 
 RULES = LineRules(max_line=1024, skip_long=False, skip_empty=False, want_offsets=False)
 

@@ -18,6 +18,8 @@ from shipper.tail.options import TailOptions
 from shipper.tail.pacing import ARM_TICK, IDLE_TICK
 from shipper.tail.wake import WriteWake
 
+pytestmark = pytest.mark.unit
+
 
 async def _until(cond, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + 10.0
