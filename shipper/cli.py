@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from shipper import __version__
 from shipper.config.defaults import DEFAULT_CONFIG, default_config_path
@@ -44,6 +44,20 @@ _PLUGIN_FLAGS = {
 }
 
 
+_SWITCHES = {
+    "-D": "dry_run",
+    "--dry-run": "dry_run",
+    "-V": "version",
+    "--version": "version",
+    "-h": "help",
+    "--help": "help",
+    "-q": "quiet",
+    "--quiet": "quiet",
+}
+_VALUES = {"-c": "config", "--config": "config", "-f": "flush", "--flush": "flush"}
+_SRC = "<command line>"
+
+
 def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], Document | None]:
     """Fluent Bit's CLI: -p/-t/-m apply to the plugin named last."""
     opts: dict[str, object] = {
@@ -56,68 +70,74 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], Document | None]
         "help": False,
     }
     sections: list[tuple[str, list[Prop]]] = []
-    src = "<command line>"
-    i = 0
     args = list(argv)
-
-    def value() -> str:
-        nonlocal i
-        if i + 1 >= len(args):
-            raise UsageError(f"{args[i]} needs a value")
-        i += 1
-        return args[i]
-
+    i = 0
     while i < len(args):
-        a = args[i]
-        if a in ("-c", "--config"):
-            opts["config"] = value()
-        elif a.startswith("--config="):
-            opts["config"] = a.split("=", 1)[1]
-        elif a in _PLUGIN_FLAGS:
-            sections.append((_PLUGIN_FLAGS[a], [Prop("Name", value(), src, i)]))
-        elif a in ("-p", "--prop"):
-            if not sections:
-                raise UsageError("-p must follow -i, -F or -o")
-            kv = value()
-            if "=" not in kv:
-                raise UsageError(f"-p expects KEY=VALUE, got {kv!r}")
-            k, v = kv.split("=", 1)
-            sections[-1][1].append(Prop(k.strip(), v, src, i))
-        elif a in ("-t", "--tag"):
-            if not sections or sections[-1][0] != "input":
-                raise UsageError("-t must follow -i")
-            sections[-1][1].append(Prop("Tag", value(), src, i))
-        elif a in ("-m", "--match"):
-            if not sections or sections[-1][0] == "input":
-                raise UsageError("-m must follow -o or -F")
-            sections[-1][1].append(Prop("Match", value(), src, i))
-        elif a in ("-f", "--flush"):
-            opts["flush"] = value()
-        elif a in ("-D", "--dry-run"):
-            opts["dry_run"] = True
-        elif a in ("-V", "--version"):
-            opts["version"] = True
-        elif a in ("-h", "--help"):
-            opts["help"] = True
-        elif a in ("-q", "--quiet"):
-            opts["quiet"] = True
-        elif a.startswith("-v") and set(a[1:]) == {"v"}:
-            opts["verbose"] = int(opts["verbose"]) + len(a) - 1  # type: ignore[call-overload]
-        elif a == "--verbose":
-            opts["verbose"] = int(opts["verbose"]) + 1  # type: ignore[call-overload]
-        else:
-            raise UsageError(f"unknown argument {a!r}")
-        i += 1
+        i = _parse_one(args, i, opts, sections)
     if not sections:
         return opts, None
     built = []
     for kind, props in sections:
         if kind == "output" and not any(p.name in ("match", "match_regex") for p in props):
-            props.append(Prop("Match", "*", src, 0))  # as Fluent Bit's CLI: match everything
-        built.append(Section(kind, tuple(props), src, props[0].line))
+            props.append(Prop("Match", "*", _SRC, 0))  # as Fluent Bit's CLI: match everything
+        built.append(Section(kind, tuple(props), _SRC, props[0].line))
     if opts["flush"] is not None:
-        built.insert(0, Section("service", (Prop("Flush", str(opts["flush"]), src, 0),), src, 0))
-    return opts, Document(tuple(built), src)
+        built.insert(0, Section("service", (Prop("Flush", str(opts["flush"]), _SRC, 0),), _SRC, 0))
+    return opts, Document(tuple(built), _SRC)
+
+
+def _parse_one(
+    args: list[str], i: int, opts: dict[str, object], sections: list[tuple[str, list[Prop]]]
+) -> int:
+    """Take the argument at `i` (and its value): the index of the next one."""
+    a = args[i]
+
+    def value() -> str:
+        if i + 1 >= len(args):
+            raise UsageError(f"{a} needs a value")
+        return args[i + 1]
+
+    if a in _SWITCHES:
+        opts[_SWITCHES[a]] = True
+        return i + 1
+    if a.startswith("--config="):
+        opts["config"] = a.split("=", 1)[1]
+        return i + 1
+    if a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}):
+        more = 1 if a == "--verbose" else len(a) - 1
+        opts["verbose"] = int(opts["verbose"]) + more  # type: ignore[call-overload]
+        return i + 1
+    if a in _VALUES:
+        opts[_VALUES[a]] = value()
+    elif a in _PLUGIN_FLAGS:
+        sections.append((_PLUGIN_FLAGS[a], [Prop("Name", value(), _SRC, i + 1)]))
+    elif a in ("-p", "--prop", "-t", "--tag", "-m", "--match"):
+        prop = _plugin_key(a, value, i + 1, sections)
+        sections[-1][1].append(prop)
+    else:
+        raise UsageError(f"unknown argument {a!r}")
+    return i + 2
+
+
+def _plugin_key(
+    a: str, value: Callable[[], str], line: int, sections: list[tuple[str, list[Prop]]]
+) -> Prop:
+    """-p KEY=VALUE, -t TAG, -m MATCH: a key of the plugin named last."""
+    if a in ("-p", "--prop"):
+        if not sections:
+            raise UsageError("-p must follow -i, -F or -o")
+        kv = value()
+        if "=" not in kv:
+            raise UsageError(f"-p expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        return Prop(k.strip(), v, _SRC, line)
+    if a in ("-t", "--tag"):
+        if not sections or sections[-1][0] != "input":
+            raise UsageError("-t must follow -i")
+        return Prop("Tag", value(), _SRC, line)
+    if not sections or sections[-1][0] == "input":
+        raise UsageError("-m must follow -o or -F")
+    return Prop("Match", value(), _SRC, line)
 
 
 def load_document(config: str | None, cli_doc: Document | None) -> Document:

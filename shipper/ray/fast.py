@@ -231,26 +231,7 @@ class FastRay:
                 runs.append((False, n - 1, n))
             whole = defer and ends is not None
             return Plan(fmt, runs, n, defer, columns, seconds, out, ends, whole)
-        slow = set(bad)
-        if self._joins:
-            # A row may be continued by the line after it: then it goes per line too.
-            slow.update(i - 1 for i in bad if i > 0)
-            if not defer:
-                slow.update((n - 2, n - 1))
-        else:
-            slow.add(n - 1)  # the row passes above cover lines ending in DEL; it has none
-        runs = []
-        start = 0
-        for i in sorted(slow):
-            if i > start:
-                runs.append((True, start, i))
-            if runs and not runs[-1][0] and runs[-1][2] == i:
-                runs[-1] = (False, runs[-1][1], i + 1)
-            else:
-                runs.append((False, i, i + 1))
-            start = i + 1
-        if start < n - 1:  # deferred: the rows up to the last
-            runs.append((True, start, n - 1))
+        runs = _runs(bad, n, defer=defer, joins=self._joins)
         return Plan(fmt, runs, n, defer, columns, seconds, out, ends)
 
     def encode_rows(self, plan: Plan, start: int, end: int) -> bytes:
@@ -288,6 +269,31 @@ class FastRay:
 _SPECIAL = rb"(?:[\[{0-9:]|[IWEF][0-9]|Traceback)"
 _SPECIAL_FIRST = re.compile(_SPECIAL)
 _SPECIAL_LATER = re.compile(rb"\n" + _SPECIAL)
+
+
+def _runs(bad: list[int], n: int, *, defer: bool, joins: bool) -> list[tuple[bool, int, int]]:
+    """The runs of a chunk of `n` rows whose rows `bad` go per line (see Plan.runs)."""
+    slow = set(bad)
+    if joins:
+        # A row may be continued by the line after it: then it goes per line too.
+        slow.update(i - 1 for i in bad if i > 0)
+        if not defer:
+            slow.update((n - 2, n - 1))
+    else:
+        slow.add(n - 1)  # the row passes above cover lines ending in DEL; it has none
+    runs: list[tuple[bool, int, int]] = []
+    start = 0
+    for i in sorted(slow):
+        if i > start:
+            runs.append((True, start, i))
+        if runs and not runs[-1][0] and runs[-1][2] == i:
+            runs[-1] = (False, runs[-1][1], i + 1)
+        else:
+            runs.append((False, i, i + 1))
+        start = i + 1
+    if start < n - 1:  # deferred: the rows up to the last
+        runs.append((True, start, n - 1))
+    return runs
 
 
 def _indices_of_none(seq: list[bytes | None]) -> list[int]:

@@ -217,6 +217,10 @@ class LineParser:
             if comp is not None and self._prefix:
                 _add_component(f, comp)
             return f
+        return self._parse_other(c, line, now, base)
+
+    def _parse_other(self, c: str, line: str, now: float, base: Fields | None) -> Fields | None:
+        """glog and JSON lines (rarer than the two header formats above)."""
         if c in _FIRST_GLOG:
             g = self._glog(line, now)
         elif c == "{":

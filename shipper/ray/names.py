@@ -98,38 +98,44 @@ def describe(path: str) -> dict[str, object]:
         return {"component": "serve"}
 
     if ext in _EXTS:
-        if stem in _PLAIN_COMPONENTS:
-            return {"component": stem}
-        m = _DASHBOARD_MODULE.match(stem)
-        if m:
-            return {"component": "dashboard", "module": m.group(1)}
-        m = _CORE.match(stem)
-        if m:
-            out = {"component": "core_" + m.group(1), "worker_id": m.group(2)}
-            if m.group(1) == "driver":
-                job = _driver_job(m.group(2))
-                if job is not None:
-                    out["job_id"] = job
-            out["pid"] = int(m.group(3))
-            return out
-        m = _WORKER.match(stem)
-        if m and ext != "log":
-            out = {"component": m.group(1), "worker_id": m.group(2)}
-            job = m.group(3)
-            if job and job.lower() != _NIL_JOB:
+        return _describe_log(stem, ext)
+    return {"component": stem}
+
+
+def _describe_log(stem: str, ext: str) -> dict[str, object]:
+    """A file with one of Ray's log extensions, by its stem."""
+    if stem in _PLAIN_COMPONENTS:
+        return {"component": stem}
+    m = _DASHBOARD_MODULE.match(stem)
+    if m:
+        return {"component": "dashboard", "module": m.group(1)}
+    m = _CORE.match(stem)
+    if m:
+        out = {"component": "core_" + m.group(1), "worker_id": m.group(2)}
+        if m.group(1) == "driver":
+            job = _driver_job(m.group(2))
+            if job is not None:
                 out["job_id"] = job
-            out["pid"] = int(m.group(4))
-            out["stream"] = ext
-            return out
-        m = _JOB_DRIVER.match(stem)
-        if m:
-            return {"component": "job_driver", "submission_id": m.group(1)}
-        m = _CLIENT_SERVER_PORT.match(stem)
-        if m:
-            return {"component": "ray_client_server", "port": int(m.group(1))}
-        m = _RUNTIME_ENV_SETUP.match(stem)
-        if m:
-            return {"component": "runtime_env_setup", "job_id": m.group(1)}
+        out["pid"] = int(m.group(3))
+        return out
+    m = _WORKER.match(stem)
+    if m and ext != "log":
+        out = {"component": m.group(1), "worker_id": m.group(2)}
+        job = m.group(3)
+        if job and job.lower() != _NIL_JOB:
+            out["job_id"] = job
+        out["pid"] = int(m.group(4))
+        out["stream"] = ext
+        return out
+    m = _JOB_DRIVER.match(stem)
+    if m:
+        return {"component": "job_driver", "submission_id": m.group(1)}
+    m = _CLIENT_SERVER_PORT.match(stem)
+    if m:
+        return {"component": "ray_client_server", "port": int(m.group(1))}
+    m = _RUNTIME_ENV_SETUP.match(stem)
+    if m:
+        return {"component": "runtime_env_setup", "job_id": m.group(1)}
     return {"component": stem}
 
 
