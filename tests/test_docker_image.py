@@ -1,4 +1,4 @@
-"""The container image, without a Docker engine (SPEC section 10).
+"""The container image, without a Docker engine.
 
 1. Static checks of docker/Dockerfile: two python:3.11-slim stages; the final one runs as a
    non-root numeric user, has `ENTRYPOINT ["shipper"]`, `STOPSIGNAL SIGTERM`, no compiler

@@ -1,4 +1,4 @@
-"""Offline validation of every manifest under k8s/ (SPEC section 10).
+"""Offline validation of every manifest under k8s/.
 
 - Core kinds (ConfigMap, DaemonSet, Service, ...) against the Kubernetes OpenAPI schemas that
   the `kubernetes_validate` package ships, in strict mode (unknown fields are errors, as with

@@ -1,4 +1,4 @@
-"""Filters `modify`, `record_modifier` and `grep` (SPEC 6), built from classic config text the
+"""Filters `modify`, `record_modifier` and `grep`, built from classic config text the
 way the agent builds them, plus one run through the CLI."""
 
 from __future__ import annotations

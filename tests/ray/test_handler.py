@@ -321,7 +321,7 @@ def test_stdin_prefixes_name_the_component() -> None:
     assert all("session" not in r for r in recs)
     drv = next(r for r in recs if r["component"] == "core_driver")
     assert drv["worker_id"] == "01000000ffffffffffffffffffffffffffffffffffffffffffffffff"
-    # Unprefixed worker output continues the record before it (SPEC section 5).
+    # Unprefixed worker output continues the record before it (docs/ray-logs.md).
     blank = next(r for r in recs if "BEFORE_BLANK" in r["log"])
     assert blank["log"].split("\n")[1:4] == [
         "RAY_INIT_SECONDS 2.27",
