@@ -71,7 +71,7 @@ class Pacer:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        """On the loop, after the first scan."""
+        """On the loop, before the first scan (events may kick it from then on)."""
         self._loop = asyncio.get_running_loop()
         self._next_scan = time.monotonic() + self._refresh
 
