@@ -181,7 +181,7 @@ class ViewApp(App):
 
     def __init__(self, doc: Document, output: TerminalOutput) -> None:
         super().__init__(doc, outputs=[output])
-        output.on_broken = self.should_exit.set  # `| head` is done: stop quietly
+        output.when_broken(self.should_exit.set)  # `| head` is done: stop quietly
 
 
 async def end_history_when_caught_up(inp: TailInput, out: TerminalOutput) -> None:
@@ -227,8 +227,8 @@ def main(argv: Sequence[str]) -> int:
         renderer=renderer,
         history=args.lines,
         accept=RecordFilter.build(args.component, args.level, args.job, args.grep),
+        history_at_close=not follow,
     )
-    out.history_at_close = not follow
     try:
         app = ViewApp(document(patterns, from_head=args.lines != 0, follow=follow), out)
         return asyncio.run(run_view(app, out, follow))
