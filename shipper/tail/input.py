@@ -110,7 +110,8 @@ class TailInput:
             self._housekeeping(time.monotonic())
             self._flush_out()
             self._commit()
-            self._catch_up.recheck()
+            if found is not Pass.BACKLOG:  # (while draining a backlog, acks do it)
+                self._catch_up.recheck()
             await self.pacer.pause(
                 found, files=len(self.table.files), dirs=self._dirs, held=self._any_held
             )
