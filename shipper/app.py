@@ -11,29 +11,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from shipper import telemetry
 from shipper.config.model import Document
 from shipper.config.service import ServiceOptions
+from shipper.outputs.base import Output
 from shipper.pipeline import Pipeline, log_level
 from shipper.reload import hand_over
 
-if TYPE_CHECKING:  # aiohttp costs 0.15 s of start-up: imported only with HTTP_Server on
+if TYPE_CHECKING:  # aiohttp is slow to import: imported only with HTTP_Server on
     from shipper.server import HttpServer
 
 log = logging.getLogger(__name__)
 
 
 class App:
-    def __init__(self, doc: Document, *, reload_doc: Callable[[], Document] | None = None) -> None:
+    def __init__(
+        self,
+        doc: Document,
+        *,
+        reload_doc: Callable[[], Document] | None = None,
+        outputs: Sequence[Output] = (),
+    ) -> None:
+        """`outputs`: built in code, besides the document's (no reload then)."""
         self.doc = doc
         self.reload_doc = reload_doc
-        self.pipeline = Pipeline.build(doc)  # validates before anything is read
+        self.pipeline = Pipeline.build(doc, outputs=outputs)  # validates before anything is read
         self.should_exit = asyncio.Event()
         self.should_reload = asyncio.Event()
-        self.force_exit = False
         self.reloads = 0
         self.exit_code = 0
         self.reloading = False
@@ -213,7 +220,6 @@ class App:
 
     def _on_exit_signal(self) -> None:
         if self.should_exit.is_set():
-            self.force_exit = True
             raise SystemExit(1)
         self.should_exit.set()
 

@@ -21,10 +21,13 @@ from shipper.escape import escape_chunk, join_records
 class SourceContext:
     """What a handler knows of its source."""
 
-    path: str  # as the glob matched it (the Path_Key value); "" for stdin
-    real_path: str  # symlinks resolved: session and component come from here
+    path: str  # as the glob matched it (the Path_Key value); "" for a stream
+    real_path: str  # symlinks resolved: session and component come from here ("": a stream)
     path_key: str | None = None  # Path_Key: the record key for `path`
     offset_key: str | None = None  # Offset_Key: the record key for the line's offset
+    # A stream of several writers (stdin), not a file: a line's `(component)` prefix names
+    # its writer.
+    stream: bool = False
 
 
 class LineHandler(Protocol):

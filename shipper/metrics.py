@@ -39,6 +39,7 @@ _INPUT_COUNTERS = (
     ("fluentbit_input_files_opened", "Number of opened files.", "files_opened"),
     ("fluentbit_input_files_closed", "Number of closed files.", "files_closed"),
     ("fluentbit_input_files_rotated", "Number of rotated files.", "files_rotated"),
+    ("shipper_input_long_lines", "Lines cut or skipped at the line limit.", "long_lines"),
 )
 _OUTPUT_COUNTERS = (
     ("fluentbit_output_proc_records", "Number of processed output records.", "proc_records"),

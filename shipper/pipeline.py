@@ -18,7 +18,7 @@ import asyncio
 import collections
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -108,8 +108,9 @@ class Pipeline:
         ]
 
     @classmethod
-    def build(cls, doc: Document) -> Pipeline:
-        """Validate every section and build every plugin; ConfigError on the first problem."""
+    def build(cls, doc: Document, *, outputs: Sequence[Output] = ()) -> Pipeline:
+        """Validate every section and build every plugin; ConfigError on the first problem.
+        `outputs`: built in code, after the document's own (`shipper tail`'s terminal)."""
         service = service_of(doc)
         parsers = load_parsers(doc)  # every [PARSER] and Parsers_File, validated
         counters: Counter[str] = Counter()
@@ -143,6 +144,7 @@ class Pipeline:
             if level is not None:
                 logging.getLogger(f"shipper.{name}").setLevel(log_level(level.value.strip()))
             built[section.kind].append(instance)
+        built["output"] += outputs
         if not built["input"]:
             raise ConfigError("no [INPUT] section", file=doc.source)
         if not built["output"]:

@@ -35,6 +35,8 @@ class InputStats:
     files_opened: int = 0
     files_closed: int = 0
     files_rotated: int = 0
+    long_lines: int = 0  # cut or skipped at the line limit
+    session_switches: int = 0
     files_open: int = 0  # gauge
     bytes_behind: dict[str, int] = field(default_factory=dict)  # gauge per path
     buffer_bytes: int = 0  # gauge: bytes in flight
@@ -126,6 +128,8 @@ class Registry:
                 i.files_opened += prev.files_opened
                 i.files_closed += prev.files_closed
                 i.files_rotated += prev.files_rotated
+                i.long_lines += prev.long_lines
+                i.session_switches += prev.session_switches
         for o in self.outputs:
             was = old_out.get(o.name)
             if was is not None:
@@ -167,17 +171,31 @@ def _plugin_log(name: str) -> logging.Logger:
     return logging.getLogger(f"shipper.{name}")
 
 
-def file_opened(stats: InputStats, path: str, offset: int, why: str) -> None:
+def nothing_matches(stats: InputStats, patterns: tuple[str, ...]) -> None:
+    _plugin_log(stats.name).info("waiting for %s: nothing matches yet", ", ".join(patterns))
+
+
+def session_switched(stats: InputStats, link: str, target: str) -> None:
+    stats.session_switches += 1
+    _plugin_log(stats.name).info("%s now -> %s", link, target)
+
+
+def file_opened(stats: InputStats, path: str, how: str) -> None:
     stats.files_opened += 1
     stats.files_open += 1
-    _plugin_log(stats.name).debug("open %s at offset %d (%s)", path, offset, why)
+    _plugin_log(stats.name).info("following %s (%s)", path, how)
 
 
-def file_closed(stats: InputStats, path: str, why: str) -> None:
+def files_adopted(stats: InputStats, count: int) -> None:
+    stats.files_open += count
+    _plugin_log(stats.name).info("took over %d open file(s)", count)
+
+
+def file_released(stats: InputStats, path: str, why: str) -> None:
     stats.files_closed += 1
     stats.files_open -= 1
     stats.bytes_behind.pop(path, None)
-    _plugin_log(stats.name).debug("close %s (%s)", path, why)
+    _plugin_log(stats.name).info("released %s (%s)", path, why)
 
 
 def file_rotated(stats: InputStats, old: str, new: str) -> None:
@@ -195,15 +213,12 @@ def file_error(stats: InputStats, path: str, err: OSError) -> None:
     _plugin_log(stats.name).warning("cannot read %s: %s", path, err.strerror or err)
 
 
-def long_line(stats: InputStats, path: str, size: int, skipped: bool) -> None:
-    what = "skipped" if skipped else "truncated"
+def long_line(stats: InputStats, path: str, limit: int, lines: int, skipped: bool) -> None:
+    stats.long_lines += lines
+    what = "skipped" if skipped else "cut there"
     _plugin_log(stats.name).warning(
-        "%s: line longer than Buffer_Max_Size (%d bytes) %s", path, size, what
+        "%s: %d line(s) longer than the line limit (%d bytes) %s", path, lines, limit, what
     )
-
-
-def session_switched(stats: InputStats, link: str, target: str) -> None:
-    _plugin_log(stats.name).info("%s now points to %s", link, target)
 
 
 def output_retry(stats: OutputStats, attempt: int, delay: float, reason: str) -> None:

@@ -1,11 +1,12 @@
-"""The `stdin` input: Ray's log stream on standard input (SPEC section 5).
+"""The `stdin` input: Ray's log stream on standard input.
 
     RAY_LOG_TO_STDERR=1 ray start --head --block 2>&1 | shipper -i stdin -o stdout
 
 With RAY_LOG_TO_STDERR=1 every component writes to the driver's stdout/stderr instead of its
 own file, so the only thing that says who wrote a line is its `(raylet)`-style prefix. One
-RayHandler built for stdin (SourceContext with real_path "") reads that prefix into `component`
-and joins the lines without a header (debug dumps, tracebacks) to the record before them.
+RayHandler built for a stream (SourceContext with stream=True) reads that prefix into
+`component` and joins the lines without a header (debug dumps, tracebacks) to the record
+before them.
 
 Reading: one daemon thread per descriptor (`_Source`) does blocking `os.read`s in big chunks.
 A thread, not `loop.connect_read_pipe`: it works the same for a pipe, a terminal and a regular
@@ -13,10 +14,11 @@ file (`shipper -i stdin < saved.log`, which epoll refuses), and a read blocked o
 cannot hold up the exit (a default-executor thread would: asyncio.run joins those). The thread
 reads only when the input asks, and the input stops asking at Mem_Buf_Limit: the data then
 waits in the pipe and the writer blocks, as it would behind any slow reader.
-Lines are split by the tail reader's own code (TailedFile.ingest: CR, long lines, invalid
-UTF-8 all as in tail). At end of input the last multi-line record and an unterminated last
-line go out, and the input finishes; the app then delivers what is in flight and exits 0,
-as Fluent Bit's in_stdin does.
+Lines are split by tail's own LineSplitter (CR, long lines, invalid UTF-8 all as in tail),
+chunks are acknowledged through an AckLedger and Mem_Buf_Limit is an InputBudget, as in
+tail. At end of input the last multi-line record and an unterminated last line go out, and
+the input finishes; the app then delivers what is in flight and exits 0, as Fluent Bit's
+in_stdin does.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -32,16 +35,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shipper import telemetry
+from shipper.budget import InputBudget, record_cost
 from shipper.chunk import Chunk, Part, count_of, make_chunk
 from shipper.config.model import ConfigError, Section
 from shipper.config.schema import build, opt
-from shipper.lines import LineHandler, PlainHandler, SourceContext
+from shipper.lines import HandlerFactory, SourceContext
+from shipper.parsers.config import ParserSet
 from shipper.parsers.formats import Parser
-from shipper.parsers.handler import ParsingHandler
-from shipper.tail.batch import RECORD_OVERHEAD
-from shipper.tail.identity import FileId
+from shipper.parsers.inputs import wrap
+from shipper.ray.handler import handler_factory
+from shipper.tail.ledger import AckLedger
 from shipper.tail.options import DEFAULT_MEM_BUF_LIMIT, bounded_mem_buf_limit
-from shipper.tail.reader import LineRules, TailedFile, drain_partial
+from shipper.tail.splitter import LineRules, LineSplitter
 
 log = logging.getLogger(__name__)
 
@@ -98,21 +103,11 @@ class StdinOptions:
         object.__setattr__(self, "mem_buf_limit", bounded_mem_buf_limit(self.mem_buf_limit))
 
 
-def _handler(opts: StdinOptions, parser: Parser | None = None) -> LineHandler:
-    ctx = SourceContext(path="", real_path="")  # "": stdin, the prefix names the writer
-    handler: LineHandler
-    if not opts.ray_metadata and not opts.multiline_parser:
-        handler = PlainHandler(ctx)
-    else:
-        from shipper.ray.handler import make_ray_handler
-
-        handler = make_ray_handler(
-            ctx,
-            ray_metadata=opts.ray_metadata,
-            multiline=opts.multiline_parser,
-            tz_offset=opts.time_offset,
-        )
-    return handler if parser is None else ParsingHandler(handler, parser)
+def _factory(opts: StdinOptions) -> HandlerFactory:
+    """ValueError for an unknown multiline.parser name."""
+    return handler_factory(
+        ray_metadata=opts.ray_metadata, multiline=opts.multiline_parser, tz_offset=opts.time_offset
+    )
 
 
 class _Source:
@@ -217,27 +212,21 @@ class StdinInput:
         self.tag = opts.tag or name
         self.fd = 0 if fd is None else fd
         self.stats = telemetry.REGISTRY.input(name)
-        self.stats.buffer_limit = opts.mem_buf_limit
-        self.rules = LineRules(
+        self._wake = asyncio.Event()
+        self.budget = InputBudget(limit=opts.mem_buf_limit, stats=self.stats, wake=self._wake.set)
+        rules = LineRules(
             max_line=opts.buffer_size, skip_long=False, skip_empty=False, want_offsets=False
         )
-        # The tail reader's per-file state does the splitting; its positions count bytes of
-        # the stream and serve only to pair chunks with their acknowledgements.
-        self.stream = TailedFile(
-            fid=FileId(0, 0),
-            fd=-1,
-            path="-",
-            real_path="",
-            offset=0,
-            fingerprint=b"",
-            handler=_handler(opts, parser),
-            tag=self.tag,
-            notify=self._acknowledged,
+        ctx = SourceContext(path="", real_path="", stream=True)  # the prefix names the writer
+        self.splitter = LineSplitter(
+            handler=wrap(_factory(opts)(ctx), kinds=(), parser=parser),
+            rules=rules,
+            on_long=functools.partial(telemetry.long_line, self.stats, "-", opts.buffer_size),
         )
-        self.in_flight = 0
+        # Positions count bytes of the stream: they only pair chunks with acknowledgements.
+        self.ledger: AckLedger[StdinInput] = AckLedger(self, 0, self._acknowledged)
         self._source: _Source | None = None
         self._notify: Callable[[], None] = _nothing  # run() sets the thread-safe waker
-        self._wake = asyncio.Event()
         self._stopping = False
         self._requested = False
         self._last_data = time.monotonic()
@@ -245,12 +234,12 @@ class StdinInput:
 
     @classmethod
     def from_section(
-        cls, section: Section, name: str, *, parser: Parser | None = None
+        cls, section: Section, name: str, *, parsers: ParserSet | None = None
     ) -> StdinInput:
         """Validate an [INPUT] Name stdin section (ConfigError naming file, line, key)."""
         opts = build(StdinOptions, section)
         try:
-            _handler(opts)
+            _factory(opts)
         except ValueError as exc:  # an unknown multiline.parser name
             prop = section.get("multiline.parser")
             raise ConfigError(
@@ -259,6 +248,8 @@ class StdinInput:
                 line=prop.line if prop else section.line,
                 key="multiline.parser",
             ) from None
+        prop = section.get("parser")
+        parser = (parsers or ParserSet()).get(prop.value, prop) if prop is not None else None
         return cls(name=name, opts=opts, parser=parser)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -297,45 +288,28 @@ class StdinInput:
         """After stop. A multi-line record held is emitted whatever `keep_held` says: a pipe
         cannot be read again, so there is no stored offset to rebuild it from. An unfinished
         last line goes back to the shared reader for a successor (hot reload)."""
-        self._emit_records(self.stream.flush_held(time.time()), self.stream.line_pos)
-        if self._source is not None and self.stream.partial and not self.stream.skipping:
-            self._source.unread(self.stream.partial)
-            self.stream.partial = b""
+        self._emit_records(*self.splitter.flush_held(time.time()))
+        if self._source is not None:
+            self._source.unread(self.splitter.take_partial())
 
     def close(self) -> None:
         if self._source is not None:
             self._source.detach(self._notify)
 
-    @property
-    def idle(self) -> bool:
-        return self.in_flight == 0
-
     # -- internals ----------------------------------------------------------------------
-    def _room(self) -> int:
-        return self.opts.mem_buf_limit - self.in_flight
-
     def _ask(self, src: _Source) -> None:
-        room = self._room()
-        self.stats.buffer_bytes = self.in_flight
-        if room <= 0:
-            if not self.stats.paused:
-                self.stats.paused = True
-                log.debug(
-                    "%s: paused at Mem_Buf_Limit (%d bytes in flight)", self.name, self.in_flight
-                )
-            return
-        self.stats.paused = False
-        if not self._requested and not src.eof:
+        room = self.budget.room()
+        if room > 0 and not self._requested and not src.eof:
             self._requested = True
             # Records take ~4x their raw bytes in memory: ask for no more than fits.
             src.request(max(MIN_READ, min(READ_SIZE, room // 4)))
 
     async def _wait(self) -> None:
         timeout: float | None = None
-        if self.stream.held:
+        if self.splitter.held:
             timeout = self._last_data + self.opts.multiline_flush - time.monotonic()
             if timeout <= 0:  # nothing came for Multiline_Flush: the record is complete
-                self._emit_records(self.stream.flush_held(time.time()), self.stream.line_pos)
+                self._emit_records(*self.splitter.flush_held(time.time()))
                 timeout = None
         if timeout is None:
             await self._wake.wait()
@@ -346,7 +320,7 @@ class StdinInput:
     def _ingest(self, data: bytes) -> None:
         self._last_data = time.monotonic()
         self.stats.bytes += len(data)
-        records, end = self.stream.ingest(data, self.rules, time.time())
+        records, end = self.splitter.ingest(data, time.time())
         self._emit_records(records, end, len(data))
 
     def _at_eof(self, src: _Source) -> None:
@@ -356,21 +330,22 @@ class StdinInput:
                 self.name,
                 src.error.strerror or src.error,
             )
-        now = time.time()
-        self._emit_records(drain_partial(self.stream, now), self.stream.read_pos)
+        self._emit_records(*self.splitter.drain(time.time()))
         log.info("%s: end of input", self.name)
 
     def _emit_records(self, records: Part, end: int, nbytes: int = 0) -> None:
         n = count_of(records)
         if not n:
             return
-        cost = nbytes + RECORD_OVERHEAD * n
-        ack = self.stream.new_ack(end, cost)
-        self.in_flight += cost
+        cost = record_cost(nbytes, n)
+        ack = self.ledger.add(end, cost)
+        self.budget.charge(cost)
         self.stats.records += n
         self._emit(make_chunk(self.tag, [records], cost, on_done=ack))
 
-    def _acknowledged(self, _stream: TailedFile, nbytes: int) -> None:
-        self.in_flight -= nbytes
-        if self.stats.paused and self._room() > 0:
-            self._wake.set()  # run() asks for the next read
+    def _acknowledged(self, _owner: StdinInput, cost: int) -> None:
+        self.budget.release(cost)  # wakes run() to ask for the next read
+
+
+def create(section: Section, *, name: str, parsers: ParserSet) -> StdinInput:
+    return StdinInput.from_section(section, name, parsers=parsers)

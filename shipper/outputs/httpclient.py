@@ -1,7 +1,7 @@
 """The HTTP plumbing shared by the `http`, `loki`, `es` and `opentelemetry` outputs.
 
 One aiohttp session per output (keep-alive, at most `Workers` connections), TLS from the
-`tls.*` keys, Basic auth, extra `Header`s, gzip, and the status rules of SPEC section 7:
+`tls.*` keys, Basic auth, extra `Header`s, gzip, and the status rules of docs/delivery.md:
 2xx delivered; 5xx, 408, 429 (Retry-After honoured) and connection errors or timeouts
 retried; any other 4xx final for the batch. Secrets (passwords, auth/token/key headers) are
 scrubbed from every message this module produces, whatever the log level.

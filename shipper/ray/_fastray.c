@@ -1,9 +1,8 @@
 /* The Ray fast path's inner loop in C: a chunk's Ray header lines to JSON records.
  *
  * Optional speed-up of shipper/ray/fast.py (which holds the pure-Python version and says what
- * it computes; SHIPPER_NO_EXTENSIONS=1 turns this module off). On this project's benchmark the
- * header regex alone cost ~1 us a line in sre; here matching and writing a record is one pass
- * over its bytes.
+ * it computes; SHIPPER_NO_EXTENSIONS=1 turns this module off). In sre the header regex alone
+ * is most of a line's cost; here matching and writing a record is one pass over its bytes.
  *
  * rows(body, pos, end, cpp, seconds, consts, tail=False) -> (out, ends, bad, tail_sec)
  *   body: a chunk escaped by shipper/escape.py, lines ending in DEL (0x7f); [pos, end) holds

@@ -11,8 +11,8 @@ assignment) and joined once. Per line, nothing runs in the interpreter.
 Where the C helper is built (shipper/ray/_fastray.c, optional at install; the environment
 variable SHIPPER_NO_EXTENSIONS=1 turns it off), it does the regex's and the interleaving's work
 in one pass over the bytes: the same rows taken, the same records (tests/ray/test_fast.py runs
-every case both ways and compares the two row for row). In sre the header regex alone cost
-~1 us a line; the whole C pass costs about a tenth of that.
+every case both ways and compares the two row for row). In sre the header regex alone is
+most of a line's cost; the C pass matches and writes a record in one pass over its bytes.
 
 The fast regexes accept a subset of what shipper/ray/lines.py accepts, with the same groups:
 no backslash inside the header's free-form tokens (so the escaped and the raw text agree
@@ -230,7 +230,7 @@ class FastRay:
         columns: list[tuple[bytes, ...]] | None = None
         seconds: list[bytes | None] | None = None
         if _native is not None:
-            # The C pass looks at the last line's header too (`tail`): the regex is ~1 us.
+            # The C pass looks at the last line's header too (`tail`): cheaper than the regex.
             out, ends_raw, bad, tail_sec = _native.rows(
                 body, 1, tail_at, fmt is CPP, self._seconds, self._consts[id(fmt)], self._joins
             )
@@ -257,26 +257,7 @@ class FastRay:
                 runs.append((False, n - 1, n))
             whole = defer and ends is not None
             return Plan(fmt, runs, n, defer, columns, seconds, out, ends, whole)
-        slow = set(bad)
-        if self._joins:
-            # A row may be continued by the line after it: then it goes per line too.
-            slow.update(i - 1 for i in bad if i > 0)
-            if not defer:
-                slow.update((n - 2, n - 1))
-        else:
-            slow.add(n - 1)  # the row passes above cover lines ending in DEL; it has none
-        runs = []
-        start = 0
-        for i in sorted(slow):
-            if i > start:
-                runs.append((True, start, i))
-            if runs and not runs[-1][0] and runs[-1][2] == i:
-                runs[-1] = (False, runs[-1][1], i + 1)
-            else:
-                runs.append((False, i, i + 1))
-            start = i + 1
-        if start < n - 1:  # deferred: the rows up to the last
-            runs.append((True, start, n - 1))
+        runs = _runs(bad, n, defer=defer, joins=self._joins)
         return Plan(fmt, runs, n, defer, columns, seconds, out, ends)
 
     def encode_rows(self, plan: Plan, start: int, end: int) -> bytes:
@@ -315,6 +296,31 @@ class FastRay:
 _SPECIAL = rb"(?:[\[{0-9:(\x1b]|[IWEF][0-9]|Traceback|(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ])"
 _SPECIAL_FIRST = re.compile(_SPECIAL)
 _SPECIAL_LATER = re.compile(rb"\n" + _SPECIAL)
+
+
+def _runs(bad: list[int], n: int, *, defer: bool, joins: bool) -> list[tuple[bool, int, int]]:
+    """The runs of a chunk of `n` rows whose rows `bad` go per line (see Plan.runs)."""
+    slow = set(bad)
+    if joins:
+        # A row may be continued by the line after it: then it goes per line too.
+        slow.update(i - 1 for i in bad if i > 0)
+        if not defer:
+            slow.update((n - 2, n - 1))
+    else:
+        slow.add(n - 1)  # the row passes above cover lines ending in DEL; it has none
+    runs: list[tuple[bool, int, int]] = []
+    start = 0
+    for i in sorted(slow):
+        if i > start:
+            runs.append((True, start, i))
+        if runs and not runs[-1][0] and runs[-1][2] == i:
+            runs[-1] = (False, runs[-1][1], i + 1)
+        else:
+            runs.append((False, i, i + 1))
+        start = i + 1
+    if start < n - 1:  # deferred: the rows up to the last
+        runs.append((True, start, n - 1))
+    return runs
 
 
 def _indices_of_none(seq: list[bytes | None]) -> list[int]:

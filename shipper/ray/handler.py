@@ -1,6 +1,6 @@
 """RayHandler: the LineHandler (shipper/lines.py) that knows Ray's files.
 
-Record keys, in order (SPEC section 2): `date`, `log`, the path key, the offset key, `session`,
+Record keys, in order (docs/ray-logs.md): `date`, `log`, the path key, the offset key, `session`,
 `component`, the line's fields (`level`, `pid`, `tid`, `source`, `message`, `logger`, Serve's
 and JSON lines' keys; shipper/ray/lines.py), the name's ids (`worker_id`, `job_id`, `pid`,
 `stream`, `module`, ...), in worker `.out/.err` what the last marker lines announced (`job_id`,
@@ -19,7 +19,7 @@ from collections import deque
 from typing import Any
 
 from shipper.chunk import Record
-from shipper.lines import LineHandler, PlainHandler, SourceContext
+from shipper.lines import HandlerFactory, LineHandler, PlainHandler, SourceContext
 from shipper.ray.encoder import FastEncoding
 from shipper.ray.fast import FastRay
 from shipper.ray.lines import LineParser, unprefixed
@@ -28,7 +28,7 @@ from shipper.ray.multiline import Group, Joiner, RayJoiner, make_joiner
 from shipper.ray.names import describe, file_kind, session_of
 from shipper.ray.structured import apply_context, driver_job
 
-__all__ = ["RayHandler", "make_ray_handler"]
+__all__ = ["RayHandler", "handler_factory", "make_ray_handler"]
 
 # Keys a parsed line brings itself; a name id under the same key must not override it.
 _LINE_KEYS = frozenset({"level", "pid", "tid", "source", "message"})
@@ -68,8 +68,8 @@ class RayHandler(FastEncoding):
         tz_offset: float | None = None,
         emit_markers: bool = False,
     ) -> None:
-        if ctx.real_path == "":
-            # stdin: a line's `(component)` prefix names its writer (SPEC section 5); lines
+        if ctx.stream:
+            # stdin: a line's `(component)` prefix names its writer (docs/ray-logs.md); lines
             # without one belong to the source itself.
             name: dict[str, object] = {"component": "stdin"}
             kind, session = "ray", None
@@ -93,16 +93,16 @@ class RayHandler(FastEncoding):
         reserved = frozenset(k for k in (ctx.path_key, ctx.offset_key) if k)
         self._parser = LineParser(
             tz_offset,
-            prefix_component=ctx.real_path == "",
+            prefix_component=ctx.stream,
             reserved=reserved,
-            forwarded=self._prefixed or ctx.real_path == "",
+            forwarded=self._prefixed or ctx.stream,
         )
         # User output, job supervisors (a few lines a job) and stdin may hold Ray's
         # TextFormatter lines, whose context ends the message (see split_context); Ray's own
         # daemon files, which take the fast path, never do.
         self._context = (
             ray_metadata and (kind == "free" or name["component"] == "job_supervisor")
-        ) or ctx.real_path == ""
+        ) or ctx.stream
 
         frame: dict[str, Any] = {"date": 0.0, "log": ""}
         if ctx.path_key:
@@ -132,7 +132,7 @@ class RayHandler(FastEncoding):
         self._fast_free = (
             ray_metadata
             and kind == "free"
-            and ctx.real_path != ""
+            and not ctx.stream
             and not self._okey
             and not emit_markers
             and (self._joiner is None or isinstance(self._joiner, RayJoiner))
@@ -179,7 +179,7 @@ class RayHandler(FastEncoding):
         if (
             not self._meta
             or kind != "ray"
-            or ctx.real_path == ""
+            or ctx.stream
             or self._okey
             or self._marked
             or self._context
@@ -355,8 +355,10 @@ def make_ray_handler(
     `tz_offset`: hours east of UTC of the time Ray's lines are written in (`Time_Offset`);
     None = this machine's local time zone.
     """
-    if not ray_metadata and not multiline:
-        return PlainHandler(ctx)
+    if not emit_markers:
+        return handler_factory(ray_metadata=ray_metadata, multiline=multiline, tz_offset=tz_offset)(
+            ctx
+        )
     return RayHandler(
         ctx,
         ray_metadata=ray_metadata,
@@ -364,3 +366,19 @@ def make_ray_handler(
         tz_offset=tz_offset,
         emit_markers=emit_markers,
     )
+
+
+def handler_factory(
+    *, ray_metadata: bool, multiline: tuple[str, ...], tz_offset: float | None
+) -> HandlerFactory:
+    """The one choice of handler for an input's sources (tail's files, stdin): Fluent Bit's
+    plain records without Ray metadata or joining, else RayHandler. ValueError for an
+    unknown `multiline` name, raised here, at configuration time."""
+    if not ray_metadata and not multiline:
+        return PlainHandler
+    make_joiner(multiline, free_text=False)  # validates the names
+
+    def factory(ctx: SourceContext) -> LineHandler:
+        return RayHandler(ctx, ray_metadata=ray_metadata, multiline=multiline, tz_offset=tz_offset)
+
+    return factory

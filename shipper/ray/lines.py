@@ -5,7 +5,7 @@ string index and a set lookup. Fields found: `date` (float epoch seconds from th
 local-time stamp), `level` (DEBUG INFO WARNING ERROR FATAL for every format), `pid`, `tid`
 (ints), `source` (`file.cc:103`), `message`; JSON lines add their own keys.
 
-Formats (SPEC section 1, fixtures/ray-session-2.60):
+Formats (docs/ray-logs.md, tests/fixtures/ray-session-2.60):
 - C++ spdlog   `[2026-11-28 10:07:08,319 I 15251 15251] (raylet) file.cc:103: msg`
 - Python       `2026-11-28 10:07:08,319<TAB>INFO (component) file.py:95 -- msg`
 - glog (abseil/gRPC) `I1128 10:07:08.319117   15251 file.cc:1403] msg`: no year, no pid
@@ -227,6 +227,11 @@ class LineParser:
             if comp is not None and self._prefix:
                 _add_component(f, comp)
             return f
+        return self._parse_other(c, line, now, base)
+
+    def _parse_other(self, c: str, line: str, now: float, base: Fields | None) -> Fields | None:
+        """Python logging's NAME:..., forwarded worker lines, glog and JSON lines (rarer than
+        the two header formats above)."""
         if c in _FIRST_NAME and not line[1:2].isdigit():
             g = self._named(line, now)
         elif (c == "\x1b" or c == "(") and self._forwarded_lines:

@@ -1,6 +1,6 @@
 """Multi-line joiners: which consecutive lines of one source make one record.
 
-Two parsers, by the names `multiline.parser` takes (SPEC section 4):
+Two parsers, by the names `multiline.parser` takes (docs/ray-logs.md):
 
 - `python`: Fluent Bit's built-in python parser. `Traceback (most recent call last):` opens a
   record, indented lines (`  File ...`, the code under it) continue it, and the exception line

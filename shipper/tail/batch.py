@@ -10,41 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from shipper.budget import record_cost
 from shipper.chunk import Chunk, Encoded, Part, make_chunk
-from shipper.tail.reader import RangeAck, TailedFile
+from shipper.tail.followed import FollowedFile
+from shipper.tail.ledger import PassAck, RangeAck
 
-RECORD_OVERHEAD = 350  # bytes of a record dict beyond its line, roughly: for Mem_Buf_Limit
-
-
-class PassAck:
-    """on_done of a pass's chunk: settles every file's range in it, then `notify`s the input
-    once with the ranges and the bytes of memory budget they release."""
-
-    __slots__ = ("acks", "cost", "notify")
-
-    def __init__(self, notify: Callable[[list[RangeAck], int], None]) -> None:
-        self.acks: list[RangeAck] = []
-        self.cost = 0
-        self.notify = notify
-
-    def add(self, file: TailedFile, end: int, cost: int) -> None:
-        """The range of `file` up to `end` is in this chunk (as TailedFile.new_ack)."""
-        ack = RangeAck(file, end, cost)
-        file.pending.append(ack)
-        file.commit_pos = end
-        self.acks.append(ack)
-        self.cost += cost
-
-    def __call__(self, chunk: Chunk | None) -> None:
-        for ack in self.acks:
-            ack.done = True
-            f = ack.file
-            pending = f.pending
-            while pending and pending[0].done:  # in order: see TailedFile.acknowledge
-                done = pending.popleft()
-                if done.generation == f.generation:
-                    f.acked_pos = done.end
-        self.notify(self.acks, self.cost)
+Settled = Callable[[list[RangeAck[FollowedFile]], int], None]
 
 
 class PassBatch:
@@ -53,12 +24,12 @@ class PassBatch:
 
     __slots__ = ("_out", "_settled", "bytes_in", "bytes_out")
 
-    def __init__(self, settled: Callable[[list[RangeAck], int], None]) -> None:
-        self._out: dict[str, tuple[list[Part], PassAck]] = {}
+    def __init__(self, settled: Settled) -> None:
+        self._out: dict[str, tuple[list[Part], PassAck[FollowedFile]]] = {}
         self._settled = settled
         self.bytes_in = self.bytes_out = 0  # read, and of records made
 
-    def add(self, f: TailedFile, records: Part, end: int, nbytes: int) -> tuple[int, int]:
+    def add(self, f: FollowedFile, records: Part, end: int, nbytes: int) -> tuple[int, int]:
         """A file's new records, covering its bytes up to `end`: (their memory cost, count)."""
         self.bytes_in += nbytes
         if type(records) is Encoded:
@@ -67,15 +38,16 @@ class PassBatch:
             n = len(records)  # type: ignore[arg-type]
             self.bytes_out += 4 * nbytes
         if not n:
-            if end != f.commit_pos:
-                f.new_ack(end)(None)  # nothing to deliver, but the offset may move
+            ledger = f.ledger
+            if end != ledger.end:
+                ledger.add(end)(None)  # nothing to deliver, but the offset may move
             return 0, 0
-        cost = nbytes + RECORD_OVERHEAD * n
+        cost = record_cost(nbytes, n)
         out = self._out.get(f.tag)
         if out is None:
             out = self._out[f.tag] = ([], PassAck(self._settled))
         out[0].append(records)
-        out[1].add(f, end, cost)
+        out[1].add(f.ledger, end, cost)
         return cost, n
 
     def flush(self, emit: Callable[[Chunk], None]) -> None:

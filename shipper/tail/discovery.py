@@ -177,6 +177,28 @@ def _expand_one(pattern: str) -> list[str]:
     return [os.path.join(p, rest) for p in sorted(glob.glob(parent))]
 
 
+def session_targets(patterns: Iterable[str]) -> dict[str, str]:
+    """Each `session_latest` link in the patterns -> the session directory it names now (the
+    newest session while it dangles). Ray re-points it at each new session."""
+    out: dict[str, str] = {}
+    for pattern in patterns:
+        if "\0" in pattern:
+            continue
+        for p in _expand_one(pattern):
+            parts = p.split(os.sep)
+            if SESSION_LINK not in parts:
+                continue
+            i = parts.index(SESSION_LINK)
+            parent = os.sep.join(parts[:i]) or os.sep
+            if _has_glob(parent):
+                continue
+            link = os.sep.join(parts[: i + 1])
+            target = real_path_of(link) if os.path.isdir(link) else newest_session(parent)
+            if target is not None:
+                out[link] = target
+    return out
+
+
 def watch_dirs(patterns: Iterable[str]) -> set[str]:
     """Directories whose entries, when they change, can change what `expand` returns.
 

@@ -84,3 +84,14 @@ def start_offset(
     if at_end:
         return size, "tail"
     return 0, "head"
+
+
+def describe_start(offset: int, why: str, *, initial: bool) -> str:
+    """Where reading a file starts (start_offset's answer), in words for the log."""
+    if why == "tail":
+        return "at end"
+    if why == "head":
+        return "from head" if initial else "new, from head"
+    if why in ("db", "released"):
+        return f"from offset {offset} ({'DB' if why == 'db' else 'seen before'})"
+    return f"from head: {why}"

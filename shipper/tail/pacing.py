@@ -1,44 +1,51 @@
-"""How often the tail input reads and how much per pass: the numbers, and why these.
+"""How often the tail input scans and reads, and how much per pass.
 
-Every figure here was measured with benchmarks/ (see benchmarks/RESULTS.md) on a 2-core box.
+The figures behind each number are in benchmarks/RESULTS.md ("Figures behind the code's numbers").
 """
 
 from __future__ import annotations
 
-MIN_TICK = 0.04  # seconds between read passes while files grow (0.02: live 50k lines/s over
-# 20 files, p99 25 / 30 ms at 7.0% / 11.2% of a core plain / Ray; 0.04: 46 / 52 ms at 4.4% /
-# 8.5%; Fluent Bit's p99 is 1 s at 24%), or longer with many files:
-PASS_COST = 5e-4  # seconds per open file and pass: 2,000 files read once a second (4e-4:
-# 0.8 s; 2,000 files x 10 lines/s: 5.9% -> 5.1% of a core plain, 9.1% -> 7.7% Ray, p99
-# latency 0.9 -> 1.1 s; Fluent Bit: 1.0 s at 100%)
+import asyncio
+import contextlib
+import enum
+import time
+from collections.abc import Callable
+
+from shipper.tail.wake import WriteWake
+
+MIN_TICK = 0.04  # seconds between passes while files grow: latency vs CPU per pass
+PASS_COST = 5e-4  # seconds of tick per open file: thousands of files, fewer passes
 MAX_ACTIVE_TICK = 1.0
-IDLE_TICK = 1.0  # the wait doubles up to this while nothing grows (then a write wakes it:
-ARM_TICK = 0.15  # from a wait this long on, see wake.py; without it the live p99 was 450 ms)
-ARMED_IDLE_TICK = 4.0  # ... and while that wake-up is armed and no record waits for its
-# Multiline_Flush, polling is only a safety net (a write inotify does not see, as on NFS):
-# idle 20 files, 0.72 -> 0.50 (2 s) -> 0.41 ms of CPU a second (perf stat; Fluent Bit 0.39)
+IDLE_TICK = 1.0  # the wait doubles up to this while nothing grows ...
+ARM_TICK = 0.15  # ... and from this wait on, a write wakes the loop (wake.py)
+ARMED_IDLE_TICK = 4.0  # armed and nothing held: polling is only a safety net (NFS)
 WINDOW = 8 * 1024 * 1024  # records in flight before reading waits for acknowledgements
 READ_LIMIT = 256 * 1024  # bytes read from one file per pass ...
-PASS_READ = 512 * 1024  # ... and from all files together (Ray records, ~3.3x their input:
-PASS_READ_LEAN = 1024 * 1024  # 256 KiB 1.89, 512 KiB 1.41 CPU s per 1M lines to http, peak
-# RSS 58 -> 60 MB; 1 MiB 1.39 but 70 MB) ... unless the last pass made JSON lines under 3x its
-# input (plain records): 4x fewer passes than 256 KiB halved their CPU
+PASS_READ = 512 * 1024  # ... and from all files together (Ray records: ~3.3x their input)
+PASS_READ_LEAN = 1024 * 1024  # ... when the last pass made records under 3x its input
 
 
-def next_tick(busy: str, tick: float, files: int) -> float:
-    """The wait before the next pass, after one that found `busy` ('data' or 'idle').
+class Pass(enum.Enum):
+    """What a read pass found."""
+
+    BACKLOG = "backlog"  # a file had more than one pass reads: read on at once
+    DATA = "data"  # new lines
+    IDLE = "idle"  # nothing new (or reading waits for acknowledgements)
+
+
+def next_tick(found: Pass, tick: float, files: int) -> float:
+    """The wait before the next pass, after one that found DATA or IDLE.
 
     What a pass costs beyond its lines grows with the files, not with the lines: with
     thousands of files, pass less often (lines wait longer, CPU stays low)."""
     active = min(MAX_ACTIVE_TICK, max(MIN_TICK, PASS_COST * files))
-    return active if busy == "data" else max(active, min(IDLE_TICK, tick * 2))
+    return active if found is Pass.DATA else max(active, min(IDLE_TICK, tick * 2))
 
 
-def arm_wake(busy: str, tick: float) -> bool:
+def arm_wake(found: Pass, tick: float) -> bool:
     """Should a write wake the next pass early (wake.py)? Only while idle: with thousands of
-    growing files the active tick is long too, and a wake-up at every write made a pass per
-    write (93% of a core, not 13%)."""
-    return busy == "idle" and tick >= ARM_TICK
+    growing files the active tick is long too, and a wake-up per write made a pass per write."""
+    return found is Pass.IDLE and tick >= ARM_TICK
 
 
 def per_file_read(room: int, lean: bool, files: int, chunk_size: int) -> int:
@@ -47,3 +54,66 @@ def per_file_read(room: int, lean: bool, files: int, chunk_size: int) -> int:
     in page faults than they save."""
     per_pass = min(room // 4, PASS_READ_LEAN if lean else PASS_READ)
     return max(4096, min(max(READ_LIMIT, chunk_size), per_pass // files))
+
+
+class Pacer:
+    """The tail loop's clock: when to scan (Refresh_Interval, or at once when `kick`ed by a
+    filesystem event), how long to wait after a pass, and the write wake-up while idle."""
+
+    def __init__(self, *, refresh_interval: float, write_wake: bool) -> None:
+        self.wake = asyncio.Event()  # set: the next pass runs now
+        self.idle_wake = WriteWake(self.wake.set)
+        self._write_wake = write_wake
+        self._refresh = refresh_interval
+        self._next_scan = 0.0
+        self._scan_requested = True
+        self._tick = MIN_TICK
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """On the loop, before the first scan (events may kick it from then on)."""
+        self._loop = asyncio.get_running_loop()
+        self._next_scan = time.monotonic() + self._refresh
+
+    def kick(self) -> None:
+        """Scan at once (a file or directory appeared, moved or went)."""
+        self._scan_requested = True
+        self.wake.set()
+
+    def kick_threadsafe(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.kick)
+
+    def scan_due(self) -> bool:
+        now = time.monotonic()
+        if not self._scan_requested and now < self._next_scan:
+            return False
+        self._scan_requested = False
+        self._next_scan = now + self._refresh
+        return True
+
+    async def pause(
+        self, found: Pass, *, files: int, dirs: Callable[[], set[str]], held: Callable[[], bool]
+    ) -> None:
+        """Wait after a pass: not at all after a BACKLOG (but let the outputs run), else the
+        tick, with the write wake-up armed once idle long enough (on the directories `dirs`).
+        A record waiting for its Multiline_Flush (`held`) keeps the plain tick."""
+        if found is not Pass.IDLE:
+            self.idle_wake.disarm()
+        if found is Pass.BACKLOG:
+            await asyncio.sleep(0)
+            return
+        tick = self._tick = next_tick(found, self._tick, files)
+        wake = self.idle_wake
+        if arm_wake(found, tick) and not wake.armed and self._write_wake:
+            wake.arm(dirs())
+        wait = tick
+        if wake.armed and found is Pass.IDLE and not held():
+            wait = max(tick, min(ARMED_IDLE_TICK, self._next_scan - time.monotonic()))
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), wait)
+
+    def close(self) -> None:
+        self.idle_wake.disarm()

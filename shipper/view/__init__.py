@@ -1,8 +1,8 @@
-"""`shipper tail [TEMP_DIR | SESSION_DIR]`: follow a local Ray session, for a person (SPEC 9).
+"""`shipper tail [TEMP_DIR | SESSION_DIR]`: follow a local Ray session, for a person.
 
 Not a second tail implementation: it runs the agent's own pipeline (shipper.app.App: a tail
 input on Ray's directory with the `ray` multi-line parser, signals, graceful shutdown), built
-in code, with TerminalOutput (shipper/view/output.py) where the configured outputs would be.
+in code, with TerminalOutput (shipper/view/output.py) as its one output.
 A TEMP_DIR is followed through its `session_latest`, so a new session is picked up (and
 announced) as the agent picks it up; a SESSION_DIR is that one session only.
 
@@ -27,8 +27,8 @@ from typing import NoReturn
 
 from shipper.app import App
 from shipper.config.model import ConfigError, Document, Prop, Section
+from shipper.logs import setup_logging
 from shipper.tail import discovery
-from shipper.tail.identity import FileId
 from shipper.tail.input import TailInput
 from shipper.view.output import TerminalOutput
 from shipper.view.render import RecordFilter, Renderer, parse_level, want_colour
@@ -36,7 +36,6 @@ from shipper.view.render import RecordFilter, Renderer, parse_level, want_colour
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = "/tmp/ray"
-POLL = 0.05  # seconds between checks whether the history is read
 _SRC = "<shipper tail>"
 EXCLUDE = "*/debug_state.txt"  # a snapshot rewritten in place, not a log (as the default)
 
@@ -181,59 +180,33 @@ def document(patterns: list[str], *, from_head: bool, follow: bool) -> Document:
                 ("Multiline_Flush", "0.5"),
                 ("Exit_On_Eof", onoff[not follow]),
             ),
-            # A placeholder: the terminal is no plugin a config may name (see ViewApp).
-            section("output", ("Name", "stdout"), ("Match", "*")),
         ),
         _SRC,
     )
 
 
 class ViewApp(App):
-    """The agent's App, its output replaced by the terminal."""
+    """The agent's App with the terminal as its output (no plugin a config may name)."""
 
     def __init__(self, doc: Document, output: TerminalOutput) -> None:
-        super().__init__(doc)
-        self.pipeline.outputs[:] = [output]
-        output.on_broken = self.should_exit.set  # `| head` is done: stop quietly
+        super().__init__(doc, outputs=[output])
+        output.when_broken(self.should_exit.set)  # `| head` is done: stop quietly
 
 
-def history_read(inp: TailInput, targets: dict[FileId, int]) -> bool:
-    """Has every file of the first listing been delivered up to the size it had then?
-
-    Delivered, not just read: a file's acknowledged offset passes a line only once the record
-    holding it reached the output, so a last record the multi-line joiner still holds keeps
-    the history open until it is let go (the next record of a growing file, or Multiline_Flush
-    for an idle one). Growth after the listing is live and waits for nothing. An unterminated
-    last line is not a record yet and is not waited for either.
-    """
-    if targets and not inp.files:
-        return False  # the first scan has not run (it opens every file it finds at once)
-    for fid, size in targets.items():
-        f = inp.files.get(fid)
-        if f is None:
-            continue  # read and let go already, or gone before the first scan
-        if f.read_pos < size or f.acked_pos < min(size, f.line_pos):
-            return False
-    return True
-
-
-async def end_history_when_read(
-    inp: TailInput, out: TerminalOutput, targets: dict[FileId, int]
-) -> None:
-    # Polled: the tail input has no event for "acknowledged up to here", and reading its
-    # positions every 50 ms costs nothing next to reading the files.
-    while not history_read(inp, targets):  # noqa: ASYNC110
-        await asyncio.sleep(POLL)
+async def end_history_when_caught_up(inp: TailInput, out: TerminalOutput) -> None:
+    """The history ends once the tail input caught up: every file it found at the start is
+    delivered up to the size it had then (TailInput.caught_up). Delivered, not just read: a
+    last record the multi-line joiner still holds keeps the history open until it is let go.
+    Growth after the start is live and waits for nothing."""
+    await inp.caught_up.wait()
     await out.end_history()
 
 
-async def run_view(
-    app: ViewApp, out: TerminalOutput, targets: dict[FileId, int], follow: bool
-) -> int:
+async def run_view(app: ViewApp, out: TerminalOutput, follow: bool) -> int:
     watcher = None
     inp = app.pipeline.inputs[0]
     if follow and out.in_history and isinstance(inp, TailInput):
-        watcher = asyncio.create_task(end_history_when_read(inp, out, targets))
+        watcher = asyncio.create_task(end_history_when_caught_up(inp, out))
     try:
         return await app.run()
     finally:
@@ -244,15 +217,11 @@ async def run_view(
 
 
 def main(argv: Sequence[str]) -> int:
-    from shipper.cli import setup_logging
-
     args = parse_args(argv)
     setup_logging({0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG))
     patterns = locate(args.dir)
     follow = not args.no_follow
-    found = discovery.expand(patterns, [EXCLUDE])
-    targets = {FileId.of(item.st): item.st.st_size for item in found.values()}
-    if not targets:
+    if not discovery.expand(patterns, [EXCLUDE]):
         if not follow:
             print(f"shipper tail: no Ray session logs under {args.dir}", file=sys.stderr)
             return 1
@@ -267,11 +236,11 @@ def main(argv: Sequence[str]) -> int:
         renderer=renderer,
         history=args.lines,
         accept=RecordFilter.build(args.component, args.level, args.job, args.grep),
+        history_at_close=not follow,
     )
-    out.history_at_close = not follow
     try:
         app = ViewApp(document(patterns, from_head=args.lines != 0, follow=follow), out)
-        return asyncio.run(run_view(app, out, targets, follow))
+        return asyncio.run(run_view(app, out, follow))
     except ConfigError as exc:  # a bug here, not the user's: the document is ours
         log.error("shipper tail: %s", exc)
         return 1

@@ -36,6 +36,34 @@ def test_plugin_help_lists_its_keys(flag: str, plugin: str, key: str) -> None:
     assert key.lower() in keys
 
 
+def test_output_help_shows_the_common_keys_that_validate_the_section(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Retry_Limit and Workers are declared keys of every output: shown by -h and checked
+    by the same table (a bad value names file, line and key)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "shipper", "-o", "http", "-h"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    common = out.stdout.split("keys of every output:", 1)[1]
+    keys = {line.split()[0].lower() for line in common.splitlines() if line.startswith("  ")}
+    assert {"retry_limit", "workers", "match", "alias"} <= keys
+    conf = tmp_path / "c.conf"
+    conf.write_text(
+        "[INPUT]\n    Name stdin\n[OUTPUT]\n    Name stdout\n    Match *\n    Workers 99\n"
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "shipper", "-c", str(conf), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 1
+    assert "c.conf:6" in bad.stderr and "Workers" in bad.stderr
+    assert "must be between 1 and 64" in bad.stderr
+
+
 def test_unknown_plugin_help_fails() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "shipper", "-o", "nosuch", "-h"],

@@ -18,11 +18,12 @@ import shipper.ray.fast as fast_mod
 from shipper.chunk import Encoded
 from shipper.lines import LineHandler
 from shipper.ray.handler import RayHandler, make_ray_handler
-from shipper.tail.identity import FileId
-from shipper.tail.reader import LineRules, TailedFile
+from shipper.tail.splitter import LineRules, LineSplitter
 from tests.extensions import IMPLS
 from tests.extensions import implementation as native_or_python
 from tests.ray.test_handler import FIXTURES, HEADED, NOW, _all_fixture_files, ctx_for
+
+pytestmark = pytest.mark.unit
 
 # Both versions of the fast path: the C helper (shipper/ray/_fastray.c) and pure Python.
 _BUILT = fast_mod._native
@@ -43,18 +44,8 @@ def test_the_c_helper_is_built_where_a_compiler_is() -> None:
 RULES = LineRules(max_line=32768, skip_long=False, skip_empty=False, want_offsets=False)
 
 
-def _file(handler: LineHandler) -> TailedFile:
-    return TailedFile(
-        fid=FileId(1, 1),
-        fd=-1,
-        path="/x",
-        real_path="/x",
-        offset=0,
-        fingerprint=b"",
-        handler=handler,
-        tag="t",
-        notify=lambda f, n: None,
-    )
+def _file(handler: LineHandler) -> LineSplitter:
+    return LineSplitter(handler=handler, rules=RULES)
 
 
 def _records(part: list[dict[str, Any]] | Encoded) -> list[dict[str, Any]]:
@@ -70,12 +61,11 @@ def ship(handler: RayHandler, pieces: list[bytes]) -> tuple[list[dict[str, Any]]
     fast = 0
     commits = []
     for i, data in enumerate(pieces):
-        part, end = f.ingest(data, RULES, NOW + i)
+        part, end = f.ingest(data, NOW + i)
         fast += isinstance(part, Encoded)
         out += _records(part)
-        f.new_ack(end)
         commits.append(end)
-    out += _records(f.flush_held(NOW + 99))  # what the reader holds: deferred, held
+    out += _records(f.flush_held(NOW + 99)[0])  # what the reader holds: deferred, held
     return out, fast, commits
 
 

@@ -14,6 +14,8 @@ from shipper.lines import PlainHandler, SourceContext
 from shipper.ray.handler import RayHandler, make_ray_handler
 from shipper.ray.lines import LineParser
 
+pytestmark = pytest.mark.unit
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ray-session-2.60"
 SESSION = "session_2026-11-28_10-06-45_296613_15055"
 NOW = 1795860500.0
@@ -321,7 +323,7 @@ def test_events_and_backend_json_files() -> None:
 
 
 def test_stdin_prefixes_name_the_component() -> None:
-    ctx = SourceContext(path="", real_path="")
+    ctx = SourceContext(path="", real_path="", stream=True)
     lines = read_lines(FIXTURES / "log-to-stderr/driver-stdout.txt")
     recs = feed_all(RayHandler(ctx, multiline=("ray",)), lines)
     assert "\n".join(r["log"] for r in recs) == "\n".join(lines)
@@ -331,7 +333,7 @@ def test_stdin_prefixes_name_the_component() -> None:
     assert all("session" not in r for r in recs)
     drv = next(r for r in recs if r["component"] == "core_driver")
     assert drv["worker_id"] == "01000000ffffffffffffffffffffffffffffffffffffffffffffffff"
-    # Unprefixed worker output continues the record before it (SPEC section 5).
+    # Unprefixed worker output continues the record before it (docs/ray-logs.md).
     blank = next(r for r in recs if "BEFORE_BLANK" in r["log"])
     assert blank["log"].split("\n")[1:4] == [
         "RAY_INIT_SECONDS 2.27",
@@ -512,7 +514,7 @@ def test_any_input_ships_every_line_unchanged(
 ) -> None:
     # Lines as a reader makes them: no newline inside.
     lines = [piece for ln in lines for piece in ln.split("\n")]
-    ctx = SourceContext(path="", real_path="") if rel == "" else ctx_for(rel)
+    ctx = SourceContext(path="", real_path="", stream=True) if rel == "" else ctx_for(rel)
     h = make_ray_handler(ctx, ray_metadata=meta, multiline=ml, tz_offset=None, emit_markers=True)
     recs: list[dict[str, Any]] = []
     for i in range(0, len(lines), step):

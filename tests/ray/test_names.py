@@ -8,6 +8,8 @@ import pytest
 
 from shipper.ray.names import describe, file_kind, session_of
 
+pytestmark = pytest.mark.unit
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ray-session-2.60"
 SESSION = "session_2026-11-28_10-06-45_296613_15055"
 ROT_SESSION = "session_2026-11-28_10-04-32_335032_12316"

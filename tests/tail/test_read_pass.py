@@ -14,10 +14,14 @@ import pytest
 
 import shipper.tail.reader as reader_mod
 from shipper.lines import PlainHandler, SourceContext
+from shipper.tail.followed import FollowedFile
 from shipper.tail.identity import FileId
-from shipper.tail.reader import TailedFile, read_all
+from shipper.tail.reader import read_all
+from shipper.tail.splitter import LineRules, LineSplitter
 from tests.extensions import IMPLS
 from tests.extensions import implementation as native_or_python
+
+pytestmark = pytest.mark.unit
 
 _BUILT = reader_mod._native
 
@@ -33,23 +37,26 @@ def test_the_c_read_pass_is_built_where_a_compiler_is() -> None:
         assert reader_mod.native(), "pip install . builds shipper/tail/_fastread.c"
 
 
-def _open(path: Path, offset: int = 0) -> TailedFile:
+RULES = LineRules(max_line=32768, skip_long=False, skip_empty=False, want_offsets=False)
+
+
+def _open(path: Path, offset: int = 0) -> FollowedFile:
     fd = os.open(path, os.O_RDONLY)
     ctx = SourceContext(path=str(path), real_path=str(path), path_key=None, offset_key=None)
-    return TailedFile(
+    return FollowedFile(
         fid=FileId.of(os.fstat(fd)),
         fd=fd,
         path=str(path),
         real_path=str(path),
-        offset=offset,
         fingerprint=b"",
-        handler=PlainHandler(ctx),
+        splitter=LineSplitter(handler=PlainHandler(ctx), rules=RULES, offset=offset),
         tag="t",
         notify=lambda f, n: None,
+        size=offset,
     )
 
 
-def _pass(files: list[TailedFile], limit: int) -> dict[str, list[tuple[bytes, int, int, int]]]:
+def _pass(files: list[FollowedFile], limit: int) -> dict[str, list[tuple[bytes, int, int, int]]]:
     out = {}
     for impl in IMPLS:
         with implementation(impl):
@@ -120,7 +127,7 @@ def test_both_read_on_from_where_the_last_pass_ended(tmp_path: Path) -> None:
                 w.flush()
                 got = _pass([f], 4096)
                 assert got["c"] == got["python"] == [(b"%d\n" % n, log.stat().st_size, 1, 0)]
-                f.read_pos += len(got["c"][0][0])
+                f.splitter.ingest(got["c"][0][0], 0.0)
     finally:
         f.close()
 

@@ -18,6 +18,8 @@ from shipper.tail.options import TailOptions
 from shipper.tail.pacing import ARM_TICK, IDLE_TICK
 from shipper.tail.wake import WriteWake
 
+pytestmark = pytest.mark.unit
+
 
 async def _until(cond, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + 10.0
@@ -93,11 +95,11 @@ async def test_the_idle_tail_loop_arms_and_a_write_disarms(tmp_path: Path) -> No
     log.write_bytes(b"first\n")
     async with _tail(log) as (inp, got):
         await _until(lambda: sum(c.count for c in got) == 1, "the first line")
-        await _until(lambda: inp._idle_wake.armed, "the idle wake-up to be armed")
+        await _until(lambda: inp.pacer.idle_wake.armed, "the idle wake-up to be armed")
         _append(log, b"second\n")
         await _until(lambda: sum(c.count for c in got) == 2, "the line written while idle")
-        await _until(lambda: inp._idle_wake.armed, "armed again once idle")
-    assert not inp._idle_wake.armed
+        await _until(lambda: inp.pacer.idle_wake.armed, "armed again once idle")
+    assert not inp.pacer.idle_wake.armed
 
 
 async def test_growing_files_do_not_arm_the_wake_up(
@@ -112,7 +114,7 @@ async def test_growing_files_do_not_arm_the_wake_up(
     log.write_bytes(b"")
     writes = 30
     async with _tail(log) as (inp, got):
-        await _until(lambda: len(inp.files) == 1, "the file to be followed")
+        await _until(lambda: len(inp.table.files) == 1, "the file to be followed")
         for i in range(writes):  # a writer's pace, every 50 ms for 1.5 s: six per tick
             _append(log, b"line %d\n" % i)
             await asyncio.sleep(0.05)
@@ -129,11 +131,11 @@ async def test_armed_and_idle_the_loop_polls_rarely(
     log = tmp_path / "a.log"
     log.write_bytes(b"first\n")
     async with _tail(log) as (inp, got):
-        await _until(lambda: inp._idle_wake.armed, "the idle wake-up to be armed")
+        await _until(lambda: inp.pacer.idle_wake.armed, "the idle wake-up to be armed")
         passes = 0
         real = inp._read_pass
 
-        async def counted() -> str:
+        async def counted() -> pacing.Pass:
             nonlocal passes
             passes += 1
             return await real()
