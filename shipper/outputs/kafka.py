@@ -305,42 +305,45 @@ class KafkaOutput(Output):
 def _client_args(section: Section, opts: KafkaOptions) -> dict[str, Any]:
     args: dict[str, Any] = {"client_id": opts.client_id} if opts.client_id else {}
     for prop in section.props:
-        if not prop.name.startswith("rdkafka."):
-            continue
-        name, value = prop.name[len("rdkafka.") :], prop.value.strip()
-        try:
-            if name in ACKS_KEYS:
-                if value.lower() not in ("all", "-1"):
-                    _refuse(prop, "acks weaker than all can lose acknowledged records: use all")
-            elif name in COMPRESSION_KEYS:
-                if value.lower() not in ("none", "gzip"):
-                    _refuse(prop, f"compression {value!r} is not supported: use gzip or none")
-                if value.lower() == "gzip":
-                    args["compression_type"] = "gzip"
-            elif name == SECURITY_KEY:
-                if value.lower() != "plaintext":
-                    _refuse(prop, "only plaintext is supported (no SSL/SASL in this output)")
-            elif name in TIMEOUT_KEYS:
-                ms = parse_int(value)
-                if ms < 1:
-                    raise ValueError(f"{value} is out of range")
-                args[WAIT_ARG] = ms / 1000
-            elif name in NO_EFFECT:
-                _refuse(prop, "no equivalent in this output's Kafka client (aiokafka): remove it")
-            elif name in RDKAFKA:
-                arg, parse = RDKAFKA[name]
-                args[arg] = parse(value)
-                low = 1 if arg in POSITIVE else 0
-                if type(args[arg]) is int and args[arg] < low:
-                    raise ValueError(f"{value} is out of range")
-            else:
-                known = ", ".join(
-                    sorted([*ACKS_KEYS, *COMPRESSION_KEYS, SECURITY_KEY, *TIMEOUT_KEYS, *RDKAFKA])
-                )
-                _refuse(prop, f"unsupported librdkafka property (supported: {known})")
-        except ValueError as exc:
-            _refuse(prop, f"bad value: {exc}")
+        if prop.name.startswith("rdkafka."):
+            try:
+                _rdkafka_arg(prop, prop.name[len("rdkafka.") :], prop.value.strip(), args)
+            except ValueError as exc:
+                _refuse(prop, f"bad value: {exc}")
     return args
+
+
+def _rdkafka_arg(prop: Prop, name: str, value: str, args: dict[str, Any]) -> None:
+    """One `rdkafka.NAME value`: into the client's arguments, or refused by name."""
+    low = value.lower()
+    if name in ACKS_KEYS:
+        if low not in ("all", "-1"):
+            _refuse(prop, "acks weaker than all can lose acknowledged records: use all")
+    elif name in COMPRESSION_KEYS:
+        if low not in ("none", "gzip"):
+            _refuse(prop, f"compression {value!r} is not supported: use gzip or none")
+        if low == "gzip":
+            args["compression_type"] = "gzip"
+    elif name == SECURITY_KEY:
+        if low != "plaintext":
+            _refuse(prop, "only plaintext is supported (no SSL/SASL in this output)")
+    elif name in TIMEOUT_KEYS:
+        ms = parse_int(value)
+        if ms < 1:
+            raise ValueError(f"{value} is out of range")
+        args[WAIT_ARG] = ms / 1000
+    elif name in NO_EFFECT:
+        _refuse(prop, "no equivalent in this output's Kafka client (aiokafka): remove it")
+    elif name in RDKAFKA:
+        arg, parse = RDKAFKA[name]
+        args[arg] = parse(value)
+        if type(args[arg]) is int and args[arg] < (1 if arg in POSITIVE else 0):
+            raise ValueError(f"{value} is out of range")
+    else:
+        known = ", ".join(
+            sorted([*ACKS_KEYS, *COMPRESSION_KEYS, SECURITY_KEY, *TIMEOUT_KEYS, *RDKAFKA])
+        )
+        _refuse(prop, f"unsupported librdkafka property (supported: {known})")
 
 
 def _refuse(prop: Prop, message: str) -> None:

@@ -172,37 +172,7 @@ def build_parser(section: Section) -> Parser:
             )
     elif opts.regex is not None:
         raise _err(section, "regex", f"Regex is used by Format regex only (this is {opts.format})")
-    time_format = None
-    if opts.time_format is not None:
-        offset, zone = 0, None
-        if opts.time_offset is not None:
-            try:
-                offset = parse_offset(opts.time_offset)
-            except ValueError as exc:
-                raise _err(section, "time_offset", str(exc)) from None
-        if opts.time_zone is not None:
-            if opts.time_system_timezone or opts.time_offset is not None:
-                raise _err(
-                    section,
-                    "time_zone",
-                    "Time_Zone cannot be combined with Time_Offset or Time_System_Timezone",
-                )
-            try:
-                zone = ZoneInfo(opts.time_zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise _err(section, "time_zone", f"unknown time zone {opts.time_zone!r}") from None
-        try:
-            time_format = TimeFormat.compile(
-                opts.time_format,
-                offset=offset,
-                local=opts.time_system_timezone,
-                zone=zone,
-                lenient=not opts.time_strict,
-            )
-        except ValueError as exc:
-            raise _err(section, "time_format", str(exc)) from None
-    elif opts.time_zone is not None:
-        raise _err(section, "time_zone", "Time_Zone requires Time_Format")
+    time_format = _time_format(section, opts)
     types = _types(section, opts.types) if opts.types else ()
     if types and opts.format == "json":
         log.warning(
@@ -229,6 +199,41 @@ def build_parser(section: Section) -> Parser:
         file=section.file,
         line=section.line,
     )
+
+
+def _time_format(section: Section, opts: ParserOptions) -> TimeFormat | None:
+    """Time_Format with Time_Offset, Time_Zone or Time_System_Timezone, checked."""
+    if opts.time_format is None:
+        if opts.time_zone is not None:
+            raise _err(section, "time_zone", "Time_Zone requires Time_Format")
+        return None
+    offset, zone = 0, None
+    if opts.time_offset is not None:
+        try:
+            offset = parse_offset(opts.time_offset)
+        except ValueError as exc:
+            raise _err(section, "time_offset", str(exc)) from None
+    if opts.time_zone is not None:
+        if opts.time_system_timezone or opts.time_offset is not None:
+            raise _err(
+                section,
+                "time_zone",
+                "Time_Zone cannot be combined with Time_Offset or Time_System_Timezone",
+            )
+        try:
+            zone = ZoneInfo(opts.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise _err(section, "time_zone", f"unknown time zone {opts.time_zone!r}") from None
+    try:
+        return TimeFormat.compile(
+            opts.time_format,
+            offset=offset,
+            local=opts.time_system_timezone,
+            zone=zone,
+            lenient=not opts.time_strict,
+        )
+    except ValueError as exc:
+        raise _err(section, "time_format", str(exc)) from None
 
 
 def compile_rule(pattern: str) -> re.Pattern[str]:

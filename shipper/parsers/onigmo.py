@@ -170,29 +170,38 @@ class _Translator:
         elif c == "R" and not in_class:
             self.out.append(r"(?:\r\n|[\n\v\f\r\x85\u2028\u2029])")
         elif c == "k" and not in_class:
-            m = re.match(r"<([^>]+)>|'([^']+)'", src[self.i :])
-            if not m:
-                raise self.bad("a back reference without a name")
-            name = m.group(1) or m.group(2)
-            if name.isdigit():
-                self.out.append(f"(?:\\{name})")
-            elif name in self.names:
-                idx = len(self.names) - 1 - self.names[::-1].index(name)
-                self.out.append(f"(?P={self.ids[idx]})")
-            else:
-                raise self.bad(f"a back reference to unknown group {name!r}")
-            self.i += m.end()
+            self.back_reference()
         elif c == "x" and src.startswith("{", self.i):
-            end = src.find("}", self.i)
-            if end < 0:
-                raise self.bad("an unterminated \\x{...}")
-            digits = src[self.i + 1 : end]
-            if not re.fullmatch(r"[0-9a-fA-F]{1,6}", digits) or int(digits, 16) > 0x10FFFF:
-                raise self.bad(f"\\x{{{digits}}}")
-            self.out.append(f"\\U{int(digits, 16):08x}")
-            self.i = end + 1
+            self.code_point()
         else:
             self.out.append("\\" + c)
+
+    def back_reference(self) -> None:
+        """\\k<name>, \\k'name', \\k<1>: after the `\\k`."""
+        m = re.match(r"<([^>]+)>|'([^']+)'", self.src[self.i :])
+        if not m:
+            raise self.bad("a back reference without a name")
+        name = m.group(1) or m.group(2)
+        if name.isdigit():
+            self.out.append(f"(?:\\{name})")
+        elif name in self.names:
+            idx = len(self.names) - 1 - self.names[::-1].index(name)
+            self.out.append(f"(?P={self.ids[idx]})")
+        else:
+            raise self.bad(f"a back reference to unknown group {name!r}")
+        self.i += m.end()
+
+    def code_point(self) -> None:
+        """\\x{HHHH}: after the `\\x`."""
+        src = self.src
+        end = src.find("}", self.i)
+        if end < 0:
+            raise self.bad("an unterminated \\x{...}")
+        digits = src[self.i + 1 : end]
+        if not re.fullmatch(r"[0-9a-fA-F]{1,6}", digits) or int(digits, 16) > 0x10FFFF:
+            raise self.bad(f"\\x{{{digits}}}")
+        self.out.append(f"\\U{int(digits, 16):08x}")
+        self.i = end + 1
 
     def char_class(self) -> None:
         src = self.src
