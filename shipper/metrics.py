@@ -40,6 +40,36 @@ _INPUT_COUNTERS = (
     ("fluentbit_input_files_closed", "Number of closed files.", "files_closed"),
     ("fluentbit_input_files_rotated", "Number of rotated files.", "files_rotated"),
     ("shipper_input_long_lines", "Lines cut or skipped at the line limit.", "long_lines"),
+    (
+        "shipper_input_copytruncate_recovered",
+        "Truncations (copytruncate) whose unread bytes were read from the copy.",
+        "copies_recovered",
+    ),
+    (
+        "shipper_input_copytruncate_recovered_bytes",
+        "Bytes read from copies after a truncation.",
+        "copy_bytes",
+    ),
+    (
+        "shipper_input_copytruncate_missed",
+        "Truncations with unread bytes and no copy found (those bytes are lost).",
+        "copies_missed",
+    ),
+    (
+        "shipper_input_copytruncate_missed_bytes",
+        "Unread bytes of truncated files with no copy found.",
+        "missed_bytes",
+    ),
+    (
+        "shipper_input_rotated_lost_files",
+        "Rotated generations deleted before they were read to their end.",
+        "rotated_lost_files",
+    ),
+    (
+        "shipper_input_rotated_lost_bytes",
+        "Bytes of rotated generations deleted before they were read (known size - offset).",
+        "rotated_lost_bytes",
+    ),
 )
 _OUTPUT_COUNTERS = (
     ("fluentbit_output_proc_records", "Number of processed output records.", "proc_records"),

@@ -38,6 +38,13 @@ class InputStats:
     long_lines: int = 0  # cut or skipped at the line limit
     session_switches: int = 0
     files_open: int = 0  # gauge
+    # the reader lagged (shipper/tail/lag.py): copytruncate and the rotation ring
+    copies_recovered: int = 0  # truncations whose unread rest was read from the copy
+    copy_bytes: int = 0
+    copies_missed: int = 0  # truncations with unread bytes and no copy found
+    missed_bytes: int = 0  # unread bytes of those (lost)
+    rotated_lost_files: int = 0  # generations deleted before they were read to their end
+    rotated_lost_bytes: int = 0
     bytes_behind: dict[str, int] = field(default_factory=dict)  # gauge per path
     buffer_bytes: int = 0  # gauge: bytes in flight
     buffer_limit: int = 0
@@ -130,6 +137,8 @@ class Registry:
                 i.files_rotated += prev.files_rotated
                 i.long_lines += prev.long_lines
                 i.session_switches += prev.session_switches
+                for key in _LAG_COUNTERS:
+                    setattr(i, key, getattr(i, key) + getattr(prev, key))
         for o in self.outputs:
             was = old_out.get(o.name)
             if was is not None:
@@ -165,6 +174,15 @@ def _first_per_name(stats: list[_S]) -> list[_S]:
 
 
 REGISTRY = Registry()
+
+_LAG_COUNTERS = (
+    "copies_recovered",
+    "copy_bytes",
+    "copies_missed",
+    "missed_bytes",
+    "rotated_lost_files",
+    "rotated_lost_bytes",
+)
 
 
 def _plugin_log(name: str) -> logging.Logger:
@@ -206,6 +224,37 @@ def file_rotated(stats: InputStats, old: str, new: str) -> None:
 def file_truncated(stats: InputStats, path: str, size: int, offset: int) -> None:
     _plugin_log(stats.name).info(
         "%s truncated (size %d < offset %d): reading from 0", path, size, offset
+    )
+
+
+def copy_recovered(stats: InputStats, path: str, copy: str, start: int, end: int) -> None:
+    stats.copies_recovered += 1
+    stats.copy_bytes += end - start
+    _plugin_log(stats.name).info(
+        "%s truncated with %d bytes unread: reading them from its copy %s [%d, %d)",
+        path,
+        end - start,
+        copy,
+        start,
+        end,
+    )
+
+
+def copy_missed(stats: InputStats, path: str, unread: int) -> None:
+    stats.copies_missed += 1
+    stats.missed_bytes += unread
+    _plugin_log(stats.name).warning(
+        "%s truncated with %d bytes unread and no copy found next to it: those bytes are lost",
+        path,
+        unread,
+    )
+
+
+def rotated_lost(stats: InputStats, path: str, lost: int) -> None:
+    stats.rotated_lost_files += 1
+    stats.rotated_lost_bytes += lost
+    _plugin_log(stats.name).warning(
+        "%s was deleted or truncated before it was read to its end: %d bytes lost", path, lost
     )
 
 

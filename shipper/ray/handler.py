@@ -23,7 +23,7 @@ from shipper.lines import HandlerFactory, LineHandler, PlainHandler, SourceConte
 from shipper.ray.encoder import FastEncoding
 from shipper.ray.fast import FastRay
 from shipper.ray.lines import LineParser, unprefixed
-from shipper.ray.markers import apply_marker, is_marker
+from shipper.ray.markers import adopt_markers, apply_marker, export_markers, is_marker
 from shipper.ray.multiline import Group, Joiner, RayJoiner, make_joiner
 from shipper.ray.names import describe, file_kind, session_of
 from shipper.ray.structured import apply_context, driver_job
@@ -205,6 +205,16 @@ class RayHandler(FastEncoding):
             self._joiner.reset()
         self._offsets.clear()
         self.held_lines = 0
+
+    def export_state(self) -> bytes | None:
+        """The worker markers in force, for this file's successor and the offsets DB."""
+        return export_markers(self._markers) if self._marked else None
+
+    def adopt_state(self, state: bytes | None) -> None:
+        """Go on under a predecessor's (or the DB's) markers, before reading anything."""
+        if self._marked and state:
+            self._markers = adopt_markers(state)
+            self._free_tail = None
 
     # -- records -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ PassBatch (one chunk per tag and pass). This module only orchestrates them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -28,12 +29,20 @@ from shipper.tail import discovery
 from shipper.tail.batch import PassBatch
 from shipper.tail.catchup import CatchUp
 from shipper.tail.checkpoints import Checkpoints
+from shipper.tail.copies import ring_age
 from shipper.tail.followed import FollowedFile
 from shipper.tail.handover import TailState
-from shipper.tail.identity import FileId, describe_start, read_fingerprint, start_offset
+from shipper.tail.identity import (
+    FINGERPRINT_BYTES,
+    FileId,
+    describe_start,
+    read_fingerprint,
+    start_offset,
+)
+from shipper.tail.lag import Lag, export_state
 from shipper.tail.ledger import RangeAck
 from shipper.tail.options import TailOptions
-from shipper.tail.pacing import WINDOW, Pacer, Pass, per_file_read
+from shipper.tail.pacing import FINAL_READ, WINDOW, Pacer, Pass, per_file_read
 from shipper.tail.reader import any_changed, bytes_behind, open_file, read_all
 from shipper.tail.splitter import LineRules, LineSplitter
 from shipper.tail.table import FileTable
@@ -84,6 +93,7 @@ class TailInput:
         self._sessions: dict[str, str] = {}  # session_latest link -> the session it names
         self._watcher = discovery.Watcher(self.pacer.kick_threadsafe)
         self._emit: Callable[[Chunk], None] = lambda chunk: None
+        self.lag = Lag()  # copytruncate, the rotation ring, moved files (see lag.py)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self, emit: Callable[[Chunk], None]) -> None:
@@ -92,10 +102,15 @@ class TailInput:
         self.pacer.start()
         if self.db is not None:
             self.db.open()
+            self.lag.load_db(self.db.saved())
         if self.opts.inotify_watcher:
             self._watcher.start()
         # after a hot reload, files new to us appeared while nobody read: read them from head
-        await self._scan(initial=not self._adopted)
+        seen = await self._scan(initial=not self._adopted)
+        for fid, item in self.lag.after_start(self, seen, adopted=self._adopted):
+            self._open(fid, item, initial=False)  # Ray's log monitor moved it to old/
+            if fid in self.table.files:
+                self.table.files[fid].unmatched(time.monotonic())  # read to its end, let go
         self._catch_up.start(self.table.files.values())
         log.info("%s: initial scan done, following %d file(s)", self.name, len(self.table.files))
         while not self._stopping:
@@ -115,6 +130,13 @@ class TailInput:
             await self.pacer.pause(
                 found, files=len(self.table.files), dirs=self._dirs, held=self._any_held
             )
+        deadline = time.monotonic() + FINAL_READ
+        while self._stopping and time.monotonic() < deadline:
+            # SIGTERM (a preStop `ray stop`): what writers wrote last goes out with the rest
+            found = await self._read_pass()
+            self._flush_out()
+            if found is Pass.IDLE:
+                break
 
     def stop(self) -> None:
         """Stop reading (SIGTERM): what is in flight is still acknowledged and stored."""
@@ -122,13 +144,14 @@ class TailInput:
         self.pacer.wake.set()
 
     def finish(self, *, keep_held: bool) -> None:
-        """After stop: emit what multi-line handlers hold, unless a DB will let the next run
-        rebuild those records from the stored offset (no record split at a restart)."""
+        """After stop: emit what multi-line handlers hold and a last line without newline,
+        unless a DB will let the next run rebuild them from the stored offset (no record
+        split at a restart)."""
         if keep_held and self.db is not None:
             return
         now = time.time()
         for f in list(self.table.files.values()):
-            records, end = f.splitter.flush_held(now)
+            records, end = f.splitter.drain(now)
             if records:
                 self._emit_records(f, records, end)
         self._flush_out()
@@ -136,6 +159,11 @@ class TailInput:
     def close(self) -> None:
         self.pacer.close()
         self._watcher.stop()
+        if self.db is not None:  # every file's size as it is now (see lag.after_start)
+            for f in self.table.files.values():
+                with contextlib.suppress(OSError):
+                    f.size = max(f.size, os.fstat(f.fd).st_size)
+                self._dirty.add(f)
         self._commit()
         for f in self.table.files.values():
             f.close()
@@ -170,7 +198,7 @@ class TailInput:
         self._adopted = True
 
     # -- discovery ----------------------------------------------------------------------
-    async def _scan(self, *, initial: bool) -> None:
+    async def _scan(self, *, initial: bool) -> set[FileId]:
         # Open files listed under the same entry need no stat (discovery.expand), unless
         # Ignore_Older needs their mtime.
         pinned = self.table.pinned() if not self.opts.ignore_older else None
@@ -178,14 +206,23 @@ class TailInput:
         self._watcher.update(dirs)
         self._note_scan(found, sessions)
         cutoff = time.time() - self.opts.ignore_older if self.opts.ignore_older else None
-        events = self.table.reconcile(found, time.monotonic(), cutoff)
+        mono = time.monotonic()
+        events = self.table.reconcile(found, mono, cutoff)
+        lag = self.lag
+        lag.begin_scan()
         for f, old in events.rotated:
             telemetry.file_rotated(self.stats, old, f.cur_path)
-        for fid, item in events.opened:
-            self._open(fid, item, initial=initial)
+            lag.left(old, f)
+        # Oldest ring generation first: a successor finds its predecessor open (lag.opened)
+        for fid, item in sorted(events.opened, key=lambda e: -ring_age(e[1].path)):
+            if not lag.known_copy(fid, item.st.st_size, mono):
+                self._open(fid, item, initial=initial)
         if self.db is not None:
             for fid in events.forgotten:
                 self.db.forget(fid)
+        seen = {FileId.of(item.st) for item in found.values()}
+        lag.forget_unseen(seen, self.table.ttl, mono)
+        return seen
 
     def _expand(self, pinned: discovery.Pinned | None) -> Scan:
         opts = self.opts
@@ -225,6 +262,9 @@ class TailInput:
         if why == "released" and offset >= st.st_size:
             os.close(fd)  # a rotated file we finished: nothing new, stay released
             return
+        if why not in ("released", "db") and self.lag.copy_of(self, path, fid, fingerprint, st):
+            os.close(fd)  # a copy of a followed file: its lines are read there (lag.py)
+            return
         real = discovery.real_path_of(item.open_path)
         f = FollowedFile(
             fid=fid,
@@ -237,6 +277,7 @@ class TailInput:
             notify=self._acknowledged,
             size=st.st_size,
         )
+        self.lag.opened(self, f, why, self.db.get(fid) if self.db else None)
         self.table.add(f, item)
         telemetry.file_opened(self.stats, path, describe_start(offset, why, initial=initial))
 
@@ -274,7 +315,12 @@ class TailInput:
         room = self.budget.room()
         if room <= 0:
             return Pass.IDLE
+        if self.lag.waiting and self.lag.after_pass(self, time.monotonic()):
+            self._quiet = False
         files = [f for f in self.table.files.values() if f.fd >= 0]
+        waiting = self.lag.waiting  # files that go on after their copy or predecessor
+        if waiting:
+            files = [f for f in files if f.fid not in waiting]
         if not files:
             return Pass.IDLE
         lean = self._batch.lean()
@@ -288,6 +334,11 @@ class TailInput:
         for f, (data, size, nlink, err) in zip(files, results, strict=True):
             if err:
                 telemetry.file_error(self.stats, f.path, OSError(err, os.strerror(err)))
+                continue
+            if not data and size < f.read_pos:  # truncated: its rest may be in a copy
+                telemetry.file_truncated(self.stats, f.path, size, f.read_pos)
+                self.lag.truncated(self, f, size, nlink, mono)
+                found = Pass.BACKLOG
                 continue
             was = f.observe(size, nlink, len(data), mono)
             if was is not None:
@@ -303,6 +354,8 @@ class TailInput:
             self.stats.bytes += len(data)
             records, end = f.splitter.ingest(data, now)
             self._emit_records(f, records, end, len(data))
+            if len(f.fingerprint) < FINGERPRINT_BYTES and f.read_pos > len(f.fingerprint):
+                f.refresh_fingerprint()  # what a copy of it would start with (lag.py)
         return found
 
     def _emit_records(self, f: FollowedFile, records: Part, end: int, nbytes: int = 0) -> None:
@@ -354,8 +407,7 @@ class TailInput:
         telemetry.file_released(
             self.stats, f.path, "deleted" if f.deleted else "rotated or moved away"
         )
-        if f.deleted:
-            self._dirty.add(f)  # _commit forgets its DB row
+        self._dirty.add(f)  # its final size (see lag.after_start), or forget a deleted one
 
     def _commit(self) -> None:
         db = self.db
@@ -370,7 +422,8 @@ class TailInput:
                 f.refresh_fingerprint()
             if f.deleted and f.fd < 0:
                 db.forget(f.fid)
-            else:
-                db.set(f.fid, f.fingerprint, f.ledger.acked, f.cur_path)
+                continue
+            state = export_state(f.splitter.handler)
+            db.set(f.fid, f.fingerprint, f.ledger.acked, f.cur_path, size=f.size, state=state)
         self._dirty.clear()
         db.commit()

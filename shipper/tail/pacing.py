@@ -19,6 +19,7 @@ MAX_ACTIVE_TICK = 1.0
 IDLE_TICK = 1.0  # the wait doubles up to this while nothing grows ...
 ARM_TICK = 0.15  # ... and from this wait on, a write wakes the loop (wake.py)
 ARMED_IDLE_TICK = 4.0  # armed and nothing held: polling is only a safety net (NFS)
+FINAL_READ = 2.0  # seconds of read passes at SIGTERM, for what writers wrote last
 WINDOW = 8 * 1024 * 1024  # records in flight before reading waits for acknowledgements
 READ_LIMIT = 256 * 1024  # bytes read from one file per pass ...
 PASS_READ = 512 * 1024  # ... and from all files together (Ray records: ~3.3x their input)
