@@ -320,7 +320,8 @@ def test_cli_parser_flag_as_fluent_bit_dash_r(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert missing.returncode == 1
-    assert "<command line>:1: key 'Parsers_File': parsers file 'nope.conf' does not exist" in (
+    # the position is the argument's: --parser is the second
+    assert "<command line>:2: key 'Parsers_File': parsers file 'nope.conf' does not exist" in (
         missing.stderr
     )
 
