@@ -257,7 +257,7 @@ class Pipeline:
         self, *, on_fatal: Callable[[str], None] | None = None
     ) -> list[asyncio.Task[None]]:
         for out in self.outputs:
-            out.on_fatal = on_fatal
+            out.on_fatal_call(on_fatal)
             await out.start()
         for flt in self.filters:
             if isinstance(flt, Resourceful):

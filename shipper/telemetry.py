@@ -52,6 +52,18 @@ class InputStats:
     # set by the input: bytes_behind measured at scrape time (see metrics)
     behind_probe: Callable[[], dict[str, int]] | None = None
 
+    def carry_over(self, prev: InputStats) -> None:
+        """Add the counters of the instance this one replaces at a reload (not the gauges)."""
+        self.records += prev.records
+        self.bytes += prev.bytes
+        self.files_opened += prev.files_opened
+        self.files_closed += prev.files_closed
+        self.files_rotated += prev.files_rotated
+        self.long_lines += prev.long_lines
+        self.session_switches += prev.session_switches
+        for key in _LAG_COUNTERS:
+            setattr(self, key, getattr(self, key) + getattr(prev, key))
+
 
 @dataclass(slots=True)
 class OutputStats:
@@ -65,6 +77,18 @@ class OutputStats:
     consecutive_errors: int = 0  # for the health check
     error_times: deque[float] = field(default_factory=_times)  # monotonic, for HC_Period
     retry_failure_times: deque[float] = field(default_factory=_times)
+
+    def carry_over(self, was: OutputStats) -> None:
+        """Add the counters of the instance this one replaces at a reload (not the gauges)."""
+        self.proc_records += was.proc_records
+        self.proc_bytes += was.proc_bytes
+        self.errors += was.errors
+        self.retries += was.retries
+        self.retries_failed += was.retries_failed
+        self.dropped_records += was.dropped_records
+        # the health window spans the reload: a reload does not make an agent healthy
+        self.error_times.extendleft(reversed(was.error_times))
+        self.retry_failure_times.extendleft(reversed(was.retry_failure_times))
 
 
 @dataclass(slots=True)
@@ -130,27 +154,11 @@ class Registry:
         for i in self.inputs:
             prev = old_in.get(i.name)
             if prev is not None:
-                i.records += prev.records
-                i.bytes += prev.bytes
-                i.files_opened += prev.files_opened
-                i.files_closed += prev.files_closed
-                i.files_rotated += prev.files_rotated
-                i.long_lines += prev.long_lines
-                i.session_switches += prev.session_switches
-                for key in _LAG_COUNTERS:
-                    setattr(i, key, getattr(i, key) + getattr(prev, key))
+                i.carry_over(prev)
         for o in self.outputs:
             was = old_out.get(o.name)
             if was is not None:
-                o.proc_records += was.proc_records
-                o.proc_bytes += was.proc_bytes
-                o.errors += was.errors
-                o.retries += was.retries
-                o.retries_failed += was.retries_failed
-                o.dropped_records += was.dropped_records
-                # the health window spans the reload: a reload does not make an agent healthy
-                o.error_times.extendleft(reversed(was.error_times))
-                o.retry_failure_times.extendleft(reversed(was.retry_failure_times))
+                o.carry_over(was)
 
     def live_inputs(self) -> list[InputStats]:
         """One per name: during a reload the running instance, not its successor."""

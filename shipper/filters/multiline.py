@@ -139,6 +139,11 @@ class _Group:
         self.machine = machine
         self.state = state
 
+    def add(self, text: str, state: str) -> None:
+        """A line that continues the record, after which the machine is in `state`."""
+        self.lines.append(text)
+        self.state = state
+
 
 class MultilineFilter:
     plugin = "multiline"
@@ -179,8 +184,7 @@ class MultilineFilter:
             if group is not None:
                 rule = group.machine.next_rule(group.state, text)
                 if rule is not None:
-                    group.lines.append(text)
-                    group.state = rule.next_state
+                    group.add(text, rule.next_state)
                     if rule.next_state in group.machine.ends:
                         self._close(group, out)
                         group = None

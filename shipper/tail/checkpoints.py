@@ -168,7 +168,7 @@ class Checkpoints:
 
     def commit(self, *, force: bool = False) -> None:
         """Write pending changes. A failing disk is reported once and retried (at most every
-        RETRY_S unless forced), also when nothing new arrives: see TailInput._commit."""
+        RETRY_S unless forced), also when nothing new arrives: see tail.commits."""
         if not self._dirty and not self._deleted:
             return
         if self._failing and not force and time.monotonic() < self._retry_at:

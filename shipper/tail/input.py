@@ -8,13 +8,13 @@ exceed Mem_Buf_Limit: the data waits on disk.
 
 The parts: FileTable (which files, reconciled with each scan), FollowedFile (one file, with
 its LineSplitter and AckLedger), Pacer (when to scan and read), InputBudget (Mem_Buf_Limit),
-PassBatch (one chunk per tag and pass). This module only orchestrates them.
+PassBatch (one chunk per tag and pass), Commits (offsets to the DB), Lag (copytruncate and
+the rotation ring). This module only orchestrates them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -29,6 +29,7 @@ from shipper.tail import discovery
 from shipper.tail.batch import PassBatch
 from shipper.tail.catchup import CatchUp
 from shipper.tail.checkpoints import Checkpoints
+from shipper.tail.commits import Commits
 from shipper.tail.copies import ring_age
 from shipper.tail.followed import FollowedFile
 from shipper.tail.handover import TailState
@@ -39,7 +40,7 @@ from shipper.tail.identity import (
     read_fingerprint,
     start_offset,
 )
-from shipper.tail.lag import Lag, export_state
+from shipper.tail.lag import Lag
 from shipper.tail.ledger import RangeAck
 from shipper.tail.options import TailOptions
 from shipper.tail.pacing import FINAL_READ, WINDOW, Pacer, Pass, per_file_read
@@ -74,6 +75,7 @@ class TailInput:
             if opts.db
             else None
         )
+        self._commits = Commits(self.db)  # acknowledged offsets to the DB
         self.pacer = Pacer(refresh_interval=opts.refresh_interval, write_wake=opts.inotify_watcher)
         # Reading runs at most WINDOW ahead of the outputs: more in flight would only cost
         # memory, the data waits on disk just as well. Mem_Buf_Limit caps even that.
@@ -86,7 +88,6 @@ class TailInput:
         self.caught_up = self._catch_up.event
         self._quiet = False  # the last pass found nothing new
         self._batch = PassBatch(self._settled)  # this pass's records, one chunk per tag
-        self._dirty: set[FollowedFile] = set()
         self._stopping = False
         self._failed_paths: set[str] = set()
         self._nothing_matched = False  # said so once; said again after something matched
@@ -118,17 +119,17 @@ class TailInput:
                 await self._scan(initial=False)
             found = await self._read_pass()
             self._quiet = found is Pass.IDLE
-            if self.opts.exit_on_eof and self._quiet and self._at_eof():
+            if self.opts.exit_on_eof and self._quiet and self.table.at_eof():
                 self._flush_out()
                 log.info("%s: every file read to its end (Exit_On_Eof)", self.name)
                 break
             self._housekeeping(time.monotonic())
             self._flush_out()
-            self._commit()
+            self._commits.commit()
             if found is not Pass.BACKLOG:  # (while draining a backlog, acks do it)
                 self._catch_up.recheck()
             await self.pacer.pause(
-                found, files=len(self.table.files), dirs=self._dirs, held=self._any_held
+                found, files=len(self.table.files), dirs=self.table.dirs, held=self.table.any_held
             )
         deadline = time.monotonic() + FINAL_READ
         while self._stopping and time.monotonic() < deadline:
@@ -159,25 +160,11 @@ class TailInput:
     def close(self) -> None:
         self.pacer.close()
         self._watcher.stop()
-        if self.db is not None:  # every file's size as it is now (see lag.after_start)
-            for f in self.table.files.values():
-                with contextlib.suppress(OSError):
-                    f.size = max(f.size, os.fstat(f.fd).st_size)
-                self._dirty.add(f)
-        self._commit()
+        self._commits.last(self.table.files.values())
         for f in self.table.files.values():
             f.close()
         if self.db is not None:
             self.db.close()
-
-    def _any_held(self) -> bool:
-        return any(f.splitter.held for f in self.table.files.values())
-
-    def _at_eof(self) -> bool:
-        return all(f.read_pos >= f.size for f in self.table.files.values())
-
-    def _dirs(self) -> set[str]:
-        return {os.path.dirname(f.real_path) for f in self.table.files.values()}
 
     # -- hot reload (shipper.tail.handover) ----------------------------------------------
     def export_state(self) -> TailState:
@@ -371,14 +358,12 @@ class TailInput:
         """A pass's chunk is done (PassAck): its files' offsets moved."""
         if self.db is not None or self._catch_up.pending:
             files = [a.ledger.owner for a in acks]
-            if self.db is not None:
-                self._dirty.update(files)
+            self._commits.mark(files)
             self._catch_up.check(files)
         self.budget.release(nbytes)
 
     def _acknowledged(self, f: FollowedFile, nbytes: int) -> None:
-        if self.db is not None:
-            self._dirty.add(f)
+        self._commits.mark((f,))
         if self._catch_up.pending:
             self._catch_up.check([f])
         self.budget.release(nbytes)
@@ -407,23 +392,4 @@ class TailInput:
         telemetry.file_released(
             self.stats, f.path, "deleted" if f.deleted else "rotated or moved away"
         )
-        self._dirty.add(f)  # its final size (see lag.after_start), or forget a deleted one
-
-    def _commit(self) -> None:
-        db = self.db
-        if db is None:
-            return
-        if not self._dirty:
-            if db.pending:
-                db.commit()  # a failed write (full or read-only disk): retry it
-            return
-        for f in self._dirty:
-            if f.ledger.acked > len(f.fingerprint):
-                f.refresh_fingerprint()
-            if f.deleted and f.fd < 0:
-                db.forget(f.fid)
-                continue
-            state = export_state(f.splitter.handler)
-            db.set(f.fid, f.fingerprint, f.ledger.acked, f.cur_path, size=f.size, state=state)
-        self._dirty.clear()
-        db.commit()
+        self._commits.mark((f,))  # its final size (see lag.after_start), or forget a deleted one

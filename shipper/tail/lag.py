@@ -75,6 +75,9 @@ class _Copy:
     size: int
     last_seen: float  # monotonic
 
+    def seen(self, mono: float) -> None:
+        self.last_seen = mono
+
 
 class Lag:
     """One tail input's state for the above; the input calls it at a few points."""
@@ -114,7 +117,7 @@ class Lag:
         if c is None:
             return False
         if size == c.size:
-            c.last_seen = mono
+            c.seen(mono)
             return True
         del self.copies[fid]  # rewritten (cp onto the last copy): look again
         return False
@@ -266,18 +269,10 @@ class Lag:
         found = self._find(inp, f, f.fingerprint, start)
         if found is None:
             telemetry.copy_missed(inp.stats, f.path, max(0, f.size - start))
-        else:
-            # The copy takes the splitter (partial line, handler state: the lines go on
-            # there); `f` starts again at 0 with the same handler, after the copy.
-            split = f.splitter
-            if self._read_copy(inp, f, found, split, f.ledger.acked, mono):
-                f.splitter = LineSplitter(
-                    handler=split.handler, rules=split.rules, on_long=split.on_long
-                )
-                f.ledger.restart(0)
-        f.observe(size, nlink, 0, mono)  # restarts at 0 unless the copy took the splitter
-        f.fingerprint = b""  # new content: read again as it grows
-        f.last_change = mono
+            taken = False
+        else:  # the copy takes the splitter: `f` goes on after it (see FollowedFile)
+            taken = self._read_copy(inp, f, found, f.splitter, f.ledger.acked, mono)
+        f.restart_after_truncation(size, nlink, mono, splitter_taken=taken)
 
     def _truncated_at_start(self, inp: TailInput, f: FollowedFile, saved: Checkpoint) -> bool:
         """The DB's file has other first bytes now, or is shorter than its offset: truncated
@@ -324,9 +319,9 @@ class Lag:
             tag=f.tag,
             notify=inp._acknowledged,
             size=st.st_size,
+            cur_path=path,
         )
-        c.ledger.acked = acked
-        c.cur_path = path
+        c.ledger.rebase(acked)
         inp.table.add(c)
         self._copying.add(fid)
         self.waiting[f.fid] = c
@@ -354,11 +349,9 @@ class Lag:
         end went nowhere); the copy is known from now on and never read again."""
         self._copying.discard(c.fid)
         split = c.splitter
-        if split.partial and not split.skipping:
-            now = time.time()
-            records = split.handler.feed([split.partial.decode("utf-8", "replace")], now)
-            split.partial = b""
-            split.line_pos = split.emitted = split.read_pos
+        last = split.end_partial()
+        if last:
+            records = split.handler.feed([last.decode("utf-8", "replace")], time.time())
             inp._emit_records(c, records, split.read_pos)
         c.close()
         if c.fid in inp.table.files:
