@@ -292,10 +292,18 @@ class FastRay:
 
 # Lines of user output (worker stdout/stderr) that the per-line path treats apart: a Ray header
 # (C++, Python, glog, JSON), a worker marker line, the start of a traceback, a line that starts
-# with a level name (Python logging's default format, Serve's), a driver's `(name pid=N)` prefix.
-_SPECIAL = rb"(?:[\[{0-9:(\x1b]|[IWEF][0-9]|Traceback|(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ])"
-_SPECIAL_FIRST = re.compile(_SPECIAL)
-_SPECIAL_LATER = re.compile(rb"\n" + _SPECIAL)
+# with a level name (Python logging's default format, Serve's) and, where a driver's output is
+# (`forwarded`), a `(name pid=N)` prefix.
+_SPECIAL = rb"[\[{0-9:]|[IWEF][0-9]|Traceback|(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]"
+_SPECIAL_FIRST = {
+    False: re.compile(rb"(?:" + _SPECIAL + rb")"),
+    True: re.compile(rb"(?:[(\x1b]|" + _SPECIAL + rb")"),
+}
+_SPECIAL_LATER = {k: re.compile(rb"\n" + v.pattern) for k, v in _SPECIAL_FIRST.items()}
+# logging.basicConfig()'s `LEVEL:name:message` (lines.py's _BASIC), the name in printable
+# ASCII (anything else goes per line): a record of its own unless a traceback follows it.
+_BASIC = re.compile(rb"(DEBUG|INFO|WARNING|ERROR|CRITICAL):([!#-9;-\[\]-~]+):")
+_BASIC_LEVEL = {b"CRITICAL": b"FATAL"}
 
 
 def _runs(bad: list[int], n: int, *, defer: bool, joins: bool) -> list[tuple[bool, int, int]]:
@@ -334,34 +342,60 @@ def _indices_of_none(seq: list[bytes | None]) -> list[int]:
         return found
 
 
-def next_special(complete: bytes, pos: int) -> int:
+def next_special(complete: bytes, pos: int, forwarded: bool = False) -> int:
     """Where the first line at or after line start `pos` that is not plain text starts
     (see _SPECIAL), or -1."""
-    if _SPECIAL_FIRST.match(complete, pos) is not None:
+    if _SPECIAL_FIRST[forwarded].match(complete, pos) is not None:
         return pos
-    m = _SPECIAL_LATER.search(complete, pos)
+    m = _SPECIAL_LATER[forwarded].search(complete, pos)
     return -1 if m is None else m.start() + 1
 
 
 def free_rows(
-    complete: bytes, pos: int, head: bytes, tail: bytes
+    complete: bytes, pos: int, head: bytes, tail: bytes, forwarded: bool = False
 ) -> tuple[list[bytes] | None, int, int]:
     """User output's plain lines from the line that starts at `pos` up to the first special
     one (see next_special), each as `head` + the line as a JSON string body + `tail`:
-    (pieces, count, where the special line starts or -1). `complete` holds no CR and is
-    valid UTF-8 (escape.needs_per_line). Pieces None: escaping refused (a DEL next to
-    control characters): those lines go per line. The C helper never refuses."""
+    (pieces, count, where the special line starts or -1). A basicConfig line whose next line
+    is already there and is not a traceback is taken too, with its `level`, `logger` and
+    `message` (not `forwarded`: a driver's lines are per line). `complete` holds no CR and is
+    valid UTF-8 (escape.needs_per_line). Pieces None: escaping refused (a DEL next to control
+    characters): those lines go per line. The C helper never refuses."""
     if _native is not None:
-        out, n, nxt = _native.free_rows(complete, pos, head, tail)
+        out, n, nxt = _native.free_rows(complete, pos, head, tail, forwarded)
         return ([out] if n else []), n, nxt
-    nxt = next_special(complete, pos)
-    if nxt == pos:
-        return [], 0, pos
-    escaped = escape_chunk(complete[pos : len(complete) if nxt < 0 else nxt - 1])
-    if escaped is None:
-        return None, 0, nxt
-    run, n = join_records(*escaped, head, tail)
-    return run, n, nxt
+    pieces: list[bytes] = []
+    count = 0
+    while True:
+        nxt = next_special(complete, pos, forwarded)
+        if nxt != pos:
+            escaped = escape_chunk(complete[pos : len(complete) if nxt < 0 else nxt - 1])
+            if escaped is None:
+                return (pieces, count, pos) if count else (None, 0, nxt)
+            run, n = join_records(*escaped, head, tail)
+            pieces += run
+            count += n
+        if nxt < 0:
+            return pieces, count, nxt
+        nl = complete.find(b"\n", nxt)
+        m = None if forwarded or nl < 0 else _BASIC.match(complete, nxt, nl)
+        if m is None or complete.startswith(b"Traceback", nl + 1):
+            return pieces, count, nxt
+        line = complete[nxt:nl]
+        lvl = m.group(1)
+        pieces.append(
+            head
+            + orjson.dumps(line.decode())[1:-1]
+            + b'","level":"'
+            + _BASIC_LEVEL.get(lvl, lvl)
+            + b'","logger":"'
+            + m.group(2)
+            + b'","message":"'
+            + orjson.dumps(complete[m.end() : nl].decode())[1:-1]
+            + tail
+        )
+        count += 1
+        pos = nl + 1
 
 
 def encode_items(items: list[tuple[str, object]]) -> bytes:
