@@ -300,8 +300,7 @@ _SPECIAL_FIRST = {
     True: re.compile(rb"(?:[(\x1b]|" + _SPECIAL + rb")"),
 }
 _SPECIAL_LATER = {k: re.compile(rb"\n" + v.pattern) for k, v in _SPECIAL_FIRST.items()}
-# logging.basicConfig()'s `LEVEL:name:message` (lines.py's _BASIC), the name in printable
-# ASCII (anything else goes per line): a record of its own unless a traceback follows it.
+# basicConfig's `LEVEL:name:message` (lines.py's _BASIC), the name in printable ASCII here.
 _BASIC = re.compile(rb"(DEBUG|INFO|WARNING|ERROR|CRITICAL):([!#-9;-\[\]-~]+):")
 _BASIC_LEVEL = {b"CRITICAL": b"FATAL"}
 
@@ -354,13 +353,12 @@ def next_special(complete: bytes, pos: int, forwarded: bool = False) -> int:
 def free_rows(
     complete: bytes, pos: int, head: bytes, tail: bytes, forwarded: bool = False
 ) -> tuple[list[bytes] | None, int, int]:
-    """User output's plain lines from the line that starts at `pos` up to the first special
-    one (see next_special), each as `head` + the line as a JSON string body + `tail`:
-    (pieces, count, where the special line starts or -1). A basicConfig line whose next line
-    is already there and is not a traceback is taken too, with its `level`, `logger` and
-    `message` (not `forwarded`: a driver's lines are per line). `complete` holds no CR and is
-    valid UTF-8 (escape.needs_per_line). Pieces None: escaping refused (a DEL next to control
-    characters): those lines go per line. The C helper never refuses."""
+    """User output's plain lines from the line at `pos` up to the first special one (see
+    next_special), each `head` + the line as a JSON string body + `tail`: (pieces, count,
+    where the special line starts or -1). Also a basicConfig line (not `forwarded`) with its
+    level, logger and message when the next line is here and is not its traceback.
+    `complete`: no CR, valid UTF-8 (escape.needs_per_line). Pieces None: escaping refused (a
+    DEL next to control characters), those lines go per line; the C helper never refuses."""
     if _native is not None:
         out, n, nxt = _native.free_rows(complete, pos, head, tail, forwarded)
         return ([out] if n else []), n, nxt
