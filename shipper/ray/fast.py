@@ -11,8 +11,7 @@ assignment) and joined once. Per line, nothing runs in the interpreter.
 Where the C helper is built (shipper/ray/_fastray.c, optional at install; the environment
 variable SHIPPER_NO_EXTENSIONS=1 turns it off), it does the regex's and the interleaving's work
 in one pass over the bytes: the same rows taken, the same records (tests/ray/test_fast.py runs
-every case both ways and compares the two row for row). In sre the header regex alone is
-most of a line's cost; the C pass matches and writes a record in one pass over its bytes.
+every case both ways and compares the two row for row).
 
 The fast regexes accept a subset of what shipper/ray/lines.py accepts, with the same groups:
 no backslash inside the header's free-form tokens (so the escaped and the raw text agree
@@ -22,9 +21,9 @@ date `_epoch` cannot place. The chunk's last line may be continued by the next r
 `ray` joiner, when it has a header (and a date to place) it is left unread for that read
 (`Plan.defer`, LineHandler.unread); otherwise it goes per line and the joiner holds it.
 
-User output (worker `.out/.err`) has nothing to parse: a run of lines that are all plain text
-(see `next_special`) is the plain path's JSON lines with the worker's constant keys around
-each line; marker lines and tracebacks in between go through the per-line path.
+User output (worker `.out/.err`): a run of plain lines (see `next_special`) is the plain
+path's JSON lines with the worker's constant keys around each line, Python logging's default
+lines with their level and logger; marker lines and tracebacks go through the per-line path.
 """
 
 from __future__ import annotations
