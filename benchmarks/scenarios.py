@@ -129,10 +129,14 @@ class Bench:
         return self._backlog
 
     def _run_dir(self, name: str) -> Path:
-        self._n += 1
-        d = self.work / "runs" / f"{self._n:03d}-{name}"
-        d.mkdir(parents=True)
-        return d
+        while True:  # a --work directory may hold an earlier invocation's runs
+            self._n += 1
+            d = self.work / "runs" / f"{self._n:03d}-{name}"
+            try:
+                d.mkdir(parents=True)
+            except FileExistsError:
+                continue
+            return d
 
     def _launch(
         self,
