@@ -34,7 +34,8 @@ from shipper.tail.identity import FileId, describe_start, read_fingerprint, star
 from shipper.tail.ledger import RangeAck
 from shipper.tail.options import TailOptions
 from shipper.tail.pacing import WINDOW, Pacer, Pass, per_file_read
-from shipper.tail.reader import any_changed, bytes_behind, open_file, read_all
+from shipper.tail.pagecache import Dropper
+from shipper.tail.reader import any_changed, bytes_behind, open_file
 from shipper.tail.splitter import LineRules, LineSplitter
 from shipper.tail.table import FileTable
 
@@ -66,6 +67,7 @@ class TailInput:
             else None
         )
         self.pacer = Pacer(refresh_interval=opts.refresh_interval, write_wake=opts.inotify_watcher)
+        self._pages = Dropper()  # what was read leaves the page cache (a memory limit counts it)
         # Reading runs at most WINDOW ahead of the outputs: more in flight would only cost
         # memory, the data waits on disk just as well. Mem_Buf_Limit caps even that.
         self.budget = InputBudget(
@@ -272,7 +274,7 @@ class TailInput:
         """Read every open file once."""
         room = self.budget.room()
         if room <= 0:
-            return Pass.IDLE
+            return Pass.WAIT
         files = [f for f in self.table.files.values() if f.fd >= 0]
         if not files:
             return Pass.IDLE
@@ -280,7 +282,7 @@ class TailInput:
         per_file = per_file_read(room, lean, len(files), self.opts.buffer_chunk_size)
         if self._quiet and not any_changed(files):
             return Pass.IDLE  # nothing grew: no thread hop (idle CPU is mostly the hop)
-        results = await asyncio.to_thread(read_all, files, per_file)
+        results = await asyncio.to_thread(self._pages.read_all, files, per_file)
         now = time.time()
         mono = time.monotonic()
         found = Pass.IDLE
