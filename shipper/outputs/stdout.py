@@ -25,6 +25,7 @@ from shipper.formats import (
     encode_json_lines,
 )
 from shipper.outputs.base import DeliveryError, Output
+from shipper.pipes import widen
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +74,7 @@ class StdoutOutput(Output):
             return False
 
     async def open(self) -> None:
+        widen(self._fd)  # a flush in one or two writes, not one per 64 KiB (see pipes.py)
         self._thread = threading.Thread(
             target=self._writer, name=f"{self.name}-writer", daemon=True
         )
