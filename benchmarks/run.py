@@ -24,7 +24,7 @@ from typing import Any
 if __name__ == "__main__" and not __package__:  # `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import cgroups, profile, report
+from benchmarks import cgroups, probe, profile, report
 from benchmarks.configs import FLUENT_BIT, VARIANTS
 from benchmarks.procs import REPO, AgentSpec, default_agent_command
 from benchmarks.scenarios import EXTRA_SCENARIOS, SCENARIOS, Bench, Run, Settings
@@ -118,7 +118,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--profile",
-        choices=("py-spy", "cprofile"),
+        choices=("py-spy", "cprofile", "probe"),
         help="run shipper under a profiler and summarize where the time goes",
     )
     p.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
@@ -262,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         vs = AgentSpec(label, args.vs, fluent_bit_config=not args.vs_same_config)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.profile:
-        for old in [*args.out.glob("profile-*.txt"), *args.out.glob("profile-*.pstats")]:
+        for old in [
+            *args.out.glob("profile-*.txt"),
+            *args.out.glob("profile-*.pstats"),
+            *args.out.glob("probe-*.json"),
+        ]:
             old.unlink()
     work = args.work or Path(tempfile.mkdtemp(prefix="shipper-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -376,6 +380,8 @@ def _profiles(out: Path) -> str:
     parts = ["## Profiles", ""]
     for path in sorted([*out.glob("profile-*.txt"), *out.glob("profile-*.pstats")]):
         parts += [f"### {path.name}", "", profile.summarize(path), ""]
+    for path in sorted(out.glob("probe-*.json")):
+        parts += [f"### {path.name}", "", probe.summarize(path), ""]
     return "\n".join(parts)
 
 

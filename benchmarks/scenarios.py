@@ -169,6 +169,11 @@ class Bench:
         if self._profiled(agent) and self.s.profile == "cprofile":
             prof = self.out / f"profile-{run.scenario}-{run.variant}.pstats"
             argv = [argv[0], "-m", "cProfile", "-o", str(prof), *argv[1:]]
+        if self._profiled(agent) and self.s.profile == "probe":
+            if argv[1:3] != ["-m", "shipper"]:
+                raise AgentGone(f"--profile probe needs a `python -m shipper` agent, not {argv}")
+            prof = self.out / f"probe-{run.scenario}-{run.variant}-{run.limits}-{self._n:03d}.json"
+            argv = [argv[0], "-m", "benchmarks.probe", "--probe-out", str(prof), *argv[3:]]
         if self._profiled(agent):
             run.note = f"profiled ({self.s.profile}): figures are not comparable"
         return Agent(
