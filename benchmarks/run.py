@@ -13,6 +13,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -218,8 +219,16 @@ def _brief(r: Run) -> str:
     return ", ".join(parts) + (f" [{r.note}]" if r.note else "")
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (and SIGINT, which a shell ignores in background jobs) unwind the run: the agent
+    # under test is stopped and its cgroup removed on the way out.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     settings = Settings(
         lines=args.lines,
         files=args.files,

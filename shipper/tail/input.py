@@ -67,7 +67,7 @@ class TailInput:
             else None
         )
         self.pacer = Pacer(refresh_interval=opts.refresh_interval, write_wake=opts.inotify_watcher)
-        self._pages = Dropper()  # what was read leaves the page cache (a memory limit counts it)
+        self._pages = Dropper(enabled=opts.file_cache_advise)  # see pagecache.py
         # Reading runs at most WINDOW ahead of the outputs: more in flight would only cost
         # memory, the data waits on disk just as well. Mem_Buf_Limit caps even that.
         self.budget = InputBudget(

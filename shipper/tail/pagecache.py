@@ -8,7 +8,8 @@ needed again (after a restart it is read from disk, like any cold file). So ever
 `DROP_EVERY` bytes a file is read, the pages behind its read position are dropped
 (posix_fadvise DONTNEED: clean pages only, dirty ones are written back first; nothing is
 lost). Pages of files a writer keeps in its own cache are dropped too: they are the writer's
-charge, and were going to age out.
+charge, and were going to age out. Fluent Bit's tail does the same by default (it drops the
+whole file before each read); `File_Cache_Advise off` turns it off in both.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ _ADVISE = getattr(os, "posix_fadvise", None)
 class Dropper:
     """Where each open file's pages were last dropped up to (run in the read thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled and _ADVISE is not None  # File_Cache_Advise
         # fid -> (fd, where reading started, dropped up to)
         self._done: dict[object, tuple[int, int, int]] = {}
 
     def read_all(self, files: list[FollowedFile], limit: int) -> list[tuple[bytes, int, int, int]]:
         """reader.read_all, after dropping what is behind (both in the read thread)."""
-        self.behind(files)
+        if self.enabled:
+            self.behind(files)
         return read_all(files, limit)
 
     def behind(self, files: Sequence[FollowedFile]) -> int:

@@ -99,3 +99,17 @@ def test_the_agent_gives_back_the_cache_of_what_it_read(tmp_path: Path, conf) ->
         assert agent.stop() == 0
     assert log.stat().st_size == size
     assert len(agent.records) == size // 2048
+
+
+@pytest.mark.timeout(60)
+def test_file_cache_advise_off_leaves_the_cache_alone(tmp_path: Path, conf) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "big.log"
+    _cached_file(log, 8 * MIB)
+    size = log.stat().st_size
+    cfg = conf(str(log), Ray_Metadata="off", Read_from_Head="on", File_Cache_Advise="off")
+    agent = Agent(["-c", cfg])
+    try:
+        agent.wait_records(size // 2048, timeout=30)
+        assert resident(log, 0, size) > size * 0.9
+    finally:
+        assert agent.stop() == 0
