@@ -26,7 +26,7 @@ if __name__ == "__main__" and not __package__:  # `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import cgroups, probe, profile, report
-from benchmarks.configs import FLUENT_BIT, VARIANTS
+from benchmarks.configs import EXTRA_VARIANTS, FLUENT_BIT, VARIANTS
 from benchmarks.procs import REPO, AgentSpec, default_agent_command
 from benchmarks.scenarios import EXTRA_SCENARIOS, SCENARIOS, Bench, Run, Settings
 
@@ -95,7 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--variants",
         default=",".join(VARIANTS),
-        help="ray (multiline.parser ray, the default Ray keys) and/or plain (Ray_Metadata off)",
+        help="ray (multiline.parser ray, the default Ray keys), plain (Ray_Metadata off), "
+        "parser (plain plus a regex Parser; not by default)",
     )
     p.add_argument("--repeat", type=int, default=1, help="runs of each; medians are reported")
     p.add_argument("--flush", type=float, default=d.flush, help="[SERVICE] Flush seconds")
@@ -260,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             known = ", ".join(SCENARIOS + EXTRA_SCENARIOS)
             raise SystemExit(f"unknown scenario {s!r} (known: {known})")
     for v in args.variants.split(","):
-        if v and v not in VARIANTS:
-            raise SystemExit(f"unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+        if v and v not in (*VARIANTS, *EXTRA_VARIANTS):
+            known = ", ".join((*VARIANTS, *EXTRA_VARIANTS))
+            raise SystemExit(f"unknown variant {v!r} (known: {known})")
     shipper = AgentSpec("shipper", args.agent, fluent_bit_config=False)
     vs = None
     if args.vs:

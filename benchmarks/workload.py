@@ -1,6 +1,6 @@
 """The workload: a Ray temp directory and deterministic Ray-like lines of the real formats.
 
-Layout, as Ray makes it (SPEC section 1)::
+Layout, as Ray makes it (docs/ray-logs.md)::
 
     <base>/ray/session_2026-11-28_10-06-45_296613_15055/logs/<files>
     <base>/ray/session_latest -> <base>/ray/session_2026-11-28_10-06-45_296613_15055

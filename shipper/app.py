@@ -21,7 +21,7 @@ from shipper.outputs.base import Output
 from shipper.pipeline import Pipeline, log_level
 from shipper.reload import hand_over
 
-if TYPE_CHECKING:  # aiohttp costs 0.15 s of start-up: imported only with HTTP_Server on
+if TYPE_CHECKING:  # aiohttp is slow to import: imported only with HTTP_Server on
     from shipper.server import HttpServer
 
 log = logging.getLogger(__name__)

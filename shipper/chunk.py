@@ -42,7 +42,7 @@ def decode_json_lines(json: bytes) -> list[Record]:
 
 
 class Chunk:
-    __slots__ = ("_on_done", "_pending", "_records", "count", "json", "nbytes", "tag")
+    __slots__ = ("_on_done", "_pending", "_records", "count", "emitter", "json", "nbytes", "tag")
 
     def __init__(
         self,
@@ -67,6 +67,9 @@ class Chunk:
         # complete the chunk before routing to the other outputs is finished.
         self._pending = 1
         self._on_done = on_done
+        # The filter that re-emitted these records (rewrite_tag), which then lets them pass:
+        # a rule matching its own new tag would otherwise re-emit for ever.
+        self.emitter: object | None = None
 
     @property
     def records(self) -> list[Record]:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from shipper import __version__
 from shipper.config.defaults import DEFAULT_CONFIG, default_config_path
@@ -21,8 +21,8 @@ log = logging.getLogger("shipper")
 
 USAGE = """\
 usage: shipper [-c FILE] [-i INPUT [-p KEY=VALUE]... [-t TAG]]... [-F FILTER -m MATCH ...]
-               [-o OUTPUT [-p KEY=VALUE]... [-m MATCH]]... [-f SECONDS] [--dry-run]
-               [-v|-vv|-q] [--version]
+               [-o OUTPUT [-p KEY=VALUE]... [-m MATCH]]... [-R PARSERS_FILE]... [-f SECONDS]
+               [--dry-run] [-v|-vv|-q] [--version]
        shipper tail [TEMP_DIR | SESSION_DIR] [options]   (shipper tail --help)
 
 With no -c and no -i/-o: {drop_in} if it exists, else the embedded default
@@ -44,6 +44,20 @@ _PLUGIN_FLAGS = {
 }
 
 
+_SWITCHES = {
+    "-D": "dry_run",
+    "--dry-run": "dry_run",
+    "-V": "version",
+    "--version": "version",
+    "-h": "help",
+    "--help": "help",
+    "-q": "quiet",
+    "--quiet": "quiet",
+}
+_VALUES = {"-c": "config", "--config": "config", "-f": "flush", "--flush": "flush"}
+_SRC = "<command line>"
+
+
 def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], Document | None]:
     """Fluent Bit's CLI: -p/-t/-m apply to the plugin named last."""
     opts: dict[str, object] = {
@@ -55,72 +69,101 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, object], Document | None]
         "version": False,
         "help": False,
     }
+    parsers: list[Prop] = []  # -R FILE: Parsers_File props, as Fluent Bit's -R/--parser
+    opts["parsers"] = parsers
     sections: list[tuple[str, list[Prop]]] = []
-    src = "<command line>"
-    i = 0
     args = list(argv)
-
-    def value() -> str:
-        nonlocal i
-        if i + 1 >= len(args):
-            raise UsageError(f"{args[i]} needs a value")
-        i += 1
-        return args[i]
-
+    i = 0
     while i < len(args):
-        a = args[i]
-        if a in ("-c", "--config"):
-            opts["config"] = value()
-        elif a.startswith("--config="):
-            opts["config"] = a.split("=", 1)[1]
-        elif a in _PLUGIN_FLAGS:
-            sections.append((_PLUGIN_FLAGS[a], [Prop("Name", value(), src, i)]))
-        elif a in ("-p", "--prop"):
-            if not sections:
-                raise UsageError("-p must follow -i, -F or -o")
-            kv = value()
-            if "=" not in kv:
-                raise UsageError(f"-p expects KEY=VALUE, got {kv!r}")
-            k, v = kv.split("=", 1)
-            sections[-1][1].append(Prop(k.strip(), v, src, i))
-        elif a in ("-t", "--tag"):
-            if not sections or sections[-1][0] != "input":
-                raise UsageError("-t must follow -i")
-            sections[-1][1].append(Prop("Tag", value(), src, i))
-        elif a in ("-m", "--match"):
-            if not sections or sections[-1][0] == "input":
-                raise UsageError("-m must follow -o or -F")
-            sections[-1][1].append(Prop("Match", value(), src, i))
-        elif a in ("-f", "--flush"):
-            opts["flush"] = value()
-        elif a in ("-D", "--dry-run"):
-            opts["dry_run"] = True
-        elif a in ("-V", "--version"):
-            opts["version"] = True
-        elif a in ("-h", "--help"):
-            opts["help"] = True
-        elif a in ("-q", "--quiet"):
-            opts["quiet"] = True
-        elif a.startswith("-v") and set(a[1:]) == {"v"}:
-            opts["verbose"] = int(opts["verbose"]) + len(a) - 1  # type: ignore[call-overload]
-        elif a == "--verbose":
-            opts["verbose"] = int(opts["verbose"]) + 1  # type: ignore[call-overload]
-        else:
-            raise UsageError(f"unknown argument {a!r}")
-        i += 1
+        i = _parse_one(args, i, opts, sections)
     if not sections:
         return opts, None
     built = []
     for kind, props in sections:
         if kind == "output" and not any(p.name in ("match", "match_regex") for p in props):
-            props.append(Prop("Match", "*", src, 0))  # as Fluent Bit's CLI: match everything
-        built.append(Section(kind, tuple(props), src, props[0].line))
+            props.append(Prop("Match", "*", _SRC, 0))  # as Fluent Bit's CLI: match everything
+        built.append(Section(kind, tuple(props), _SRC, props[0].line))
     if opts["flush"] is not None:
-        built.insert(0, Section("service", (Prop("Flush", str(opts["flush"]), src, 0),), src, 0))
-    return opts, Document(tuple(built), src)
+        built.insert(0, Section("service", (Prop("Flush", str(opts["flush"]), _SRC, 0),), _SRC, 0))
+    return opts, Document(tuple(built), _SRC)
 
 
-def load_document(config: str | None, cli_doc: Document | None) -> Document:
+def _parse_one(
+    args: list[str], i: int, opts: dict[str, object], sections: list[tuple[str, list[Prop]]]
+) -> int:
+    """Take the argument at `i` (and its value): the index of the next one."""
+    a = args[i]
+
+    def value() -> str:
+        if i + 1 >= len(args):
+            raise UsageError(f"{a} needs a value")
+        return args[i + 1]
+
+    if a in _SWITCHES:
+        opts[_SWITCHES[a]] = True
+        return i + 1
+    if a.startswith("--config="):
+        opts["config"] = a.split("=", 1)[1]
+        return i + 1
+    if a.startswith("--parser="):  # -R FILE: Parsers_File, as Fluent Bit's -R/--parser
+        _parsers(opts).append(Prop("Parsers_File", a.split("=", 1)[1], _SRC, i + 1))
+        return i + 1
+    if a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}):
+        more = 1 if a == "--verbose" else len(a) - 1
+        opts["verbose"] = int(opts["verbose"]) + more  # type: ignore[call-overload]
+        return i + 1
+    if a in _VALUES:
+        opts[_VALUES[a]] = value()
+    elif a in ("-R", "--parser"):
+        _parsers(opts).append(Prop("Parsers_File", value(), _SRC, i + 1))
+    elif a in _PLUGIN_FLAGS:
+        sections.append((_PLUGIN_FLAGS[a], [Prop("Name", value(), _SRC, i + 1)]))
+    elif a in ("-p", "--prop", "-t", "--tag", "-m", "--match"):
+        prop = _plugin_key(a, value, i + 1, sections)
+        sections[-1][1].append(prop)
+    else:
+        raise UsageError(f"unknown argument {a!r}")
+    return i + 2
+
+
+def _parsers(opts: dict[str, object]) -> list[Prop]:
+    parsers = opts["parsers"]
+    assert isinstance(parsers, list)
+    return parsers
+
+
+def _plugin_key(
+    a: str, value: Callable[[], str], line: int, sections: list[tuple[str, list[Prop]]]
+) -> Prop:
+    """-p KEY=VALUE, -t TAG, -m MATCH: a key of the plugin named last."""
+    if a in ("-p", "--prop"):
+        if not sections:
+            raise UsageError("-p must follow -i, -F or -o")
+        kv = value()
+        if "=" not in kv:
+            raise UsageError(f"-p expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        return Prop(k.strip(), v, _SRC, line)
+    if a in ("-t", "--tag"):
+        if not sections or sections[-1][0] != "input":
+            raise UsageError("-t must follow -i")
+        return Prop("Tag", value(), _SRC, line)
+    if not sections or sections[-1][0] == "input":
+        raise UsageError("-m must follow -o or -F")
+    return Prop("Match", value(), _SRC, line)
+
+
+def load_document(
+    config: str | None, cli_doc: Document | None, parsers: Sequence[Prop] = ()
+) -> Document:
+    doc = _base_document(config, cli_doc)
+    if parsers:  # -R FILE: one more [SERVICE] Parsers_File each
+        extra = Section("service", tuple(parsers), parsers[0].file, parsers[0].line)
+        doc = Document((*doc.sections, extra), doc.source)
+    return doc
+
+
+def _base_document(config: str | None, cli_doc: Document | None) -> Document:
     from shipper.config.classic import parse_classic_text
     from shipper.config.loader import load_config
 
@@ -138,26 +181,44 @@ def load_document(config: str | None, cli_doc: Document | None) -> Document:
 
 
 def plugin_help(kind: str, plugin: str) -> int:
-    """Print a plugin's key table: the same table that validates its section."""
-    from shipper.config.schema import key_table
-    from shipper.plugins import key_table_of
+    """Print a plugin's key table, then the keys every plugin of its kind accepts: the same
+    tables that validate its section."""
+    from shipper.config.schema import COMMON, key_table
+    from shipper.plugins import key_table_of, registry
 
     table = key_table_of(kind, plugin)
     if table is None:
-        print(f"shipper: no {kind} plugin named {plugin!r}", file=sys.stderr)
+        known = ", ".join(sorted(registry(kind)))
+        print(f"shipper: no {kind} plugin named {plugin!r} (known: {known})", file=sys.stderr)
         return 1
+    rows = key_table(table)
+    own = {row["key"].lower() for row in rows}
+    common = (
+        [r for r in key_table(COMMON[kind]) if r["key"].lower() not in own]
+        if kind in COMMON
+        else []
+    )
     lines = [f"{kind} plugin '{plugin}' keys (case-insensitive):", ""]
-    for row in key_table(table):
-        default = row["default"]
-        shown = "" if default in (None, (), "") else f" (default: {default})"
-        kind_text = "/".join(row["choices"]) if row["choices"] else row["kind"]
-        repeat = ", repeatable" if row["multi"] else ""
-        lines += [f"  {row['key']:<26} {kind_text}{repeat}{shown}", f"  {'':<26} {row['help']}"]
+    lines += _key_rows(rows)
+    if common:
+        lines += ["", f"keys of every {kind}:", "", *_key_rows(common)]
     try:
         print("\n".join(lines))
     except BrokenPipeError:  # `| head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _key_rows(rows: list[dict[str, object]]) -> list[str]:
+    lines: list[str] = []
+    for row in rows:
+        default = row["default"]
+        shown = "" if default in (None, (), "") else f" (default: {default})"
+        choices = row["choices"]
+        kind_text = "/".join(choices) if isinstance(choices, tuple) and choices else row["kind"]
+        repeat = ", repeatable" if row["multi"] else ""
+        lines += [f"  {row['key']:<26} {kind_text}{repeat}{shown}", f"  {'':<26} {row['help']}"]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE.format(drop_in="/fluent-bit/etc/fluent-bit.conf"))
         return 0
     if opts["version"]:
-        print(f"shipper v{__version__}")
+        print(f"shipper v{__version__} ({_helpers()})")
         return 0
     verbose = int(opts["verbose"])  # type: ignore[call-overload]
     setup_logging(logging.DEBUG if verbose else logging.INFO)
@@ -196,13 +257,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = opts["config"]
-        doc = load_document(config if isinstance(config, str) else None, cli_doc)
+        parsers: list[Prop] = opts["parsers"]  # type: ignore[assignment]
+        doc = load_document(config if isinstance(config, str) else None, cli_doc, parsers)
         if not verbose:
             level = "error" if opts["quiet"] else service_of(doc).log_level
             logging.getLogger("shipper").setLevel(log_level(level))
 
         def reload_doc() -> Document:
-            return load_document(config if isinstance(config, str) else None, cli_doc)
+            return load_document(config if isinstance(config, str) else None, cli_doc, parsers)
 
         if opts["dry_run"]:
             Pipeline.build(doc)
@@ -221,3 +283,12 @@ async def _run(doc: Document, reload_doc: object) -> int:
 
     app = App(doc, reload_doc=reload_doc)  # type: ignore[arg-type]
     return await app.run()
+
+
+def _helpers() -> str:
+    """Which optional C helpers this process uses (they change speed, never records)."""
+    from shipper.extensions import describe
+    from shipper.ray.fast import native as ray_native
+    from shipper.tail.reader import native as read_native
+
+    return describe({"ray fast path": ray_native(), "read pass": read_native()})

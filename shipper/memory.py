@@ -2,9 +2,9 @@
 
 Each read pass allocates a few MB of records and frees them once delivered. With glibc's
 defaults the heap top is trimmed back to the OS and grown again on every pass, and large
-buffers get fresh mmaps: ~1 page fault per line, which doubled the CPU cost of draining a
-backlog (measured: 1.26 s of system time per 1M lines, 0.08 s with these thresholds). The
-memory kept is bounded by Mem_Buf_Limit, so keeping it costs nothing we did not budget for.
+buffers get fresh mmaps: about a page fault per line, which doubled the CPU cost of draining a
+backlog (figures: benchmarks/RESULTS.md, "Figures behind the code's numbers"). The memory
+kept is bounded by Mem_Buf_Limit, so keeping it costs nothing we did not budget for.
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ _M_MMAP_THRESHOLD = -3
 KEEP_BYTES = 32 * 1024 * 1024
 # The cyclic GC's thresholds (CPython's: 700, 10, 10). The agent's objects are freed by
 # reference counting (records, chunks, acknowledgements make no cycles), yet every 700 net
-# container allocations ran a collection: ~30 per read pass with 2,000 files. Measured with
-# benchmarks/ (2,000 files x 10 lines/s, Ray parsing): 6.60% -> 6.07% of a core, as low as
-# with the collector off (5.97%). Cycles (an exception's frames, asyncio internals) are still
-# collected, after 20,000 allocations instead of 700.
+# container allocations ran a collection, dozens per read pass with thousands of files.
+# Cycles (an exception's frames, asyncio internals) are still collected, after 20,000.
 GC_THRESHOLDS = (20_000, 20, 20)
 
 

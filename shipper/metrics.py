@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from shipper import __version__, telemetry
 from shipper.config.service import ServiceOptions
-from shipper.telemetry import InputStats, OutputStats, Registry
+from shipper.telemetry import FilterStats, InputStats, OutputStats, Registry
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,36 @@ _INPUT_COUNTERS = (
     ("fluentbit_input_files_closed", "Number of closed files.", "files_closed"),
     ("fluentbit_input_files_rotated", "Number of rotated files.", "files_rotated"),
     ("shipper_input_long_lines", "Lines cut or skipped at the line limit.", "long_lines"),
+    (
+        "shipper_input_copytruncate_recovered",
+        "Truncations (copytruncate) whose unread bytes were read from the copy.",
+        "copies_recovered",
+    ),
+    (
+        "shipper_input_copytruncate_recovered_bytes",
+        "Bytes read from copies after a truncation.",
+        "copy_bytes",
+    ),
+    (
+        "shipper_input_copytruncate_missed",
+        "Truncations with unread bytes and no copy found (those bytes are lost).",
+        "copies_missed",
+    ),
+    (
+        "shipper_input_copytruncate_missed_bytes",
+        "Unread bytes of truncated files with no copy found.",
+        "missed_bytes",
+    ),
+    (
+        "shipper_input_rotated_lost_files",
+        "Rotated generations deleted before they were read to their end.",
+        "rotated_lost_files",
+    ),
+    (
+        "shipper_input_rotated_lost_bytes",
+        "Bytes of rotated generations deleted before they were read (known size - offset).",
+        "rotated_lost_bytes",
+    ),
 )
 _OUTPUT_COUNTERS = (
     ("fluentbit_output_proc_records", "Number of processed output records.", "proc_records"),
@@ -68,6 +98,7 @@ class ShipperCollector(Collector):
         yield from _counters(_INPUT_COUNTERS, inputs)
         yield from _counters(_OUTPUT_COUNTERS, outputs)
         yield from _input_gauges(inputs)
+        yield from _filter_counters(list(self.registry.filters.values()))
         now = time.time()
         uptime = GaugeMetricFamily(
             "fluentbit_uptime",
@@ -103,6 +134,31 @@ def _counters(
         for s in stats:
             fam.add_metric([s.name], getattr(s, attr))
         yield fam
+
+
+_FILTER_COUNTERS = (
+    ("fluentbit_filter_records", "Number of records entering the filter.", "records"),
+    ("fluentbit_filter_drop_records", "Number of dropped records.", "drop_records"),
+    ("fluentbit_filter_add_records", "Number of added records.", "add_records"),
+    ("fluentbit_filter_emit_records", "Number of re-emitted records.", "emit_records"),
+)
+
+
+def _filter_counters(filters: list[FilterStats]) -> Iterator[Metric]:
+    for name, doc, attr in _FILTER_COUNTERS:
+        fam = CounterMetricFamily(name, doc, labels=["name"])
+        for s in filters:
+            fam.add_metric([s.name], getattr(s, attr))
+        yield fam
+    extra: dict[str, CounterMetricFamily] = {}
+    for s in filters:
+        for key, value in sorted(s.extra.items()):
+            if key not in extra:
+                extra[key] = CounterMetricFamily(
+                    f"shipper_filter_{key}", f"Filter counter {key}.", labels=["name"]
+                )
+            extra[key].add_metric([s.name], value)
+    yield from extra.values()
 
 
 def _input_gauges(inputs: list[InputStats]) -> Iterator[Metric]:
@@ -172,7 +228,16 @@ def metrics_json(registry: Registry | None = None) -> dict[str, object]:
             }
             for s in reg.live_inputs()
         },
-        "filter": {},
+        "filter": {
+            s.name: {
+                "records": s.records,
+                "drop_records": s.drop_records,
+                "add_records": s.add_records,
+                **({"emit_records": s.emit_records} if s.emit_records else {}),
+                **s.extra,
+            }
+            for s in reg.filters.values()
+        },
         "output": {
             s.name: {
                 "proc_records": s.proc_records,

@@ -1,27 +1,34 @@
-"""The plugin registry: Fluent Bit plugin names -> how to build them from a Section.
+"""The plugin table: one row per plugin, (kind, Fluent Bit name, module, key table).
 
-Each builder validates its section against the plugin's key table and returns a ready,
-not yet started, instance. New plugins register here and nowhere else.
+A plugin's module has a `create` function and its key table (an options dataclass, see
+config/schema.opt), which validates its section and is what `shipper -o NAME -h` shows. The
+keys every plugin of a kind accepts (Match, Alias, Retry_Limit, Workers...) are declared once
+(config/schema: InputCommon, FilterCommon, OutputCommon). Modules are imported only when a
+configuration uses them (aiohttp alone is slow to import).
+
+`create` by kind:
+  input   create(section, *, name) -> Input
+  filter  create(section, *, name, matcher) -> Filter
+  output  create(section, *, name, matcher, delivery) -> Output
+and `parsers` (the config's [PARSER]s) too where the row says so.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shipper.chunk import Chunk, Record
-from shipper.config.model import ConfigError, Prop, Section
-from shipper.config.schema import build, parse_int
+from shipper.config.model import ConfigError, Section
+from shipper.config.schema import COMMON, OutputCommon, build
 from shipper.config.service import ServiceOptions
-from shipper.lines import HandlerFactory
 from shipper.match import Matcher
-from shipper.outputs.base import Delivery, Output
-from shipper.outputs.stdout import StdoutOptions, StdoutOutput
-from shipper.tail.input import TailInput
-from shipper.tail.options import TailOptions
+from shipper.outputs.base import Delivery
+from shipper.parsers.config import ParserSet
 
 log = logging.getLogger(__name__)
 
@@ -43,85 +50,82 @@ class Filter(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Plugin:
+    kind: str  # input, filter, output
+    name: str  # as a config names it (Name), lower case
+    module: str  # has `create` (see above) ...
+    options: str  # ... and this key table class
+    parsers: bool = False  # its create() also takes the config's parsers
+
+
+PLUGINS: tuple[Plugin, ...] = (
+    Plugin("input", "tail", "shipper.inputs.tail", "TailOptions", parsers=True),
+    Plugin("input", "stdin", "shipper.inputs.stdin", "StdinOptions", parsers=True),
+    Plugin("filter", "modify", "shipper.filters.modify", "ModifyOptions"),
+    Plugin("filter", "record_modifier", "shipper.filters.record_modifier", "RecordModifierOptions"),
+    Plugin("filter", "grep", "shipper.filters.grep", "GrepOptions"),
+    Plugin("filter", "parser", "shipper.filters.parser", "ParserFilterOptions", parsers=True),
+    Plugin("filter", "multiline", "shipper.filters.multiline", "MultilineFilterOptions", True),
+    Plugin("filter", "nest", "shipper.filters.nest", "NestOptions"),
+    Plugin("filter", "rewrite_tag", "shipper.filters.rewrite_tag", "RewriteTagOptions"),
+    Plugin("filter", "throttle", "shipper.filters.throttle", "ThrottleOptions"),
+    Plugin("filter", "kubernetes", "shipper.filters.kubernetes", "KubernetesOptions"),
+    Plugin("output", "stdout", "shipper.outputs.stdout", "StdoutOptions"),
+    Plugin("output", "http", "shipper.outputs.http", "HttpOutputOptions"),
+    Plugin("output", "loki", "shipper.outputs.loki", "LokiOptions"),
+    Plugin("output", "es", "shipper.outputs.es", "EsOptions"),
+    Plugin("output", "opentelemetry", "shipper.outputs.otlp", "OtlpOptions"),
+    Plugin("output", "file", "shipper.outputs.file", "FileOptions"),
+    Plugin("output", "null", "shipper.outputs.null", "NullOptions"),
+    Plugin("output", "counter", "shipper.outputs.counter", "CounterOptions"),
+    Plugin("output", "forward", "shipper.outputs.forward", "ForwardOptions"),
+    Plugin("output", "kafka", "shipper.outputs.kafka", "KafkaOptions"),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
     """What builders may need besides the section."""
 
     service: ServiceOptions
     name: str  # instance name, e.g. tail.0
+    parsers: ParserSet = field(default_factory=ParserSet)  # [PARSER]s and Parsers_File
 
 
-def _handler_factory(opts: TailOptions) -> HandlerFactory:
-    from shipper.ray.handler import handler_factory
-
-    return handler_factory(
-        ray_metadata=opts.ray_metadata, multiline=opts.multiline_parser, tz_offset=opts.time_offset
-    )
+Builder = Callable[[Section, Context], Any]
 
 
-def _multiline_names(section: Section, opts: TailOptions) -> None:
-    known = {"python", "ray", "docker", "cri", "go", "java"}
-    for name in opts.multiline_parser:
-        if name.lower() not in known:
-            prop = section.get("multiline.parser")
-            raise ConfigError(
-                f"unknown multiline parser '{name}' (known: python, ray)",
-                file=section.file,
-                line=prop.line if prop else section.line,
-                key="multiline.parser",
-            )
+def _build(plugin: Plugin, section: Section, ctx: Context) -> Any:
+    """Validate the section's common keys, then let the plugin's module build it."""
+    common = build(COMMON[plugin.kind], section, strict=False)
+    mod = importlib.import_module(plugin.module)
+    extra: dict[str, Any] = {"parsers": ctx.parsers} if plugin.parsers else {}
+    if plugin.kind == "input":
+        return mod.create(section, name=ctx.name, **extra)
+    matcher = matcher_of(section)
+    if plugin.kind == "filter":
+        return mod.create(section, name=ctx.name, matcher=matcher, **extra)
+    delivery = delivery_of(common, ctx)
+    return mod.create(section, name=ctx.name, matcher=matcher, delivery=delivery, **extra)
 
 
-def build_tail(section: Section, ctx: Context) -> Input:
-    opts = build(TailOptions, section)
-    _multiline_names(section, opts)
-    return TailInput(name=ctx.name, opts=opts, factory=_handler_factory(opts))
+def registry(kind: str) -> dict[str, Builder]:
+    """Plugin name -> builder, for one kind."""
+    return {p.name: functools.partial(_build, p) for p in PLUGINS if p.kind == kind}
 
 
-def parse_retry_limit(prop: Prop | None) -> int | None:
-    """Retry_Limit: a number, `false`/`no_limits` (for ever), `no_retries` (0)."""
-    if prop is None:
-        return None
-    text = prop.value.strip().lower()
-    if text in ("false", "no_limits", "off"):
-        return None
-    if text == "no_retries":
-        return 0
-    try:
-        value = parse_int(text)
-    except ValueError as exc:
-        raise ConfigError(
-            f"bad value: {exc} (or false, no_limits, no_retries)",
-            file=prop.file,
-            line=prop.line,
-            key=prop.key,
-        ) from None
-    if value < 0:
-        raise ConfigError("must be 0 or more", file=prop.file, line=prop.line, key=prop.key)
-    return value
+INPUTS = registry("input")
+FILTERS = registry("filter")
+OUTPUTS = registry("output")
 
 
-def parse_workers(prop: Prop | None) -> int:
-    """Workers: concurrent deliveries of one output (1 to 64)."""
-    if prop is None:
-        return 1
-    try:
-        value = parse_int(prop.value)
-    except ValueError as exc:
-        raise ConfigError(
-            f"bad value: {exc}", file=prop.file, line=prop.line, key=prop.key
-        ) from None
-    if not 1 <= value <= 64:
-        raise ConfigError("must be between 1 and 64", file=prop.file, line=prop.line, key=prop.key)
-    return value
-
-
-def delivery_of(section: Section, ctx: Context) -> Delivery:
+def delivery_of(common: OutputCommon, ctx: Context) -> Delivery:
     return Delivery(
         flush=ctx.service.flush,
-        retry_limit=parse_retry_limit(section.get("retry_limit")),
+        retry_limit=common.retry_limit,
         backoff_base=ctx.service.scheduler_base,
         backoff_cap=ctx.service.scheduler_cap,
-        workers=parse_workers(section.get("workers")),
+        workers=common.workers,
     )
 
 
@@ -146,108 +150,12 @@ def matcher_of(section: Section) -> Matcher:
     return Matcher.build(match.value.strip() if match else None, None)
 
 
-def build_stdout(section: Section, ctx: Context) -> Output:
-    opts = build(StdoutOptions, section)
-    if opts.format == "msgpack":
-        prop = section.get("format")
-        raise ConfigError(
-            "Format msgpack is not supported here: use json_lines or json",
-            file=section.file,
-            line=prop.line if prop else section.line,
-            key="Format",
-        )
-    return StdoutOutput(
-        opts=opts, name=ctx.name, matcher=matcher_of(section), delivery=delivery_of(section, ctx)
-    )
-
-
-INPUTS: dict[str, Callable[[Section, Context], Input]] = {"tail": build_tail}
-FILTERS: dict[str, Callable[[Section, Context], Filter]] = {}
-OUTPUTS: dict[str, Callable[[Section, Context], Output]] = {"stdout": build_stdout}
-
-
-def registry(kind: str) -> dict[str, Callable[[Section, Context], Any]]:
-    tables: dict[str, dict[str, Callable[[Section, Context], Any]]] = {
-        "input": INPUTS,
-        "filter": FILTERS,
-        "output": OUTPUTS,
-    }
-    return tables[kind]
-
-
-# -- plugins imported only when a config uses them (aiohttp alone costs 0.15 s at start) ------
-def _lazy_output(module: str) -> Callable[[Section, Context], Output]:
-    def build_output(section: Section, ctx: Context) -> Output:
-        mod = importlib.import_module(module)
-        out: Output = mod.create(
-            section, name=ctx.name, matcher=matcher_of(section), delivery=delivery_of(section, ctx)
-        )
-        return out
-
-    return build_output
-
-
-def _lazy_filter(module: str) -> Callable[[Section, Context], Filter]:
-    def build_filter(section: Section, ctx: Context) -> Filter:
-        flt: Filter = importlib.import_module(module).create(
-            section, name=ctx.name, matcher=matcher_of(section)
-        )
-        return flt
-
-    return build_filter
-
-
-def build_stdin(section: Section, ctx: Context) -> Input:
-    from shipper.inputs.stdin import StdinInput
-
-    return StdinInput.from_section(section, ctx.name)
-
-
-INPUTS["stdin"] = build_stdin
-OUTPUTS.update(
-    {
-        name: _lazy_output(f"shipper.outputs.{mod}")
-        for name, mod in [
-            ("http", "http"),
-            ("loki", "loki"),
-            ("es", "es"),
-            ("opentelemetry", "otlp"),
-        ]
-    }
-)
-FILTERS.update(
-    {
-        name: _lazy_filter(f"shipper.filters.{name}")
-        for name in ("modify", "record_modifier", "grep")
-    }
-)
-
-# The key table of each plugin ("module:class"), for `shipper -i tail -h`.
-KEY_TABLES: dict[str, dict[str, str]] = {
-    "input": {
-        "tail": "shipper.tail.options:TailOptions",
-        "stdin": "shipper.inputs.stdin:StdinOptions",
-    },
-    "output": {
-        "stdout": "shipper.outputs.stdout:StdoutOptions",
-        "http": "shipper.outputs.http:HttpOutputOptions",
-        "loki": "shipper.outputs.loki:LokiOptions",
-        "es": "shipper.outputs.es:EsOptions",
-        "opentelemetry": "shipper.outputs.otlp:OtlpOptions",
-    },
-    "filter": {
-        "modify": "shipper.filters.modify:ModifyOptions",
-        "record_modifier": "shipper.filters.record_modifier:RecordModifierOptions",
-        "grep": "shipper.filters.grep:GrepOptions",
-    },
-    "service": {"service": "shipper.config.service:ServiceOptions"},
-}
-
-
 def key_table_of(kind: str, plugin: str) -> type[Any] | None:
-    ref = KEY_TABLES.get(kind, {}).get(plugin.lower())
-    if ref is None:
-        return None
-    module, cls = ref.split(":")
-    table: type[Any] = getattr(importlib.import_module(module), cls)
-    return table
+    """The key table of a plugin (`shipper -i tail -h`), or the [SERVICE] one."""
+    if kind == "service":
+        return ServiceOptions
+    for p in PLUGINS:
+        if p.kind == kind and p.name == plugin.lower():
+            table: type[Any] = getattr(importlib.import_module(p.module), p.options)
+            return table
+    return None

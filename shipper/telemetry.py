@@ -38,12 +38,31 @@ class InputStats:
     long_lines: int = 0  # cut or skipped at the line limit
     session_switches: int = 0
     files_open: int = 0  # gauge
+    # the reader lagged (shipper/tail/lag.py): copytruncate and the rotation ring
+    copies_recovered: int = 0  # truncations whose unread rest was read from the copy
+    copy_bytes: int = 0
+    copies_missed: int = 0  # truncations with unread bytes and no copy found
+    missed_bytes: int = 0  # unread bytes of those (lost)
+    rotated_lost_files: int = 0  # generations deleted before they were read to their end
+    rotated_lost_bytes: int = 0
     bytes_behind: dict[str, int] = field(default_factory=dict)  # gauge per path
     buffer_bytes: int = 0  # gauge: bytes in flight
     buffer_limit: int = 0
     paused: bool = False
     # set by the input: bytes_behind measured at scrape time (see metrics)
     behind_probe: Callable[[], dict[str, int]] | None = None
+
+    def carry_over(self, prev: InputStats) -> None:
+        """Add the counters of the instance this one replaces at a reload (not the gauges)."""
+        self.records += prev.records
+        self.bytes += prev.bytes
+        self.files_opened += prev.files_opened
+        self.files_closed += prev.files_closed
+        self.files_rotated += prev.files_rotated
+        self.long_lines += prev.long_lines
+        self.session_switches += prev.session_switches
+        for key in _LAG_COUNTERS:
+            setattr(self, key, getattr(self, key) + getattr(prev, key))
 
 
 @dataclass(slots=True)
@@ -59,6 +78,34 @@ class OutputStats:
     error_times: deque[float] = field(default_factory=_times)  # monotonic, for HC_Period
     retry_failure_times: deque[float] = field(default_factory=_times)
 
+    def carry_over(self, was: OutputStats) -> None:
+        """Add the counters of the instance this one replaces at a reload (not the gauges)."""
+        self.proc_records += was.proc_records
+        self.proc_bytes += was.proc_bytes
+        self.errors += was.errors
+        self.retries += was.retries
+        self.retries_failed += was.retries_failed
+        self.dropped_records += was.dropped_records
+        # the health window spans the reload: a reload does not make an agent healthy
+        self.error_times.extendleft(reversed(was.error_times))
+        self.retry_failure_times.extendleft(reversed(was.retry_failure_times))
+
+
+@dataclass(slots=True)
+class FilterStats:
+    """Fluent Bit's filter counters (records in, dropped, added, re-emitted) and a filter's
+    own counters (`extra`, rendered as shipper_filter_<key>_total)."""
+
+    name: str  # "throttle.0"
+    records: int = 0
+    drop_records: int = 0
+    add_records: int = 0
+    emit_records: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.extra[key] = self.extra.get(key, 0) + n
+
 
 Mark = tuple[int, int]
 
@@ -73,6 +120,11 @@ class Registry:
     outputs: list[OutputStats] = field(default_factory=list)
     reloads: int = 0
     reloads_refused: int = 0
+    # by name: a reload's instance of the same name carries on counting (no mark/retire)
+    filters: dict[str, FilterStats] = field(default_factory=dict)
+
+    def filter(self, name: str) -> FilterStats:
+        return self.filters.setdefault(name, FilterStats(name))
 
     def input(self, name: str) -> InputStats:
         stats = InputStats(name)
@@ -102,25 +154,11 @@ class Registry:
         for i in self.inputs:
             prev = old_in.get(i.name)
             if prev is not None:
-                i.records += prev.records
-                i.bytes += prev.bytes
-                i.files_opened += prev.files_opened
-                i.files_closed += prev.files_closed
-                i.files_rotated += prev.files_rotated
-                i.long_lines += prev.long_lines
-                i.session_switches += prev.session_switches
+                i.carry_over(prev)
         for o in self.outputs:
             was = old_out.get(o.name)
             if was is not None:
-                o.proc_records += was.proc_records
-                o.proc_bytes += was.proc_bytes
-                o.errors += was.errors
-                o.retries += was.retries
-                o.retries_failed += was.retries_failed
-                o.dropped_records += was.dropped_records
-                # the health window spans the reload: a reload does not make an agent healthy
-                o.error_times.extendleft(reversed(was.error_times))
-                o.retry_failure_times.extendleft(reversed(was.retry_failure_times))
+                o.carry_over(was)
 
     def live_inputs(self) -> list[InputStats]:
         """One per name: during a reload the running instance, not its successor."""
@@ -144,6 +182,15 @@ def _first_per_name(stats: list[_S]) -> list[_S]:
 
 
 REGISTRY = Registry()
+
+_LAG_COUNTERS = (
+    "copies_recovered",
+    "copy_bytes",
+    "copies_missed",
+    "missed_bytes",
+    "rotated_lost_files",
+    "rotated_lost_bytes",
+)
 
 
 def _plugin_log(name: str) -> logging.Logger:
@@ -185,6 +232,37 @@ def file_rotated(stats: InputStats, old: str, new: str) -> None:
 def file_truncated(stats: InputStats, path: str, size: int, offset: int) -> None:
     _plugin_log(stats.name).info(
         "%s truncated (size %d < offset %d): reading from 0", path, size, offset
+    )
+
+
+def copy_recovered(stats: InputStats, path: str, copy: str, start: int, end: int) -> None:
+    stats.copies_recovered += 1
+    stats.copy_bytes += end - start
+    _plugin_log(stats.name).info(
+        "%s truncated with %d bytes unread: reading them from its copy %s [%d, %d)",
+        path,
+        end - start,
+        copy,
+        start,
+        end,
+    )
+
+
+def copy_missed(stats: InputStats, path: str, unread: int) -> None:
+    stats.copies_missed += 1
+    stats.missed_bytes += unread
+    _plugin_log(stats.name).warning(
+        "%s truncated with %d bytes unread and no copy found next to it: those bytes are lost",
+        path,
+        unread,
+    )
+
+
+def rotated_lost(stats: InputStats, path: str, lost: int) -> None:
+    stats.rotated_lost_files += 1
+    stats.rotated_lost_bytes += lost
+    _plugin_log(stats.name).warning(
+        "%s was deleted or truncated before it was read to its end: %d bytes lost", path, lost
     )
 
 

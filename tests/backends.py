@@ -65,6 +65,7 @@ __all__ = [
     "clickhouse_binary",
     "clickhouse_server",
     "clickhouse_skip_reason",
+    "cpu_quota",
     "free_port",
     "netns_skip_reason",
     "ray_env",
@@ -678,3 +679,66 @@ def run_in_netns(
         start_new_session=start_new_session,
         **popen_kwargs,
     )
+
+
+def fluent_bit_binary() -> str:
+    """A Fluent Bit to compare with: $FLUENT_BIT, else `fluent-bit` on PATH, else "" (tests
+    that need one skip: no package registry here has it, a local build may)."""
+    return os.environ.get("FLUENT_BIT") or shutil.which("fluent-bit") or ""
+
+
+# --------------------------------------------------------------------------- CPU quota
+
+
+class cpu_quota:
+    """A cgroup whose processes get `share` of one CPU (cgroup v1 `cpu.cfs_quota_us`, or v2
+    `cpu.max`): a reader that lags as in a sidecar with a small CPU limit. Skips the test where
+    no group can be made (not root, no cpu controller). Leaving puts the processes back in
+    the root group and removes the group."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.path: Path | None = None
+        self._root: Path | None = None
+
+    def __enter__(self) -> cpu_quota:
+        period = 100_000
+        quota = max(1000, int(self.share * period))
+        name = f"shipper-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        v1 = Path("/sys/fs/cgroup/cpu")
+        v2 = Path("/sys/fs/cgroup")
+        try:
+            if (v1 / "cpu.cfs_quota_us").exists():
+                self._root, self.path = v1, v1 / name
+                self.path.mkdir()
+                (self.path / "cpu.cfs_period_us").write_text(str(period))
+                (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+            elif (v2 / "cgroup.controllers").exists():
+                self._root, self.path = v2, v2 / name
+                self.path.mkdir()
+                (self.path / "cpu.max").write_text(f"{quota} {period}")
+            else:
+                _skip_or_fail("no cgroup cpu controller here")
+        except OSError as exc:
+            self._remove()
+            _skip_or_fail(f"cannot make a CPU-quota cgroup: {exc}")
+        return self
+
+    def add(self, pid: int) -> None:
+        """Move process `pid` (all its threads) into the group."""
+        assert self.path is not None
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def _remove(self) -> None:
+        if self.path is None or self._root is None:
+            return
+        with contextlib.suppress(OSError):
+            for pid in (self.path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (self._root / "cgroup.procs").write_text(pid)
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+        self.path = None
+
+    def __exit__(self, *exc: object) -> None:
+        self._remove()

@@ -4,16 +4,25 @@
 # On a fresh Debian machine (as root) it installs what the tests need, then runs pytest:
 #   1. the project itself with its test extras (pip install -e '.[test]') into the current Python;
 #   2. clickhouse-server from Debian's packages (apt-get), for tests marked `clickhouse`;
-#   3. Ray in its own virtualenv .venv-ray (kept apart: Ray pins its own dependencies), for tests
-#      marked `ray`; they run it as a subprocess through tests.backends.ray_python().
+#   3. librdkafka from Debian's packages (apt-get), whose mock cluster is the Kafka-protocol
+#      broker of the tests marked `kafka` (tests/outputs/kafka_broker.py);
+#   4. Ray in its own virtualenv .venv-ray (kept apart: Ray pins its own dependencies), for tests
+#      marked `ray`; they run it as a subprocess through tests.backends.ray_python();
+#   5. mmdebstrap from Debian's packages (apt-get), with which tests/test_image_run.py builds the
+#      container image's root filesystem (tests/image.py) to run the agent in it.
 # Every step is skipped when already done, so a second run goes straight to pytest.
+# (Step 5 is only the tool: the image itself is assembled by the test, cached in
+# /var/tmp/shipper-image, and reused until the Dockerfile or the build context changes.)
 # The exit code is pytest's (5, "no tests collected", is a failure like any other non-zero).
 #
 # Environment knobs:
-#   SHIPPER_SKIP_INSTALL=1   skip all three install steps (use whatever is there)
+#   SHIPPER_SKIP_INSTALL=1   skip all install steps (use whatever is there)
 #   SHIPPER_NO_CLICKHOUSE=1  don't install clickhouse-server (its tests then skip)
+#   SHIPPER_NO_KAFKA=1       don't install librdkafka1 (Kafka tests then skip)
 #   SHIPPER_NO_RAY=1         don't create .venv-ray (Ray tests then skip)
-#   RAY_PIP_SPEC             what to pip-install into .venv-ray (default: "ray")
+#   SHIPPER_NO_MMDEBSTRAP=1  don't install mmdebstrap (the image run test then skips)
+#   RAY_PIP_SPEC             what to pip-install into .venv-ray (default: "ray[default,serve]==2.60.0":
+#                            the job server and Serve, which the fixtures' make.py runs)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +30,7 @@ cd "$ROOT"
 
 PY="${PYTHON:-python3}"
 RAY_VENV="$ROOT/.venv-ray"
-RAY_PIP_SPEC="${RAY_PIP_SPEC:-ray}"
+RAY_PIP_SPEC="${RAY_PIP_SPEC:-ray[default,serve]==2.60.0}"
 STAMP_DIR="$ROOT/.venv-ray"
 
 log() { printf '[tests/run.sh] %s\n' "$*" >&2; }
@@ -114,6 +123,31 @@ install_clickhouse() {
     fi
 }
 
+install_kafka() {
+    if [ -n "${SHIPPER_NO_KAFKA:-}" ]; then log "kafka: skipped (SHIPPER_NO_KAFKA)"; return; fi
+    if ldconfig -p 2>/dev/null | grep -q 'librdkafka\.so\.1'; then
+        log "librdkafka already installed"
+        return
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "kafka: no apt-get here; Kafka tests will skip"
+        return
+    fi
+    log "installing librdkafka1 (apt-get)"
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+        librdkafka1 >/dev/null 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        as_root apt-get update -qq || true
+        rc=0
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+            librdkafka1 >/dev/null || rc=$?
+    fi
+    if [ "$rc" -ne 0 ]; then
+        log "kafka: apt-get install librdkafka1 failed (rc=$rc); Kafka tests will skip"
+    fi
+}
+
 install_ray() {
     if [ -n "${SHIPPER_NO_RAY:-}" ]; then log "ray: skipped (SHIPPER_NO_RAY)"; return; fi
     local stamp="$STAMP_DIR/.shipper-ray-spec"
@@ -136,11 +170,35 @@ install_ray() {
     printf '%s' "$RAY_PIP_SPEC" > "$stamp"
 }
 
+install_mmdebstrap() {
+    if [ -n "${SHIPPER_NO_MMDEBSTRAP:-}" ]; then log "mmdebstrap: skipped (SHIPPER_NO_MMDEBSTRAP)"; return; fi
+    if command -v mmdebstrap >/dev/null 2>&1; then
+        log "mmdebstrap already installed"
+        return
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "mmdebstrap: no apt-get here; the image run test will skip"
+        return
+    fi
+    log "installing mmdebstrap (apt-get)"
+    local rc=0
+    if ! apt-cache policy mmdebstrap 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        as_root apt-get update -qq || true
+    fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+        mmdebstrap >/dev/null || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        log "mmdebstrap: apt-get install failed (rc=$rc); the image run test will skip"
+    fi
+}
+
 if [ -z "${SHIPPER_SKIP_INSTALL:-}" ]; then
     t0=$SECONDS
     install_project
     install_clickhouse
+    install_kafka
     install_ray
+    install_mmdebstrap
     log "setup took $((SECONDS - t0))s"
 fi
 

@@ -1,6 +1,7 @@
-"""The container image, without a Docker engine (SPEC section 10).
+"""The container image, without a Docker engine.
 
-1. Static checks of docker/Dockerfile: two python:3.11-slim stages; the final one runs as a
+1. Static checks of docker/Dockerfile (parsed by tests/dockerfile.py): two
+   python:3.11-slim-bookworm stages; the final one runs as a
    non-root numeric user, has `ENTRYPOINT ["shipper"]`, `STOPSIGNAL SIGTERM`, no compiler
    or build tool, installs wheels only with no pip cache, and does not override the default
    config location (SHIPPER_DEFAULT_CONFIG). Plus .dockerignore and the docs.
@@ -9,34 +10,43 @@
    from the configured package index), then run the installed `shipper --version` and
    `shipper --dry-run` with the default config found through SHIPPER_DEFAULT_CONFIG (the
    image relies on the built-in default, /fluent-bit/etc/fluent-bit.conf).
+3. LICENSE is the license pyproject.toml and the image's label declare.
+
+tests/test_image_run.py builds the image's root filesystem from the same Dockerfile and runs
+the agent in it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 import tomllib
 import venv
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILE = ROOT / "docker" / "Dockerfile"
+from tests.dockerfile import (
+    DOCKERFILE,
+    ROOT,
+    Instruction,
+    Stage,
+    dockerignore_patterns,
+    dockerignored,
+    stages,
+)
+
 DOCKER_README = ROOT / "docker" / "README.md"
 K8S_README = ROOT / "k8s" / "README.md"
-DOCKERIGNORE = ROOT / ".dockerignore"
 SEED_CONF = ROOT / "tests" / "fixtures" / "fluent-bit.conf"
 
 DROP_IN = "/fluent-bit/etc/fluent-bit.conf"
-BASE_IMAGE = "python:3.11-slim"
+BASE_IMAGE = "python:3.11-slim-bookworm"
 UID = "10001"
 
 # Packages and tools that mean "a compiler or build chain is in the image".
@@ -73,70 +83,8 @@ def _project() -> dict[str, object]:
 # ---------------------------------------------------------------- Dockerfile parsing
 
 
-@dataclass
-class Instruction:
-    cmd: str  # upper case
-    args: str  # the rest, continuation lines joined
-
-    def exec_form(self) -> list[str] | None:
-        """The JSON array of ENTRYPOINT/CMD/RUN in exec form, else None."""
-        try:
-            value = json.loads(self.args)
-        except ValueError:
-            return None
-        return value if isinstance(value, list) else None
-
-
-@dataclass
-class Stage:
-    base: str
-    name: str | None
-    instructions: list[Instruction] = field(default_factory=list)
-
-    def all(self, cmd: str) -> list[Instruction]:
-        return [i for i in self.instructions if i.cmd == cmd]
-
-    def last(self, cmd: str) -> Instruction | None:
-        found = self.all(cmd)
-        return found[-1] if found else None
-
-
-def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
-    """Global ARG defaults and the stages, with `${ARG}` in FROM resolved."""
-    lines: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if stripped.startswith("#") or (not stripped and not pending):
-            continue  # comments (and parser directives) and blank lines
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        lines.append(pending + stripped)
-        pending = ""
-    assert not pending, "Dockerfile ends inside a continued line"
-
-    global_args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for line in lines:
-        cmd, _, args = line.partition(" ")
-        ins = Instruction(cmd.upper(), args.strip())
-        if ins.cmd == "ARG" and not stages:
-            name, _, default = ins.args.partition("=")
-            global_args[name.strip()] = default.strip().strip('"')
-        elif ins.cmd == "FROM":
-            words = [w for w in ins.args.split() if not w.startswith("--")]
-            base = re.sub(r"\$\{?(\w+)\}?", lambda m: global_args.get(m.group(1), ""), words[0])
-            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(base, name))
-        else:
-            assert stages, f"{ins.cmd} before the first FROM"
-            stages[-1].instructions.append(ins)
-    return global_args, stages
-
-
 def _stages() -> tuple[dict[str, str], list[Stage]]:
-    return parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+    return stages()
 
 
 def _final() -> Stage:
@@ -150,16 +98,15 @@ def _builder() -> Stage:
 
 
 def _shell_words(ins: Instruction) -> list[str]:
-    text = ins.args
-    while text.startswith("--"):  # RUN --mount=... flags
-        text = text.split(None, 1)[1] if " " in text else ""
-    return shlex.split(text)
+    return ins.words()
 
 
 # ------------------------------------------------------------------- static checks
 
 
-def test_both_stages_use_python_311_slim() -> None:
+def test_both_stages_use_python_311_slim_bookworm() -> None:
+    """The Debian release is pinned in the tag: python:3.11-slim alone moves with Debian's
+    releases, and tests/test_image_run.py assembles that release."""
     _args, stages = _stages()
     assert len(stages) == 2
     for stage in stages:
@@ -198,7 +145,6 @@ def test_final_stage_entrypoint_stopsignal_workdir_labels_port() -> None:
     labels = " ".join(i.args for i in final.all("LABEL"))
     for key in (
         "org.opencontainers.image.title",
-        "org.opencontainers.image.source",
         "org.opencontainers.image.version",
     ):
         assert key in labels
@@ -208,6 +154,45 @@ def test_version_label_matches_the_project() -> None:
     final = _final()
     args = dict(i.args.partition("=")[::2] for i in final.all("ARG"))
     assert args.get("VERSION") == _project()["version"]
+
+
+def test_license_file_is_the_declared_license() -> None:
+    """pyproject.toml and the image's label say Apache-2.0; LICENSE is its full text (and the
+    build context sends it: the builder stage COPYs LICENSE*)."""
+    declared = _project()["license"]
+    assert declared == {"text": "Apache-2.0"}, declared
+    labels = " ".join(i.args for i in _final().all("LABEL"))
+    assert 'org.opencontainers.image.licenses="Apache-2.0"' in labels
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    words = text.split()
+    assert words[:5] == ["Apache", "License", "Version", "2.0,", "January"], words[:5]
+    assert "END OF TERMS AND CONDITIONS" in text and "APPENDIX: How to apply" in text
+    # The nine sections of the terms, complete.
+    for n, title in enumerate(
+        (
+            "Definitions",
+            "Grant of Copyright License",
+            "Grant of Patent License",
+            "Redistribution",
+            "Submission of Contributions",
+            "Trademarks",
+            "Disclaimer of Warranty",
+            "Limitation of Liability",
+            "Accepting Warranty or Additional Liability",
+        ),
+        start=1,
+    ):
+        assert f"{n}. {title}." in " ".join(words), title
+    assert "LICENSE" in _builder_sources()
+
+
+def test_no_label_names_an_unpublished_place() -> None:
+    """No source URL or registry is claimed for an image or repository that is not
+    published; the base name follows the build argument."""
+    labels = " ".join(i.args for i in _final().all("LABEL"))
+    assert "shipper-dev" not in DOCKERFILE.read_text(encoding="utf-8")
+    assert "org.opencontainers.image.source" not in labels
+    assert 'org.opencontainers.image.base.name="${PYTHON_IMAGE}"' in labels
 
 
 def test_final_stage_has_no_compiler_and_installs_wheels_only() -> None:
@@ -248,43 +233,6 @@ def test_docs_name_the_drop_in_config_path() -> None:
         assert topic in readme, f"docker/README.md should cover {topic!r}"
 
 
-def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
-    """A .dockerignore pattern as a regex: '*' and '?' stay within one path element, '**'
-    spans any number of them (Go's filepath.Match plus Docker's '**')."""
-    out = ""
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            out, i = out + "[^/]", i + 1
-        elif pattern[i] == "[":
-            close = pattern.index("]", i)
-            out, i = out + pattern[i : close + 1], close + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(out)
-
-
-def _dockerignored(rel: str, patterns: list[str]) -> bool:
-    """Whether .dockerignore leaves `rel` out of the build context: the last matching
-    pattern wins, '!' re-includes, and a pattern that matches a directory covers its
-    contents."""
-    parts = rel.split("/")
-    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
-    ignored = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        regex = _dockerignore_regex(pattern.removeprefix("!").strip("/"))
-        if any(regex.fullmatch(p) for p in prefixes):
-            ignored = not negate
-    return ignored
-
-
 def _builder_sources() -> list[str]:
     """The build-context paths the builder stage COPYs (globs expanded in the repo)."""
     sources: list[str] = []
@@ -298,13 +246,9 @@ def _builder_sources() -> list[str]:
 
 
 def test_dockerignore_keeps_the_context_small_but_complete() -> None:
-    patterns = [
-        line.strip()
-        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    patterns = dockerignore_patterns()
     for needed in ("pyproject.toml", "shipper/__init__.py", "shipper/cli.py"):
-        assert not _dockerignored(needed, patterns), needed
+        assert not dockerignored(needed, patterns), needed
     for unwanted in (
         ".git/config",
         "tests/test_docker_image.py",
@@ -312,11 +256,11 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
         "shipper/__pycache__/cli.cpython-311.pyc",
         "benchmarks/out/x.json",
     ):
-        assert _dockerignored(unwanted, patterns), unwanted
+        assert dockerignored(unwanted, patterns), unwanted
     sources = _builder_sources()
     assert "pyproject.toml" in sources and "shipper" in sources, sources
     for src in sources:
-        assert not _dockerignored(src, patterns), src
+        assert not dockerignored(src, patterns), src
 
 
 # ------------------------------------------------------------ the install path
@@ -366,6 +310,7 @@ def _builder_wheel(work: Path, **env: str) -> Path:
         if path.is_dir():
             shutil.copytree(path, context / src, ignore=ignore)
         else:
+            (context / src).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, context / src)
     dist = work / "dist"
     proc = _run(
@@ -510,3 +455,101 @@ def test_without_a_c_compiler_the_wheel_builds_and_runs_pure_python(tmp_path: Pa
     assert proc.returncode == 0, proc.stdout + proc.stderr
     where, native, read_native = proc.stdout.split()
     assert where.startswith(str(unpacked)) and native == read_native == "False", proc.stdout
+
+
+# ------------------------------------------------- README.md's build-and-push steps
+
+# Records each call's arguments, one call per line, words separated by US (0x1f).
+_RECORDER = (
+    '#!/bin/sh\n{ printf \'%s\' "$(basename "$0")"; printf \'\\037%s\' "$@"; echo; } >> "$CALLS"\n'
+)
+
+
+def _migration_steps() -> str:
+    """The shell block of README.md's migration section, verbatim."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Migrating a Fluent Bit sidecar\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, "one block of commands to follow word for word"
+    return str(blocks[0])
+
+
+@pytest.mark.timeout(120)
+def test_readme_migration_steps_build_push_and_name_the_image(tmp_path: Path) -> None:
+    """README.md's migration commands, run as written in a copy of the repository, with
+    docker and kubectl (which cannot run here) replaced by stand-ins that record their
+    arguments: docker/build.sh builds docker/Dockerfile (the file tests/test_image_run.py
+    replays and runs) from the repository root with the project's version, pushes the
+    name, and every shipper container in k8s/ then names that image."""
+    steps = _migration_steps()
+    m = re.search(r"^IMAGE=(\S+)", steps, re.M)
+    assert m, steps
+    image = m.group(1)
+    clone = tmp_path / "clone"
+    for rel in ("docker", "k8s", "shipper"):
+        shutil.copytree(ROOT / rel, clone / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    for rel in ("pyproject.toml", "README.md", "LICENSE", ".dockerignore"):
+        shutil.copy2(ROOT / rel, clone / rel)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("docker", "kubectl"):
+        (bin_dir / tool).write_text(_RECORDER)
+        (bin_dir / tool).chmod(0o755)
+    calls = tmp_path / "calls"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "HOME": str(tmp_path)}
+    proc = subprocess.run(
+        ["sh", "-e", "-c", steps],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recorded = [line.split("\x1f") for line in calls.read_text().splitlines()]
+    version = str(_project()["version"])
+    dockerfile = str(clone / "docker" / "Dockerfile")
+    build = ["docker", "build", "-f", dockerfile, "--build-arg", f"VERSION={version}"]
+    assert recorded == [
+        [*build, "-t", image, str(clone)],
+        ["docker", "push", image],
+        ["kubectl", "apply", "-f", "k8s/sidecar/raycluster.yaml"],
+    ], recorded
+    assert (clone / "docker" / "Dockerfile").read_bytes() == DOCKERFILE.read_bytes()
+
+    images: list[str] = []
+    for path in sorted((clone / "k8s").rglob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        images += re.findall(r"^\s*image:\s*(\S+)", text, re.M)
+        assert "image: REGISTRY/" not in text, path
+    assert images.count(image) == 5, images  # 1 + 2 sidecars, the DaemonSet's 2 containers
+    assert all(i == image or i.startswith("rayproject/ray:") for i in images), images
+
+
+def test_build_script_needs_an_image_name(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["sh", str(ROOT / "docker" / "build.sh")], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 1 and "usage:" in proc.stderr
+    for tool in ("dirname", "sed", "head"):  # what it needs besides a builder
+        (tmp_path / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    proc = subprocess.run(
+        ["/bin/sh", str(ROOT / "docker" / "build.sh"), "x/shipper:1"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": str(tmp_path), "SHIPPER_BUILDER": ""},
+    )
+    assert proc.returncode == 1 and "needs docker, podman or buildah" in proc.stderr
+
+
+def test_image_ships_fluent_bits_stock_parsers_file() -> None:
+    """Configs (Fluent Bit's own, the Helm chart's) name /fluent-bit/etc/parsers.conf, which
+    Fluent Bit's image has; a missing Parsers_File is an error, so this image has it too."""
+    copies = [c.args for c in _final().all("COPY")]
+    assert any(
+        "--from=builder" in c and c.split()[-1] == "/fluent-bit/etc/parsers.conf" for c in copies
+    ), copies
+    sources = _builder_sources()
+    assert "tests/fixtures/fluent-bit/parsers.conf" in sources, sources

@@ -1,4 +1,4 @@
-"""Offline validation of every manifest under k8s/ (SPEC section 10).
+"""Offline validation of every manifest under k8s/.
 
 - Core kinds (ConfigMap, DaemonSet, Service, ...) against the Kubernetes OpenAPI schemas that
   the `kubernetes_validate` package ships, in strict mode (unknown fields are errors, as with
@@ -12,6 +12,9 @@
 - Every ConfigMap's fluent-bit.conf passes `shipper --dry-run -c FILE` (exit 0), with the env
   the containers that mount it would get.
 - Negative tests prove each check can fail.
+- No manifest names an image nobody published: shipper's is the placeholder
+  REGISTRY/shipper:<version> (the user builds and pushes it: docker/build.sh, README.md's
+  migration section, whose steps are run here on a copy of k8s/), the others are upstream's.
 - Consistency checks tie the manifests together (ports, probes, DB on a volume, the shutdown
   budget, the DaemonSet's hostPath layout), and one end-to-end run shows that the DaemonSet's
   records carry the pod name in their path key.
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -45,7 +49,11 @@ FIXTURES = ROOT / "tests" / "fixtures"
 CRD_FILE = FIXTURES / "schemas" / "ray.io_rayclusters.yaml"
 SEED_FILE = FIXTURES / "ray-cluster.log.yaml"
 
-IMAGE_REPO = "ghcr.io/shipper-dev/shipper"
+# No shipper image is published: the manifests carry this placeholder, which README.md's
+# migration steps replace with the name the user built and pushed.
+IMAGE_REPO = "REGISTRY/shipper"
+# Images the manifests may name besides shipper's: published upstream.
+UPSTREAM_IMAGES = re.compile(r"rayproject/ray:\d+\.\d+\.\d+")
 DROP_IN = "/fluent-bit/etc/fluent-bit.conf"
 EXPECTED_FILES = (
     "README.md",
@@ -376,6 +384,43 @@ def test_config_env_vars_are_provided(path: Path, index: int, doc: dict[str, Any
             continue
         missing = wanted - set(container_env(container))
         assert not missing, f"{container['name']} lacks env {sorted(missing)}"
+
+
+# ------------------------------------------------------------------ image names
+
+
+def _version() -> str:
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        return str(tomllib.load(fh)["project"]["version"])
+
+
+def test_no_manifest_names_an_unpublished_image() -> None:
+    """shipper's image is not published anywhere: every manifest names the placeholder
+    REGISTRY/shipper:<version> (whose file says how to replace it), every other image is a
+    published upstream one, and no file presents a registry of shipper's as existing."""
+    placeholder = f"{IMAGE_REPO}:{_version()}"
+    named: dict[str, set[str]] = {}
+    for path, _index, doc in ALL_DOCS:
+        for template in pod_templates(doc):
+            for c in _containers(template["spec"]):
+                image = c["image"]
+                assert image == placeholder or UPSTREAM_IMAGES.fullmatch(image), (path, image)
+                named.setdefault(image, set()).add(path.relative_to(K8S).as_posix())
+    assert named.get(placeholder) == {
+        "sidecar/raycluster.yaml",
+        "sidecar-http/raycluster.yaml",
+        "daemonset/shipper-daemonset.yaml",
+    }, named
+    for rel in named[placeholder]:
+        header = (K8S / rel).read_text(encoding="utf-8").split("\napiVersion:")[0]
+        assert "REGISTRY/shipper" in header and "docker/build.sh" in header, rel
+    docs = [*K8S.rglob("*"), *(ROOT / "docker").iterdir(), ROOT / "README.md"]
+    for path in (p for p in docs if p.is_file()):
+        text = path.read_text(encoding="utf-8")
+        for unpublished in ("ghcr.io", "shipper-dev", "docker.io/shipper", "quay.io"):
+            assert unpublished not in text, (path, unpublished)
+    readme = (K8S / "README.md").read_text(encoding="utf-8")
+    assert placeholder in readme and "docker/build.sh" in readme
 
 
 # ------------------------------------------------------------------ negative tests

@@ -7,14 +7,21 @@ import os
 # Fluent Bit's image mounts its config here; the seed's RayCluster does the same.
 DROP_IN_PATH = "/fluent-bit/etc/fluent-bit.conf"
 
-DEFAULT_CONFIG = """\
+# What Ray writes under a session's logs/: its daemons' and workers' files, Serve's, the job
+# supervisors', and the JSON events (debug_state.txt is a snapshot rewritten in place).
+_LOGS = "/tmp/ray/session_latest/logs"
+_PATHS = ", ".join(
+    f"{_LOGS}/{glob}" for glob in ("*", "serve/*", "jobs/*", "events/*.log", "export_events/*.log")
+)
+
+DEFAULT_CONFIG = f"""\
 [SERVICE]
     Flush        1
     Log_Level    info
 
 [INPUT]
     Name              tail
-    Path              /tmp/ray/session_latest/logs/*, /tmp/ray/session_latest/logs/events/*.log
+    Path              {_PATHS}
     Exclude_Path      */debug_state.txt
     Tag               ray
     Path_Key          true

@@ -1,6 +1,7 @@
 """Declarative key tables: each plugin's options are a frozen dataclass whose fields carry the
 Fluent Bit key name, type, default and help. The same table validates a Section and documents
-the plugin (`shipper -i tail -h`).
+the plugin (`shipper -i tail -h`). The keys common to every plugin of a kind (Match,
+Retry_Limit, Workers...) are key tables too, at the end.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shipper.config.model import ConfigError, Prop, Section
@@ -119,36 +121,6 @@ def opt(
     return dataclasses.field(default=default, metadata=meta)
 
 
-# Keys every plugin section accepts (handled by the pipeline, not the plugin).
-COMMON_KEYS = {
-    "input": {
-        "name",
-        "tag",
-        "alias",
-        "log_level",
-        "mem_buf_limit",
-        "storage.type",
-        "threaded",
-        "routable",
-        "storage.pause_on_chunks_overlimit",
-    },
-    "filter": {"name", "match", "match_regex", "alias", "log_level"},
-    "output": {
-        "name",
-        "match",
-        "match_regex",
-        "alias",
-        "log_level",
-        "retry_limit",
-        "workers",
-        "storage.total_limit_size",
-    },
-    "service": set(),
-    "parser": {"name"},
-    "multiline_parser": {"name"},
-}
-
-
 def key_table(cls: type[Any]) -> list[dict[str, Any]]:
     """The key rows of an options dataclass (for `shipper -i PLUGIN -h`)."""
     rows = []
@@ -182,12 +154,16 @@ def build(
     *,
     extra_keys: set[str] | None = None,
     prefix_keys: tuple[str, ...] = (),
+    strict: bool = True,
 ) -> T:
     """Validate `section` against the key table of `cls` and return the frozen options.
 
-    Unknown keys are an error naming file, line and key. `prefix_keys` lets a plugin accept
+    Unknown keys are an error naming file, line and key (unless not `strict`: the section's
+    common keys, read apart from the plugin's). The keys every plugin of the section's kind
+    accepts (COMMON_KEYS, below) are allowed. `prefix_keys` lets a plugin accept
     families such as `Header_*`; `extra_keys` adds keys handled elsewhere.
     """
+
     by_key: dict[str, dataclasses.Field[Any]] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if "key" in f.metadata:
@@ -198,7 +174,11 @@ def build(
     for prop in section.props:
         field = by_key.get(prop.name)
         if field is None:
-            if prop.name in allowed or any(prop.name.startswith(p) for p in prefix_keys):
+            if (
+                not strict
+                or prop.name in allowed
+                or any(prop.name.startswith(p) for p in prefix_keys)
+            ):
                 continue
             plugin = section.plugin or section.kind
             raise ConfigError(
@@ -223,3 +203,99 @@ def build(
                 key=f.metadata["key"],
             )
     return cls(**values)
+
+
+# -- the keys every plugin of a kind accepts, handled by the pipeline rather than the plugin:
+# declared as key tables like a plugin's, validated alike, shown by `shipper -o http -h`.
+
+_COMPAT = "Accepted for compatibility with Fluent Bit; no effect here."
+
+
+def parse_retry_limit(text: str) -> int | None:
+    """Retry_Limit: a number, `false`/`no_limits` (for ever), `no_retries` (0)."""
+    low = text.strip().lower()
+    if low in ("false", "no_limits", "off"):
+        return None
+    if low == "no_retries":
+        return 0
+    try:
+        value = parse_int(low)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (or false, no_limits, no_retries)") from None
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def parse_workers(text: str) -> int:
+    value = parse_int(text)
+    if not 1 <= value <= 64:
+        raise ValueError("must be between 1 and 64")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputCommon:
+    name: str | None = opt("Name", "str", None, help="The plugin.")
+    tag: str | None = opt("Tag", "str", None, help="Tag of the records.")
+    alias: str | None = opt("Alias", "str", None, help="Instance name in logs and metrics.")
+    log_level: str | None = opt("Log_Level", "str", None, help="This instance's log level.")
+    mem_buf_limit: str | None = opt(
+        "Mem_Buf_Limit", "str", None, help="Bytes of records in flight before reading pauses."
+    )
+    storage_type: str | None = opt("storage.type", "str", None, help=_COMPAT)
+    threaded: str | None = opt("Threaded", "str", None, help=_COMPAT)
+    routable: str | None = opt("Routable", "str", None, help=_COMPAT)
+    storage_pause: str | None = opt("storage.pause_on_chunks_overlimit", "str", None, help=_COMPAT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FilterCommon:
+    name: str | None = opt("Name", "str", None, help="The plugin.")
+    match: str | None = opt("Match", "str", None, help="Tags this instance applies to (* ok).")
+    match_regex: str | None = opt(
+        "Match_Regex", "str", None, help="Tags this instance applies to, as a regex."
+    )
+    alias: str | None = opt("Alias", "str", None, help="Instance name in logs and metrics.")
+    log_level: str | None = opt("Log_Level", "str", None, help="This instance's log level.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputCommon:
+    name: str | None = opt("Name", "str", None, help="The plugin.")
+    match: str | None = opt("Match", "str", None, help="Tags this output receives (* ok).")
+    match_regex: str | None = opt(
+        "Match_Regex", "str", None, help="Tags this output receives, as a regex."
+    )
+    alias: str | None = opt("Alias", "str", None, help="Instance name in logs and metrics.")
+    log_level: str | None = opt("Log_Level", "str", None, help="This instance's log level.")
+    retry_limit: int | None = opt(
+        "Retry_Limit",
+        "int",
+        None,
+        convert=parse_retry_limit,
+        help="Retries of a failed batch before it is dropped: a number, no_retries, or "
+        "false/no_limits (default: for ever; the data waits on disk).",
+    )
+    workers: int = opt(
+        "Workers", "int", 1, convert=parse_workers, help="Concurrent deliveries (1 to 64)."
+    )
+    storage_total_limit_size: str | None = opt(
+        "storage.total_limit_size", "str", None, help=_COMPAT
+    )
+
+
+COMMON: dict[str, type[Any]] = {
+    "input": InputCommon,
+    "filter": FilterCommon,
+    "output": OutputCommon,
+}
+
+
+def _keys(cls: type[Any]) -> set[str]:
+    return {f.metadata["key"].lower() for f in dataclasses.fields(cls)}
+
+
+# Keys a section of each kind accepts besides its plugin's own.
+COMMON_KEYS: dict[str, set[str]] = {kind: _keys(cls) for kind, cls in COMMON.items()}
+COMMON_KEYS.update({"service": set(), "parser": {"name"}, "multiline_parser": {"name"}})

@@ -32,7 +32,8 @@ class ServiceOptions:
         "str",
         (),
         multi=True,
-        help="Accepted for compatibility (parsers are built in).",
+        help="A file of [PARSER]/[MULTILINE_PARSER] sections (repeatable; a relative name "
+        "is looked up in the working directory, then in the configuration's directory).",
     )
     health_check: bool = opt(
         "Health_Check", "bool", False, help="Let /api/v1/health report errors by the HC_* rule."

@@ -76,6 +76,10 @@ def _prefix(text: str) -> str:
 
 
 def _rule(kind: str, a: str, b: str, prop: Prop) -> Rule:
+    if kind in ("rename", "hard_rename", "copy", "hard_copy"):
+        return _pair_rule(kind, a, b)
+    if kind in ("remove_wildcard", "remove_regex", "move_to_start", "move_to_end"):
+        return _keys_rule(kind, a, prop)
     if kind == "set":
 
         def set_(r: Record) -> Record:
@@ -92,21 +96,18 @@ def _rule(kind: str, a: str, b: str, prop: Prop) -> Rule:
             return r
 
         return add
-    if kind == "remove":
 
-        def remove(r: Record) -> Record:
-            r.pop(a, None)
-            return r
+    def remove(r: Record) -> Record:
+        r.pop(a, None)
+        return r
 
-        return remove
-    if kind == "remove_wildcard":
-        pre = _prefix(a)
-        return lambda r: {k: v for k, v in r.items() if not k.startswith(pre)}
-    if kind == "remove_regex":
-        rx = compile_regex(prop, a)
-        return lambda r: {k: v for k, v in r.items() if not rx.search(k)}
-    if kind in ("rename", "hard_rename"):
-        hard = kind == "hard_rename"
+    return remove
+
+
+def _pair_rule(kind: str, a: str, b: str) -> Rule:
+    """Rename or copy key `a` to `b` (hard_: over an existing `b`)."""
+    hard = kind.startswith("hard_")
+    if kind.endswith("rename"):
 
         def rename(r: Record) -> Record:
             if a not in r or (b in r and not hard) or a == b:
@@ -114,19 +115,26 @@ def _rule(kind: str, a: str, b: str, prop: Prop) -> Rule:
             return {(b if k == a else k): v for k, v in r.items() if k != b}
 
         return rename
-    if kind in ("copy", "hard_copy"):
-        hard = kind == "hard_copy"
 
-        def copy(r: Record) -> Record:
-            if a not in r or (b in r and not hard):
-                return r
-            value = r[a]
-            r.pop(b, None)
-            r[b] = value
+    def copy(r: Record) -> Record:
+        if a not in r or (b in r and not hard):
             return r
+        value = r[a]
+        r.pop(b, None)
+        r[b] = value
+        return r
 
-        return copy
+    return copy
+
+
+def _keys_rule(kind: str, a: str, prop: Prop) -> Rule:
+    """Rules on every key a pattern matches: remove them, or move them first or last."""
+    if kind == "remove_regex":
+        rx = compile_regex(prop, a)
+        return lambda r: {k: v for k, v in r.items() if not rx.search(k)}
     pre = _prefix(a)
+    if kind == "remove_wildcard":
+        return lambda r: {k: v for k, v in r.items() if not k.startswith(pre)}
     first = kind == "move_to_start"
 
     def move(r: Record) -> Record:
@@ -135,6 +143,41 @@ def _rule(kind: str, a: str, b: str, prop: Prop) -> Rule:
         return {**hit, **rest} if first else {**rest, **hit}
 
     return move
+
+
+_KEY_CONDITIONS = (
+    "key_exists",
+    "key_does_not_exist",
+    "key_value_equals",
+    "key_value_does_not_equal",
+    "key_value_matches",
+    "key_value_does_not_match",
+)
+
+
+def _key_condition(kind: str, a: str, b: str | None, prop: Prop) -> Condition:
+    """Conditions on one key (a record accessor): exists, equals, matches, or not."""
+    try:
+        acc = Accessor.parse(a)
+    except ValueError as exc:
+        raise prop_error(prop, str(exc)) from None
+    if kind == "key_exists":
+        return acc.exists
+    if kind == "key_does_not_exist":
+        return lambda r: not acc.exists(r)
+    if kind in ("key_value_equals", "key_value_does_not_equal"):
+        neg = kind == "key_value_does_not_equal"
+        return lambda r: acc.exists(r) and ((acc.string(r) == b) != neg)
+    rx = compile_regex(prop, b or "")
+    neg = kind == "key_value_does_not_match"
+
+    def value_matches(r: Record) -> bool:
+        if not acc.exists(r):
+            return False
+        text = acc.string(r)
+        return (text is not None and rx.search(text) is not None) != neg
+
+    return value_matches
 
 
 def _condition(args: list[str], prop: Prop) -> Condition:
@@ -146,35 +189,8 @@ def _condition(args: list[str], prop: Prop) -> Condition:
     needs_b = kind.startswith("key_value") or kind.startswith("matching_keys")
     if needs_b and b is None:
         raise prop_error(prop, f"condition {args[0]} needs two arguments")
-    if kind in (
-        "key_exists",
-        "key_does_not_exist",
-        "key_value_equals",
-        "key_value_does_not_equal",
-        "key_value_matches",
-        "key_value_does_not_match",
-    ):
-        try:
-            acc = Accessor.parse(a)
-        except ValueError as exc:
-            raise prop_error(prop, str(exc)) from None
-        if kind == "key_exists":
-            return acc.exists
-        if kind == "key_does_not_exist":
-            return lambda r: not acc.exists(r)
-        if kind in ("key_value_equals", "key_value_does_not_equal"):
-            neg = kind == "key_value_does_not_equal"
-            return lambda r: acc.exists(r) and ((acc.string(r) == b) != neg)
-        rx = compile_regex(prop, b or "")
-        neg = kind == "key_value_does_not_match"
-
-        def value_matches(r: Record) -> bool:
-            if not acc.exists(r):
-                return False
-            text = acc.string(r)
-            return (text is not None and rx.search(text) is not None) != neg
-
-        return value_matches
+    if kind in _KEY_CONDITIONS:
+        return _key_condition(kind, a, b, prop)
     if kind in ("a_key_matches", "no_key_matches"):
         rx = compile_regex(prop, a)
         neg = kind == "no_key_matches"

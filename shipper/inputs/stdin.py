@@ -40,6 +40,9 @@ from shipper.chunk import Chunk, Part, count_of, make_chunk
 from shipper.config.model import ConfigError, Section
 from shipper.config.schema import build, opt
 from shipper.lines import HandlerFactory, SourceContext
+from shipper.parsers.config import ParserSet
+from shipper.parsers.formats import Parser
+from shipper.parsers.inputs import wrap
 from shipper.ray.handler import handler_factory
 from shipper.tail.ledger import AckLedger
 from shipper.tail.options import DEFAULT_MEM_BUF_LIMIT, bounded_mem_buf_limit
@@ -78,6 +81,9 @@ class StdinOptions:
         True,
         help="Add component (from the `(raylet)` style prefix) and the "
         "parsed Ray fields to records.",
+    )
+    parser: str | None = opt(
+        "Parser", "str", None, help="Name of a [PARSER] for each record's log (no match: kept)."
     )
     multiline_parser: tuple[str, ...] = opt(
         "multiline.parser", "list", ("ray",), help="Multi-line parsers: ray (default), python."
@@ -198,7 +204,9 @@ def source_of(fd: int) -> _Source:
 class StdinInput:
     plugin = "stdin"
 
-    def __init__(self, *, name: str, opts: StdinOptions, fd: int | None = None) -> None:
+    def __init__(
+        self, *, name: str, opts: StdinOptions, fd: int | None = None, parser: Parser | None = None
+    ) -> None:
         self.name = name
         self.opts = opts
         self.tag = opts.tag or name
@@ -211,7 +219,7 @@ class StdinInput:
         )
         ctx = SourceContext(path="", real_path="", stream=True)  # the prefix names the writer
         self.splitter = LineSplitter(
-            handler=_factory(opts)(ctx),
+            handler=wrap(_factory(opts)(ctx), kinds=(), parser=parser),
             rules=rules,
             on_long=functools.partial(telemetry.long_line, self.stats, "-", opts.buffer_size),
         )
@@ -225,7 +233,9 @@ class StdinInput:
         self._emit: Callable[[Chunk], None] = lambda chunk: None
 
     @classmethod
-    def from_section(cls, section: Section, name: str) -> StdinInput:
+    def from_section(
+        cls, section: Section, name: str, *, parsers: ParserSet | None = None
+    ) -> StdinInput:
         """Validate an [INPUT] Name stdin section (ConfigError naming file, line, key)."""
         opts = build(StdinOptions, section)
         try:
@@ -238,7 +248,9 @@ class StdinInput:
                 line=prop.line if prop else section.line,
                 key="multiline.parser",
             ) from None
-        return cls(name=name, opts=opts)
+        prop = section.get("parser")
+        parser = (parsers or ParserSet()).get(prop.value, prop) if prop is not None else None
+        return cls(name=name, opts=opts, parser=parser)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self, emit: Callable[[Chunk], None]) -> None:
@@ -333,3 +345,7 @@ class StdinInput:
 
     def _acknowledged(self, _owner: StdinInput, cost: int) -> None:
         self.budget.release(cost)  # wakes run() to ask for the next read
+
+
+def create(section: Section, *, name: str, parsers: ParserSet) -> StdinInput:
+    return StdinInput.from_section(section, name, parsers=parsers)

@@ -79,6 +79,10 @@ class Output(abc.ABC):
         # Called when delivery can never succeed again; the app then stops (exit code 1).
         self.on_fatal: Callable[[str], None] | None = None
 
+    def on_fatal_call(self, on_fatal: Callable[[str], None] | None) -> None:
+        """Who is told (with the reason) when delivery can never succeed again."""
+        self.on_fatal = on_fatal
+
     # -- plugin interface -------------------------------------------------------------
     def encode_chunks(self, batch: list[Chunk]) -> bytes | None:
         """The payload straight from the chunks' JSON lines, or None to encode records.

@@ -1,10 +1,10 @@
 """The HTTP plumbing shared by the `http`, `loki`, `es` and `opentelemetry` outputs.
 
 One aiohttp session per output (keep-alive, at most `Workers` connections), TLS from the
-`tls.*` keys, Basic auth, extra `Header`s, gzip, and the status rules of SPEC section 7:
+`tls.*` keys, Basic auth, extra `Header`s, gzip, and the status rules of docs/delivery.md:
 2xx delivered; 5xx, 408, 429 (Retry-After honoured) and connection errors or timeouts
 retried; any other 4xx final for the batch. Secrets (passwords, auth/token/key headers) are
-scrubbed from every message this module produces, whatever the log level.
+scrubbed from every log line (see secrets.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import email.utils
 import logging
 import re
 import ssl
-import traceback
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -30,51 +29,13 @@ from shipper.chunk import Record
 from shipper.config.model import ConfigError, Section
 from shipper.config.schema import opt
 from shipper.outputs.base import DeliveryError, Output
+from shipper.outputs.secrets import SECRET_HEADER, redact, register_secrets
 
 log = logging.getLogger(__name__)
 
 NET_PREFIX = ("net.",)  # other net.* keys of Fluent Bit are accepted and ignored
-_SECRET_HEADER = re.compile(
-    r"auth|token|key|secret|pass|cookie|session|signature|credential", re.IGNORECASE
-)
 _GZIP_IN_THREAD = 256 * 1024  # compress bigger payloads off the event loop
 _SNIPPET = 300  # bytes of a response body quoted in a log line
-
-
-_SECRETS: list[str] = []  # every output's secrets, longest first: scrubbed from all log lines
-
-
-def register_secrets(values: list[str]) -> None:
-    """Remember secrets for `redact` and make sure every log line of the agent is scrubbed."""
-    known = set(_SECRETS) | {v for v in values if len(v) >= 3}
-    _SECRETS[:] = sorted(known, key=len, reverse=True)
-    root = logging.getLogger("shipper")
-    targets: list[logging.Filterer] = [*root.handlers] or [root]
-    for target in targets:
-        if not any(isinstance(f, _Scrub) for f in target.filters):
-            target.addFilter(_Scrub())
-
-
-def redact(text: str) -> str:
-    for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, "*****")
-    return text
-
-
-class _Scrub(logging.Filter):
-    """A handler filter: the final text of a log record, traceback included, without any
-    registered secret, whoever logged it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not _SECRETS:
-            return True
-        text = record.getMessage()
-        if record.exc_info:
-            text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-            record.exc_info, record.exc_text = None, None
-        record.msg, record.args = redact(text), ()
-        return True
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -241,7 +202,7 @@ class HttpClient:
         for name, value in opts.headers:
             headers[name] = value
         for name, value in headers.items():
-            if _SECRET_HEADER.search(name):
+            if SECRET_HEADER.search(name):
                 hidden.append(value)
                 hidden.extend(value.split(None, 1)[1:])  # "Bearer xyz": xyz alone as well
         register_secrets(hidden)

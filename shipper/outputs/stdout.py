@@ -15,7 +15,8 @@ import threading
 from dataclasses import dataclass
 
 from shipper.chunk import Chunk, Record
-from shipper.config.schema import opt
+from shipper.config.model import ConfigError, Section
+from shipper.config.schema import build, opt
 from shipper.formats import (
     DateFormat,
     chunks_json,
@@ -24,7 +25,8 @@ from shipper.formats import (
     encode_json_array,
     encode_json_lines,
 )
-from shipper.outputs.base import DeliveryError, Output
+from shipper.match import Matcher
+from shipper.outputs.base import Delivery, DeliveryError, Output
 from shipper.pipes import widen
 
 
@@ -126,3 +128,16 @@ def _settle(fut: asyncio.Future[None], err: OSError | None) -> None:
         fut.set_result(None)
     else:
         fut.set_exception(err)
+
+
+def create(section: Section, *, name: str, matcher: Matcher, delivery: Delivery) -> StdoutOutput:
+    opts = build(StdoutOptions, section)
+    if opts.format == "msgpack":
+        prop = section.get("format")
+        raise ConfigError(
+            "Format msgpack is not supported here: use json_lines or json",
+            file=section.file,
+            line=prop.line if prop else section.line,
+            key="Format",
+        )
+    return StdoutOutput(opts=opts, name=name, matcher=matcher, delivery=delivery)

@@ -1,9 +1,8 @@
 /* The Ray fast path's inner loop in C: a chunk's Ray header lines to JSON records.
  *
  * Optional speed-up of shipper/ray/fast.py (which holds the pure-Python version and says what
- * it computes; SHIPPER_NO_EXTENSIONS=1 turns this module off). On this project's benchmark the
- * header regex alone cost ~1 us a line in sre; here matching and writing a record is one pass
- * over its bytes.
+ * it computes; SHIPPER_NO_EXTENSIONS=1 turns this module off). In sre the header regex alone
+ * is most of a line's cost; here matching and writing a record is one pass over its bytes.
  *
  * rows(body, pos, end, cpp, seconds, consts, tail=False) -> (out, ends, bad, tail_sec)
  *   body: a chunk escaped by shipper/escape.py, lines ending in DEL (0x7f); [pos, end) holds
@@ -331,14 +330,29 @@ done:
     return result;
 }
 
+/* Does the line at p (up to e) start with `word` and then ':' or ' '? */
+static int starts_level(const unsigned char *p, const unsigned char *e, const char *word) {
+    size_t n = strlen(word);
+    return (size_t)(e - p) > n && memcmp(p, word, n) == 0 && (p[n] == ':' || p[n] == ' ');
+}
+
 /* Is the line at p (up to e) special in user output: fast.py's _SPECIAL, a Ray header, a
-   worker marker line or the start of a traceback? */
+   worker marker line, the start of a traceback, a level name (Python logging, Serve) or a
+   driver's `(name pid=N)` prefix? */
 static int special(const unsigned char *p, const unsigned char *e) {
     if (p >= e) return 0;
     unsigned char c = *p;
-    if (c == '[' || c == '{' || c == ':' || is_digit(c)) return 1;
+    if (c == '[' || c == '{' || c == ':' || c == '(' || c == 0x1b || is_digit(c)) return 1;
     if ((c == 'I' || c == 'W' || c == 'E' || c == 'F') && e - p >= 2 && is_digit(p[1])) return 1;
-    return e - p >= 9 && memcmp(p, "Traceback", 9) == 0;
+    switch (c) {
+    case 'D': return starts_level(p, e, "DEBUG");
+    case 'I': return starts_level(p, e, "INFO");
+    case 'W': return starts_level(p, e, "WARNING");
+    case 'E': return starts_level(p, e, "ERROR");
+    case 'C': return starts_level(p, e, "CRITICAL");
+    case 'T': return e - p >= 9 && memcmp(p, "Traceback", 9) == 0;
+    default: return 0;
+    }
 }
 
 static const char HEX[] = "0123456789abcdef";

@@ -11,8 +11,8 @@ assignment) and joined once. Per line, nothing runs in the interpreter.
 Where the C helper is built (shipper/ray/_fastray.c, optional at install; the environment
 variable SHIPPER_NO_EXTENSIONS=1 turns it off), it does the regex's and the interleaving's work
 in one pass over the bytes: the same rows taken, the same records (tests/ray/test_fast.py runs
-every case both ways and compares the two row for row). In sre the header regex alone cost
-~1 us a line; the whole C pass costs about a tenth of that.
+every case both ways and compares the two row for row). In sre the header regex alone is
+most of a line's cost; the C pass matches and writes a record in one pass over its bytes.
 
 The fast regexes accept a subset of what shipper/ray/lines.py accepts, with the same groups:
 no backslash inside the header's free-form tokens (so the escaped and the raw text agree
@@ -181,6 +181,32 @@ class FastRay:
             consts.append(b'"' + rest(keys) + b"}\n")
             self._consts[id(fmt)] = tuple(consts)
 
+    @classmethod
+    def for_source(
+        cls,
+        *,
+        frame: dict[str, Any],
+        name_rest: dict[str, object],
+        name_fill: tuple[tuple[str, object], ...],
+        epoch: Callable[[str], float | None],
+        zone: float | None,
+        joins: bool,
+    ) -> FastRay:
+        """The fast path of a source whose records are `frame` (date and log first), the
+        line's fields, `name_rest`, and `name_fill` for the keys the line does not set."""
+        rest_items = list(name_rest.items())
+
+        def rest(line_keys: frozenset[str]) -> bytes:
+            return encode_items(rest_items + [(k, v) for k, v in name_fill if k not in line_keys])
+
+        return cls(
+            frame_tail=encode_items(list(frame.items())[2:]),
+            rest=rest,
+            epoch=epoch,
+            zone=zone,
+            joins=joins,
+        )
+
     def plan(self, complete: bytes) -> Plan | None:
         """Cut a chunk of complete lines, or None when the whole chunk goes per line."""
         first = complete[:1]
@@ -204,7 +230,7 @@ class FastRay:
         columns: list[tuple[bytes, ...]] | None = None
         seconds: list[bytes | None] | None = None
         if _native is not None:
-            # The C pass looks at the last line's header too (`tail`): the regex is ~1 us.
+            # The C pass looks at the last line's header too (`tail`): cheaper than the regex.
             out, ends_raw, bad, tail_sec = _native.rows(
                 body, 1, tail_at, fmt is CPP, self._seconds, self._consts[id(fmt)], self._joins
             )
@@ -231,26 +257,7 @@ class FastRay:
                 runs.append((False, n - 1, n))
             whole = defer and ends is not None
             return Plan(fmt, runs, n, defer, columns, seconds, out, ends, whole)
-        slow = set(bad)
-        if self._joins:
-            # A row may be continued by the line after it: then it goes per line too.
-            slow.update(i - 1 for i in bad if i > 0)
-            if not defer:
-                slow.update((n - 2, n - 1))
-        else:
-            slow.add(n - 1)  # the row passes above cover lines ending in DEL; it has none
-        runs = []
-        start = 0
-        for i in sorted(slow):
-            if i > start:
-                runs.append((True, start, i))
-            if runs and not runs[-1][0] and runs[-1][2] == i:
-                runs[-1] = (False, runs[-1][1], i + 1)
-            else:
-                runs.append((False, i, i + 1))
-            start = i + 1
-        if start < n - 1:  # deferred: the rows up to the last
-            runs.append((True, start, n - 1))
+        runs = _runs(bad, n, defer=defer, joins=self._joins)
         return Plan(fmt, runs, n, defer, columns, seconds, out, ends)
 
     def encode_rows(self, plan: Plan, start: int, end: int) -> bytes:
@@ -284,10 +291,36 @@ class FastRay:
 
 
 # Lines of user output (worker stdout/stderr) that the per-line path treats apart: a Ray header
-# (C++, Python, glog, JSON), a worker marker line, the start of a traceback.
-_SPECIAL = rb"(?:[\[{0-9:]|[IWEF][0-9]|Traceback)"
+# (C++, Python, glog, JSON), a worker marker line, the start of a traceback, a line that starts
+# with a level name (Python logging's default format, Serve's), a driver's `(name pid=N)` prefix.
+_SPECIAL = rb"(?:[\[{0-9:(\x1b]|[IWEF][0-9]|Traceback|(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ])"
 _SPECIAL_FIRST = re.compile(_SPECIAL)
 _SPECIAL_LATER = re.compile(rb"\n" + _SPECIAL)
+
+
+def _runs(bad: list[int], n: int, *, defer: bool, joins: bool) -> list[tuple[bool, int, int]]:
+    """The runs of a chunk of `n` rows whose rows `bad` go per line (see Plan.runs)."""
+    slow = set(bad)
+    if joins:
+        # A row may be continued by the line after it: then it goes per line too.
+        slow.update(i - 1 for i in bad if i > 0)
+        if not defer:
+            slow.update((n - 2, n - 1))
+    else:
+        slow.add(n - 1)  # the row passes above cover lines ending in DEL; it has none
+    runs: list[tuple[bool, int, int]] = []
+    start = 0
+    for i in sorted(slow):
+        if i > start:
+            runs.append((True, start, i))
+        if runs and not runs[-1][0] and runs[-1][2] == i:
+            runs[-1] = (False, runs[-1][1], i + 1)
+        else:
+            runs.append((False, i, i + 1))
+        start = i + 1
+    if start < n - 1:  # deferred: the rows up to the last
+        runs.append((True, start, n - 1))
+    return runs
 
 
 def _indices_of_none(seq: list[bytes | None]) -> list[int]:

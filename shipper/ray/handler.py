@@ -1,10 +1,12 @@
 """RayHandler: the LineHandler (shipper/lines.py) that knows Ray's files.
 
-Record keys, in order (SPEC section 2): `date`, `log`, the path key, the offset key, `session`,
-`component`, the line's fields (`level`, `pid`, `tid`, `source`, `message`, ...), the name's
-ids (`worker_id`, `job_id`, `pid`, `stream`, `module`, ...) and, in worker `.out/.err`, what the
-last marker lines announced (`job_id`, `task_name`, `actor_name`, `task_id`). A line field and
-a name id of the same key (a core worker's `pid`) agree; the line's value is kept.
+Record keys, in order (docs/ray-logs.md): `date`, `log`, the path key, the offset key, `session`,
+`component`, the line's fields (`level`, `pid`, `tid`, `source`, `message`, `logger`, Serve's
+and JSON lines' keys; shipper/ray/lines.py), the name's ids (`worker_id`, `job_id`, `pid`,
+`stream`, `module`, ...), in worker `.out/.err` what the last marker lines announced (`job_id`,
+`task_name`, `actor_name`, `task_id`), and in a job driver's log the job id it said it runs as.
+A line field and a name id of the same key (a core worker's `pid`) agree; the line's value is
+kept.
 
 Everything that does not change per line (the frame of keys, the name ids) is computed once
 per source. A line with a header becomes its record right away (one dict copy of the frame,
@@ -16,16 +18,15 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-import orjson
-
-from shipper.chunk import Encoded, Record
-from shipper.escape import needs_per_line
+from shipper.chunk import Record
 from shipper.lines import HandlerFactory, LineHandler, PlainHandler, SourceContext
-from shipper.ray.fast import FastRay, encode_items, free_rows
-from shipper.ray.lines import LineParser
-from shipper.ray.markers import apply_marker, is_marker
+from shipper.ray.encoder import FastEncoding
+from shipper.ray.fast import FastRay
+from shipper.ray.lines import LineParser, unprefixed
+from shipper.ray.markers import adopt_markers, apply_marker, export_markers, is_marker
 from shipper.ray.multiline import Group, Joiner, RayJoiner, make_joiner
 from shipper.ray.names import describe, file_kind, session_of
+from shipper.ray.structured import apply_context, driver_job
 
 __all__ = ["RayHandler", "handler_factory", "make_ray_handler"]
 
@@ -33,15 +34,16 @@ __all__ = ["RayHandler", "handler_factory", "make_ray_handler"]
 _LINE_KEYS = frozenset({"level", "pid", "tid", "source", "message"})
 
 
-class RayHandler:
+class RayHandler(FastEncoding):
     """Ray-aware records for one source (a file or stdin); see make_ray_handler."""
 
     __slots__ = (
+        "_context",
         "_emit_markers",
         "_fast",
         "_fast_free",
         "_frame",
-        "_free_tail",
+        "_job",
         "_joiner",
         "_marked",
         "_markers",
@@ -53,8 +55,8 @@ class RayHandler:
         "_offsets",
         "_okey",
         "_parser",
+        "_prefixed",
         "held_lines",
-        "unread",
     )
 
     def __init__(
@@ -67,7 +69,7 @@ class RayHandler:
         emit_markers: bool = False,
     ) -> None:
         if ctx.stream:
-            # stdin: a line's `(component)` prefix names its writer (SPEC section 5); lines
+            # stdin: a line's `(component)` prefix names its writer (docs/ray-logs.md); lines
             # without one belong to the source itself.
             name: dict[str, object] = {"component": "stdin"}
             kind, session = "ray", None
@@ -78,14 +80,29 @@ class RayHandler:
         # Only worker stdout/stderr carry Ray's magic marker lines.
         self._marked = ray_metadata and name["component"] in ("worker", "io_worker")
         self._emit_markers = emit_markers
-        self._joiner: Joiner | None = make_joiner(multiline, free_text=kind == "free")
+        self._prefixed = name["component"] == "job_driver"
+        self._job: str | None = None  # the job a driver's log said it runs as
+        self._joiner: Joiner | None = make_joiner(
+            multiline, free_text=kind == "free", prefixed=self._prefixed
+        )
         # Only the `ray` joiner asks whether a line has a header; without metadata that is the
         # one regex we run per line.
         self._need_head = (
             not ray_metadata and isinstance(self._joiner, RayJoiner) and kind != "free"
         )
         reserved = frozenset(k for k in (ctx.path_key, ctx.offset_key) if k)
-        self._parser = LineParser(tz_offset, prefix_component=ctx.stream, reserved=reserved)
+        self._parser = LineParser(
+            tz_offset,
+            prefix_component=ctx.stream,
+            reserved=reserved,
+            forwarded=self._prefixed or ctx.stream,
+        )
+        # User output, job supervisors (a few lines a job) and stdin may hold Ray's
+        # TextFormatter lines, whose context ends the message (see split_context); Ray's own
+        # daemon files, which take the fast path, never do.
+        self._context = (
+            ray_metadata and (kind == "free" or name["component"] == "job_supervisor")
+        ) or ctx.stream
 
         frame: dict[str, Any] = {"date": 0.0, "log": ""}
         if ctx.path_key:
@@ -105,7 +122,7 @@ class RayHandler:
         # pid).
         self._name_fill = tuple((k, v) for k, v in self._name_all.items() if k in _LINE_KEYS)
         self._markers: dict[str, str] = {}
-        self._free_tail: bytes | None = None  # see _free_frame
+        self._free_tail = None
         # End offsets of the lines fed but not yet emitted (only with the offset key).
         self._offsets: deque[int | None] = deque()
         self.held_lines = 0
@@ -155,87 +172,6 @@ class RayHandler:
         self.held_lines = 0
         return out
 
-    def encode(self, complete: bytes, now: float) -> Encoded | None:
-        """The fast path (shipper/ray/fast.py) where it applies; its runs of rows in order,
-        the rest through `feed` as if the lines had come one by one."""
-        self.unread = 0
-        if self._fast_free:
-            return self._encode_free(complete, now)
-        fast = self._fast
-        plan = fast.plan(complete) if fast is not None else None
-        if fast is None or plan is None:
-            return None
-        if plan.whole and (self._joiner is None or not self._joiner.held):
-            # The usual chunk (see below), without the loop.
-            self.unread = len(complete) - complete.rfind(b"\n") - 1
-            return Encoded([plan.out], plan.lines - 1)
-        parts: list[bytes] = []
-        count = 0
-        split: list[bytes] | None = None
-        for is_fast, start, end in plan.runs:
-            if is_fast:
-                if self._joiner is not None and self._joiner.held:
-                    # The run's first line has a header: what is held is complete.
-                    count += _dump(self.flush(now), parts)
-                parts.append(fast.encode_rows(plan, start, end))
-                count += end - start
-                continue
-            if start == plan.lines - 1:
-                raw = [complete[complete.rfind(b"\n") + 1 :]]
-            else:
-                if split is None:
-                    split = complete.split(b"\n")
-                raw = split[start:end]
-            count += self._feed_raw(raw, now, parts)
-        if plan.defer:
-            # The last line has a header: it waits unread for the next read (see
-            # LineHandler.unread), and no record held before it can go on.
-            self.unread = len(complete) - complete.rfind(b"\n") - 1
-            if self._joiner is not None and self._joiner.held:
-                count += _dump(self.flush(now), parts)
-        return Encoded(parts, count)
-
-    def _encode_free(self, complete: bytes, now: float) -> Encoded | None:
-        """Runs of plain lines through the fast path (fast.free_rows), each special line (and
-        a traceback until it ends) through `feed`, in order."""
-        if needs_per_line(complete):
-            return None  # the reader's per-line path strips CRs and replaces bad bytes
-        joiner = self._joiner
-        parts: list[bytes] = []
-        count = 0
-        pos, end = 0, len(complete)
-        head = b'{"date":' + orjson.dumps(now) + b',"log":"'
-        while pos <= end:
-            if joiner is None or not joiner.held:  # plain lines are records of their own
-                run, n, nxt = free_rows(complete, pos, head, self._free_frame())
-                if run is None:  # a DEL with control characters: line by line
-                    stop = end if nxt < 0 else nxt - 1  # the newline before the special line
-                    count += self._feed_raw(complete[pos:stop].split(b"\n"), now, parts)
-                else:
-                    parts += run
-                    count += n
-                if nxt < 0:
-                    break
-                pos = nxt
-            nl = complete.find(b"\n", pos)
-            stop = end if nl < 0 else nl
-            count += self._feed_raw([complete[pos:stop]], now, parts)
-            pos = stop + 1
-        return Encoded(parts, count)
-
-    def _free_frame(self) -> bytes:
-        """What follows the log text in every plain record (from its closing quote on):
-        `_free` builds it once, again only when a marker line changes it."""
-        tail = self._free_tail
-        if tail is None:
-            tail = orjson.dumps(self._free("", 0.0)).partition(b',"log":""')[2]
-            self._free_tail = tail = b'"' + tail + b"\n"
-        return tail
-
-    def _feed_raw(self, raw: list[bytes], now: float, parts: list[bytes]) -> int:
-        """Lines of a chunk that needs no per-line cleaning (see needs_per_line) to `feed`."""
-        return _dump(self.feed([r.decode() for r in raw], now), parts)
-
     def _make_fast(self, kind: str, ctx: SourceContext, tz_offset: float | None) -> FastRay | None:
         """A fast path when this source's records are ones it makes exactly: Ray's header
         files (not user output, markers, stdin prefixes or offsets), keys in the usual places."""
@@ -246,21 +182,17 @@ class RayHandler:
             or ctx.stream
             or self._okey
             or self._marked
+            or self._context
             or not (self._joiner is None or isinstance(self._joiner, RayJoiner))
             or (tz_offset is not None and (tz_offset * 3600.0) % 1.0 != 0.0)
             or set(frame) & (_LINE_KEYS | set(self._name_rest))
             or list(frame)[:2] != ["date", "log"]
         ):
             return None
-        rest_items = list(self._name_rest.items())
-        fill = self._name_fill
-
-        def rest(line_keys: frozenset[str]) -> bytes:
-            return encode_items(rest_items + [(k, v) for k, v in fill if k not in line_keys])
-
-        return FastRay(
-            frame_tail=encode_items(list(frame.items())[2:]),
-            rest=rest,
+        return FastRay.for_source(
+            frame=frame,
+            name_rest=self._name_rest,
+            name_fill=self._name_fill,
             epoch=self._parser.epoch,
             zone=tz_offset,
             joins=self._joiner is not None,
@@ -273,6 +205,16 @@ class RayHandler:
             self._joiner.reset()
         self._offsets.clear()
         self.held_lines = 0
+
+    def export_state(self) -> bytes | None:
+        """The worker markers in force, for this file's successor and the offsets DB."""
+        return export_markers(self._markers) if self._marked else None
+
+    def adopt_state(self, state: bytes | None) -> None:
+        """Go on under a predecessor's (or the DB's) markers, before reading anything."""
+        if self._marked and state:
+            self._markers = adopt_markers(state)
+            self._free_tail = None
 
     # -- records -----------------------------------------------------------------------------
 
@@ -307,6 +249,8 @@ class RayHandler:
                 rec.update(self._name_all)
             if self._markers:
                 rec.update(self._markers)
+            if self._job is not None:
+                rec["job_id"] = self._job
         return rec
 
     def _feed(self, lines: list[str], now: float, out: list[Record]) -> None:
@@ -317,8 +261,15 @@ class RayHandler:
         if joiner is None:
             # One record per line.
             if self._meta:
+                context = self._context
                 for line, rec in zip(lines, self._heads(lines, now), strict=True):
-                    out.append(self._free(line, now) if rec is None else rec)
+                    if rec is None:
+                        rec = self._free(line, now)
+                    elif context:
+                        apply_context(rec, self._parser.reserved)
+                    if self._prefixed:
+                        self._driver_job(rec)
+                    out.append(rec)
             else:
                 for line in lines:
                     out.append(self._free(line, now))
@@ -343,6 +294,7 @@ class RayHandler:
         """Joined groups `[head, t, line, ...]` -> records, in order."""
         meta = self._meta
         okey = self._okey
+        context = self._context
         for g in groups:
             head = g[0]
             n = len(g) - 2
@@ -352,15 +304,26 @@ class RayHandler:
                     rec["log"] = "\n".join(g[2:])
                     if "message" in rec:
                         # The message of a joined record is all of it, not its first line.
-                        rec["message"] = "\n".join([str(rec["message"]), *g[3:]])
+                        rest = [unprefixed(x) for x in g[3:]] if self._prefixed else g[3:]
+                        rec["message"] = "\n".join([str(rec["message"]), *rest])
+                if context:
+                    apply_context(rec, self._parser.reserved)
             else:
                 rec = self._free(g[2] if n == 1 else "\n".join(g[2:]), g[1])
+            if self._prefixed:
+                self._driver_job(rec)
             if okey:
                 end = None
                 for _ in range(n):
                     end = self._offsets.popleft()
                 self._set_offset(rec, okey, end)
             out.append(rec)
+
+    def _driver_job(self, rec: Record) -> None:
+        """At emission, in line order: the same records whatever the reads were."""
+        job = driver_job(rec, self._job)
+        if job != self._job:
+            self._job, self._free_tail = job, None
 
     @staticmethod
     def _set_offset(rec: Record, okey: str, off: int | None) -> None:
@@ -386,12 +349,6 @@ class RayHandler:
             out.append(rec)
         elif self._okey:
             self._offsets.popleft()
-
-
-def _dump(records: list[Record], parts: list[bytes]) -> int:
-    dumps = orjson.dumps
-    parts += [dumps(r) + b"\n" for r in records]
-    return len(records)
 
 
 def make_ray_handler(

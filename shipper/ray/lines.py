@@ -5,11 +5,20 @@ string index and a set lookup. Fields found: `date` (float epoch seconds from th
 local-time stamp), `level` (DEBUG INFO WARNING ERROR FATAL for every format), `pid`, `tid`
 (ints), `source` (`file.cc:103`), `message`; JSON lines add their own keys.
 
-Formats (SPEC section 1, fixtures/ray-session-2.60):
+Formats (docs/ray-logs.md, tests/fixtures/ray-session-2.60):
 - C++ spdlog   `[2026-11-28 10:07:08,319 I 15251 15251] (raylet) file.cc:103: msg`
 - Python       `2026-11-28 10:07:08,319<TAB>INFO (component) file.py:95 -- msg`
 - glog (abseil/gRPC) `I1128 10:07:08.319117   15251 file.cc:1403] msg`: no year, no pid
-- RAY_BACKEND_LOG_JSON objects and event-framework JSON lines.
+- Python logging's default (`logging.basicConfig()`) `ERROR:mytask:msg`: `level`, `logger`;
+  no time of its own (the read time)
+- Ray Serve `INFO 2026-11-28 10:07:08,319 <component> <id> [<request_id>] -- msg`:
+  `component_name` and `component_id`, or for a replica `deployment` and `replica` (as
+  Serve's JSON has them), `request_id`
+- JSON objects: RAY_BACKEND_LOG_JSON (C++), Ray's structured logging (`ray.LoggingConfig(
+  encoding="JSON")`, Serve's JSON) and the event framework (events/, export_events/), mapped
+  onto the keys of the text formats (`levelname` -> level, `filename:lineno` -> source,
+  `process` -> pid, `timestamp_ns`/`asctime`/`timestamp` -> date, `exc_text` appended to the
+  message as the text form has the traceback).
 
 `parse` never raises: a line that does not fit a format returns None, and the caller ships it
 as free text.
@@ -18,36 +27,15 @@ as free text.
 from __future__ import annotations
 
 import calendar
-import math
 import re
 import time
-from typing import Any
 
 import orjson
 
-__all__ = ["LEVELS", "LineParser"]
+from shipper.ray.structured import LEVELS, Fields, backend_json, event_json
 
-Fields = dict[str, Any]
+__all__ = ["DRIVER_PREFIX", "LEVELS", "LineParser", "unprefixed"]
 
-# One level vocabulary for all formats. spdlog letters: T(race) D I W E C(ritical = RAY FATAL);
-# glog: I W E F; Python names; event severities; JSON backend letters.
-LEVELS: dict[str, str] = {
-    "T": "DEBUG",
-    "D": "DEBUG",
-    "I": "INFO",
-    "W": "WARNING",
-    "E": "ERROR",
-    "C": "FATAL",
-    "F": "FATAL",
-    "TRACE": "DEBUG",
-    "DEBUG": "DEBUG",
-    "INFO": "INFO",
-    "WARNING": "WARNING",
-    "WARN": "WARNING",
-    "ERROR": "ERROR",
-    "CRITICAL": "FATAL",
-    "FATAL": "FATAL",
-}
 
 # re.ASCII: `\d` must mean 0-9 only (int() and the ms table take the groups as they are).
 # The message is never a group: letting sre scan it costs more than the header, so it is
@@ -66,14 +54,27 @@ _PY = re.compile(
 _GLOG = re.compile(
     r"([IWEF])(\d\d)(\d\d) (\d\d:\d\d:\d\d)\.(\d{6}) +(\d+) ([^\s:]+:\d+)\] ?", re.ASCII
 )
-_ASCTIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[,.](\d{3})$", re.ASCII)
+# logging.basicConfig()'s `%(levelname)s:%(name)s:%(message)s`; logger names have no blanks.
+_BASIC = re.compile(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL):([^\s:]+):")
+# Serve's ServeFormatter: `%(levelname)s %(asctime)s <component> <id> [%(request_id)s ]-- `.
+_SERVE = re.compile(
+    r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) "
+    r"(\S+) (\S+) (?:(\S+) )?--(?: |\Z)",
+    re.ASCII,
+)
+
+# What a driver prints for its workers' lines (Ray's log monitor -> driver): `(name pid=N[,
+# ip=A]) line`, the prefix in color when Ray decides so; a job driver's log is that output.
+DRIVER_PREFIX = re.compile(
+    r"(?:\x1b\[\d+m)?\(([^\s()]+)(?: pid=(\d+))?(?:, ip=[^\s()]+)?\)(?:\x1b\[0m)? ", re.ASCII
+)
 
 _FIRST_PY = frozenset("0123456789")
 _FIRST_GLOG = frozenset("IWEF")
+_FIRST_NAME = frozenset("DIWEC")  # a level name (basicConfig's and Serve's lines)
+# Serve's components other than replicas (the driver's own Serve client logs as `serve`).
+_SERVE_PROCESSES = frozenset({"controller", "proxy", "serve"})
 
-# JSON keys that become fields under other names (or not at all).
-_BACKEND_KEYS = frozenset({"asctime", "levelname", "message", "filename", "lineno", "component"})
-_EVENT_KEYS = frozenset({"timestamp", "severity", "pid", "message", "custom_fields"})
 # Keys a JSON line may never set: they belong to the record frame or to the name parser.
 _ALWAYS_RESERVED = frozenset(
     {"date", "log", "session", "component", "level", "pid", "tid", "source", "message"}
@@ -101,9 +102,11 @@ class LineParser:
     `prefix_component`: report the `(component)` prefix of C++/Python lines (and the JSON
     `component` key) as `component`; only a stdin source wants it, a file's name says it better.
     `reserved`: extra keys JSON lines must not set (the path key, the offset key).
+    `forwarded`: lines may be a driver's copies of its workers' (`(name pid=N) line`): a job
+    driver's log, stdin; elsewhere such a line is text like any other.
     """
 
-    __slots__ = ("_cache", "_ints", "_offset", "_prefix", "_reserved")
+    __slots__ = ("_cache", "_forwarded_lines", "_ints", "_offset", "_prefix", "_reserved")
 
     def __init__(
         self,
@@ -111,14 +114,21 @@ class LineParser:
         *,
         prefix_component: bool = False,
         reserved: frozenset[str] = frozenset(),
+        forwarded: bool = False,
     ) -> None:
         self._offset = None if tz_offset is None else tz_offset * 3600.0  # in seconds
         self._prefix = prefix_component
+        self._forwarded_lines = forwarded
         # Shared by every parser of the same zone: with thousands of files each writing now
         # and then, a per-parser cache missed once a second per file (mktime each time).
         self._cache = _EPOCHS.setdefault(self._offset, {})
         self._ints: dict[str, int] = {}
         self._reserved = _ALWAYS_RESERVED | reserved
+
+    @property
+    def reserved(self) -> frozenset[str]:
+        """Keys a line's own key=value or JSON keys may not set."""
+        return self._reserved
 
     # -- timestamps --------------------------------------------------------------------------
 
@@ -217,7 +227,16 @@ class LineParser:
             if comp is not None and self._prefix:
                 _add_component(f, comp)
             return f
-        if c in _FIRST_GLOG:
+        return self._parse_other(c, line, now, base)
+
+    def _parse_other(self, c: str, line: str, now: float, base: Fields | None) -> Fields | None:
+        """Python logging's NAME:..., forwarded worker lines, glog and JSON lines (rarer than
+        the two header formats above)."""
+        if c in _FIRST_NAME and not line[1:2].isdigit():
+            g = self._named(line, now)
+        elif (c == "\x1b" or c == "(") and self._forwarded_lines:
+            g = self._forwarded(line, now)
+        elif c in _FIRST_GLOG:
             g = self._glog(line, now)
         elif c == "{":
             g = self._json(line, now)
@@ -246,6 +265,8 @@ class LineParser:
             return _CPP.match(line) is not None
         if c in _FIRST_PY:
             return _PY.match(line) is not None
+        if c in _FIRST_NAME and not line[1:2].isdigit():
+            return _BASIC.match(line) is not None or _SERVE.match(line) is not None
         if c in _FIRST_GLOG:
             return _GLOG.match(line) is not None
         # A JSON object on one line is a record of its own; parsing it just to say so would
@@ -270,6 +291,53 @@ class LineParser:
             "message": line[m.end() :],
         }
 
+    def _forwarded(self, line: str, now: float) -> Fields | None:
+        """A worker's line as its driver prints it: the prefix's `origin` (the task, actor or
+        daemon Ray names there) and `pid`, and the fields of the line itself."""
+        m = DRIVER_PREFIX.match(line)
+        if m is None:
+            return None
+        rest = line[m.end() :]
+        inner = None if rest[:1] in ("\x1b", "(") else self.parse(rest, now)
+        f: Fields = {"date": now, "message": rest} if inner is None else inner
+        f["origin"] = m.group(1)
+        if m.group(2) is not None:
+            f["pid"] = int(m.group(2))
+        return f
+
+    def _named(self, line: str, now: float) -> Fields | None:
+        """A line that starts with a level name: basicConfig's or Serve's."""
+        m = _BASIC.match(line)
+        if m is not None:
+            return {
+                "date": now,
+                "level": LEVELS[m.group(1)],
+                "logger": m.group(2),
+                "message": line[m.end() :],
+            }
+        m = _SERVE.match(line)
+        if m is None:
+            return None
+        lvl, ts, ms, comp, cid, rid = m.groups()
+        sec = self._epoch(ts)
+        f: Fields = {
+            "date": now if sec is None else (sec * 1000.0 + _MS[ms]) / 1000.0,
+            "level": LEVELS[lvl],
+        }
+        if comp in _SERVE_PROCESSES:
+            f["component_name"] = comp
+            f["component_id"] = cid
+        else:
+            # A replica writes its deployment and replica id there; Serve's JSON names them
+            # so, with component_name `replica`.
+            f["component_name"] = "replica"
+            f["deployment"] = comp
+            f["replica"] = cid
+        if rid is not None:
+            f["request_id"] = rid
+        f["message"] = line[m.end() :]
+        return f
+
     def _json(self, line: str, now: float) -> Fields | None:
         try:
             obj = orjson.loads(line)
@@ -279,76 +347,22 @@ class LineParser:
             return None
         try:
             if "asctime" in obj and "levelname" in obj:
-                return self._backend_json(obj, now)
+                f = backend_json(obj, now, self._epoch, self._reserved)
+                comp = obj.get("component")
+                if self._prefix and isinstance(comp, str) and comp:
+                    _add_component(f, comp)
+                return f
             if "event_id" in obj or ("source_type" in obj and "timestamp" in obj):
-                return self._event_json(obj, now)
+                return event_json(obj, now, self._reserved)
         except Exception:  # values of unexpected types: ship the line as free text
             return None
         return None
 
-    def _backend_json(self, obj: dict[str, Any], now: float) -> Fields:
-        """RAY_BACKEND_LOG_JSON=1: spdlog fields as JSON keys, plus context keys (node_id...)."""
-        date = now
-        asctime = obj.get("asctime")
-        if isinstance(asctime, str):
-            m = _ASCTIME.match(asctime)
-            if m is not None:
-                sec = self._epoch(m.group(1))
-                if sec is not None:
-                    date = sec + int(m.group(2)) / 1000
-        f: Fields = {"date": date}
-        lvl = obj.get("levelname")
-        if isinstance(lvl, str) and lvl.upper() in LEVELS:
-            f["level"] = LEVELS[lvl.upper()]
-        fn, ln = obj.get("filename"), obj.get("lineno")
-        if fn is not None:
-            f["source"] = f"{fn}:{ln}" if ln is not None else str(fn)
-        msg = obj.get("message")
-        if msg is not None:
-            f["message"] = msg if isinstance(msg, str) else str(msg)
-        comp = obj.get("component")
-        if self._prefix and isinstance(comp, str) and comp:
-            _add_component(f, comp)
-        reserved = self._reserved
-        for k, v in obj.items():
-            if k not in _BACKEND_KEYS and k not in reserved and k not in f:
-                f[k] = v
-        return f
 
-    def _event_json(self, obj: dict[str, Any], now: float) -> Fields:
-        """Event framework lines (events/, export_events/): epoch `timestamp`, `severity`..."""
-        date = now
-        ts = obj.get("timestamp")
-        if isinstance(ts, int | float | str) and not isinstance(ts, bool):
-            try:
-                sec = float(ts)
-            except (ValueError, OverflowError):
-                sec = math.nan
-            if math.isfinite(sec):
-                date = sec
-        f: Fields = {"date": date}
-        sev = obj.get("severity")
-        if isinstance(sev, str) and sev.upper() in LEVELS:
-            f["level"] = LEVELS[sev.upper()]
-        pid = obj.get("pid")
-        if isinstance(pid, int) and not isinstance(pid, bool):
-            f["pid"] = pid
-        elif isinstance(pid, str) and pid.isascii() and pid.isdigit():
-            f["pid"] = int(pid)
-        msg = obj.get("message")
-        if msg is not None:
-            f["message"] = msg if isinstance(msg, str) else str(msg)
-        reserved = self._reserved
-        for k, v in obj.items():
-            if k not in _EVENT_KEYS and k not in reserved and k not in f:
-                f[k] = v
-        # custom_fields (job_id, node_id, worker_id, ...) are what one filters events by.
-        custom = obj.get("custom_fields")
-        if isinstance(custom, dict):
-            for k, v in custom.items():
-                if isinstance(k, str) and k not in reserved and k not in f:
-                    f[k] = v
-        return f
+def unprefixed(line: str) -> str:
+    """A driver's copy of a worker's line without its `(name pid=N) ` prefix."""
+    m = DRIVER_PREFIX.match(line)
+    return line if m is None else line[m.end() :]
 
 
 def _add_component(f: Fields, comp: str) -> None:

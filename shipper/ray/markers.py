@@ -6,7 +6,9 @@ follow (`job_id`, `task_name`, `actor_name`, `task_id`), they are not output of 
 
 from __future__ import annotations
 
-__all__ = ["apply_marker", "is_marker"]
+import orjson
+
+__all__ = ["adopt_markers", "apply_marker", "export_markers", "is_marker"]
 
 _JOB_ID = ":job_id:"
 _TASK_NAME = ":task_name:"
@@ -39,3 +41,21 @@ def apply_marker(markers: dict[str, str], line: str) -> None:
         markers[key] = value
     else:
         markers.pop(key, None)
+
+
+def export_markers(markers: dict[str, str]) -> bytes | None:
+    """The keys in force as a small JSON object (None when there are none): Ray writes the
+    markers once, at the top of a worker file's first generation, so a rotated file's
+    successor and a restarted reader get them from here (shipper/tail/lag.py, the DB)."""
+    return orjson.dumps(markers) if markers else None
+
+
+def adopt_markers(blob: bytes) -> dict[str, str]:
+    """The keys `export_markers` wrote; anything else (a damaged row) is no keys."""
+    try:
+        value = orjson.loads(blob)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}

@@ -1,6 +1,6 @@
 """Multi-line joiners: which consecutive lines of one source make one record.
 
-Two parsers, by the names `multiline.parser` takes (SPEC section 4):
+Two parsers, by the names `multiline.parser` takes (docs/ray-logs.md):
 
 - `python`: Fluent Bit's built-in python parser. `Traceback (most recent call last):` opens a
   record, indented lines (`  File ...`, the code under it) continue it, and the exception line
@@ -12,7 +12,11 @@ Two parsers, by the names `multiline.parser` takes (SPEC section 4):
   header joins the record before it (debug-state dumps, autoscaler status, logged tracebacks).
   Where no headed record is open (free text before the first header, a rotated file that
   starts mid-record, stdin) and always in free-text files (`free_text=True`: worker `.out/.err`,
-  where user prints carry no header), Python tracebacks are joined as `python` does.
+  where user prints carry no header), Python tracebacks are joined as `python` does. In
+  free-text files a headed line (Python logging's, Ray's, Serve's) is held for one line: a
+  traceback right after it is its `logger.exception` traceback and joins it. A job driver's
+  log (`prefixed=True`) holds its workers' lines behind `(name pid=N) `: the same rules apply
+  behind the prefix, to lines of one worker.
 
 A joiner never looks at a line twice and never looks ahead: a record that may still grow is
 held, and goes out on the next record start or on `flush` (the reader's flush timeout).
@@ -28,6 +32,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+from shipper.ray.lines import DRIVER_PREFIX
 
 __all__ = [
     "NOT_IMPLEMENTED",
@@ -60,12 +66,16 @@ def _is_traceback_start(line: str) -> bool:
 
 class Joiner:
     """Common frame: the held group (`_cur`, None when nothing is held) and the traceback
-    machine. `_cur[0] is None` means the held group is a traceback, else a headed record."""
+    machine. `_tb`: the held group is (or has become) a traceback; without it, a held group
+    is a headed record (`_cur[0]` its head)."""
 
-    __slots__ = ("_cur",)
+    __slots__ = ("_cur", "_pre", "_prefixed", "_tb")
 
-    def __init__(self) -> None:
+    def __init__(self, *, prefixed: bool = False) -> None:
         self._cur: Group | None = None
+        self._tb = False
+        self._prefixed = prefixed  # lines may start with a driver's `(name pid=N) ` prefix
+        self._pre = ""  # the held group's prefix
 
     @property
     def held(self) -> int:
@@ -91,27 +101,51 @@ class Joiner:
     def reset(self) -> None:
         """Drop what is held (the file was truncated under us)."""
         self._cur = None
+        self._tb = False
 
-    def _python(self, line: str, head: Any, now: float, out: list[Group]) -> None:
-        """The traceback machine, for a line that no headed record takes."""
+    def _python(
+        self, line: str, head: Any, now: float, out: list[Group], hold_heads: bool = False
+    ) -> None:
+        """The traceback machine, for a line that no headed record takes. `hold_heads`: a
+        headed line waits for a traceback that may follow it (see the module doc)."""
+        body, pre, header = line, "", head is not None
+        if self._prefixed and header and "origin" in head:
+            # A driver's copy of a worker's line: the machine looks behind the prefix, and
+            # only lines of the same worker continue a record.
+            m = DRIVER_PREFIX.match(line)
+            if m is not None:
+                pre, body = line[: m.end()], line[m.end() :]
+                header = "level" in head
         cur = self._cur
         if cur is not None:
-            # A Ray header line is never part of a traceback; anything else may be.
-            if cur[0] is None and head is None:
-                c = line[:1]
-                if (c == " " or c == "\t") and not line.isspace():
-                    cur.append(line)
+            if not header and pre == self._pre:
+                if self._tb:
+                    c = body[:1]
+                    if (c == " " or c == "\t") and not body.isspace():
+                        cur.append(line)
+                        return
+                    if _EXC_LINE.match(body) is not None:
+                        cur.append(line)
+                        out.append(cur)
+                        self._cur = None
+                        self._tb = False
+                        return
+                elif body[:1] == "T" and _is_traceback_start(body):
+                    cur.append(line)  # the headed line's own traceback
+                    self._tb = True
                     return
-                if _EXC_LINE.match(line) is not None:
-                    cur.append(line)
-                    out.append(cur)
-                    self._cur = None
-                    return
-            # Not a traceback line after all: what we hold is a cut-off traceback.
+            # Not a traceback line after all: what we hold is a cut-off traceback (or a
+            # headed line without one).
             out.append(cur)
             self._cur = None
-        if line[:1] == "T" and _is_traceback_start(line):
-            self._cur = [None, now, line]
+            self._tb = False
+        if body[:1] == "T" and _is_traceback_start(body):
+            self._cur = [head, now, line]
+            self._tb = True
+            self._pre = pre
+        elif hold_heads and head is not None:
+            self._cur = [head, now, line]
+            self._pre = pre
         else:
             out.append([head, now, line])
 
@@ -130,18 +164,19 @@ class RayJoiner(Joiner):
 
     __slots__ = ("_free",)
 
-    def __init__(self, *, free_text: bool = False) -> None:
-        super().__init__()
+    def __init__(self, *, free_text: bool = False, prefixed: bool = False) -> None:
+        super().__init__(prefixed=prefixed)
         self._free = free_text
 
     def push(self, line: str, head: Any, now: float, out: list[Group]) -> None:
         cur = self._cur
         if self._free:
-            self._python(line, head, now, out)
+            self._python(line, head, now, out, True)
         elif head is not None:
             if cur is not None:
                 out.append(cur)
             self._cur = [head, now, line]
+            self._tb = False
         elif cur is not None and cur[0] is not None:
             cur.append(line)
         else:
@@ -153,10 +188,10 @@ class RayJoiner(Joiner):
         if self._free:
             cur = self._cur
             for line, head in zip(lines, heads, strict=True):
-                if cur is None and line[:1] != "T":
+                if cur is None and head is None and line[:1] != "T":
                     out.append([head, now, line])
                 else:
-                    self._python(line, head, now, out)
+                    self._python(line, head, now, out, True)
                     cur = self._cur
             return
         cur = self._cur
@@ -169,12 +204,16 @@ class RayJoiner(Joiner):
                 cur.append(line)
             else:
                 self._cur = cur
+                self._tb = cur is not None  # (only a traceback is held without a head here)
                 self._python(line, None, now, out)
                 cur = self._cur
         self._cur = cur
+        self._tb = cur is not None and cur[0] is None
 
 
-def make_joiner(parsers: tuple[str, ...], *, free_text: bool = False) -> Joiner | None:
+def make_joiner(
+    parsers: tuple[str, ...], *, free_text: bool = False, prefixed: bool = False
+) -> Joiner | None:
     """The joiner for a `multiline.parser` list (names as Fluent Bit: any case), None for no
     joining.
 
@@ -189,7 +228,7 @@ def make_joiner(parsers: tuple[str, ...], *, free_text: bool = False) -> Joiner 
             f"unknown multiline parser {unknown[0]!r} (known: {', '.join(sorted(PARSERS))})"
         )
     if "ray" in names:
-        return RayJoiner(free_text=free_text)
+        return RayJoiner(free_text=free_text, prefixed=prefixed)
     if "python" in names:
         return PythonJoiner()
     return None

@@ -3,7 +3,7 @@
 Pure string work on the resolved path (no I/O). The reader calls `describe` once per source, so
 it need not be fast, but it is: a handful of anchored regexes on the base name.
 
-Names follow Ray 2.x (SPEC section 1). A rotated file (`raylet.out.1`, `..._pid.log.2`) describes
+Names follow Ray 2.x (docs/ray-logs.md). A rotated file (`raylet.out.1`, `..._pid.log.2`) describes
 like its live name: rotation is shift-rename, so the same file carries both names in turn and its
 records must not change their labels when it is renamed under the reader.
 """
@@ -43,9 +43,14 @@ _JOB_DRIVER = re.compile(r"job-driver-(.+)$")
 # Specific-server Ray Client proxies log as `ray_client_server_<port>.out/.err`.
 _CLIENT_SERVER_PORT = re.compile(r"ray_client_server_(\d+)$")
 _RUNTIME_ENV_SETUP = re.compile(r"runtime_env_setup-([0-9a-fA-F]+)$")
+# Serve's files (serve/_private/logging_utils.py): `controller_<pid>`, `proxy_<node ip>`,
+# `replica_<app>_<deployment>_<replica id>` (the middle is what its lines call the deployment).
+_SERVE_FILE = re.compile(r"(controller|proxy)_(.+)$")
+_SERVE_REPLICA = re.compile(r"replica_(.+)_([A-Za-z0-9]+)$")
+_SUPERVISOR = re.compile(r"supervisor-(.+)$")
 _SESSION = re.compile(r"session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_\d+$")
 
-# A prestarted worker's name carries this placeholder instead of a job id (SPEC section 1).
+# A prestarted worker's name carries this placeholder instead of a job id (docs/ray-logs.md).
 _NIL_JOB = "ffffffff"
 
 
@@ -75,10 +80,26 @@ def _under_serve(parts: list[str]) -> bool:
     return "serve" in dirs[start + 1 :]
 
 
+def _serve(stem: str) -> dict[str, object]:
+    """`logs/serve/<name>.log`: the keys Serve's own JSON lines carry for the same process."""
+    m = _SERVE_REPLICA.match(stem)
+    if m:
+        return {
+            "component": "serve",
+            "component_name": "replica",
+            "deployment": m.group(1),
+            "replica": m.group(2),
+        }
+    m = _SERVE_FILE.match(stem)
+    if m:
+        return {"component": "serve", "component_name": m.group(1), "component_id": m.group(2)}
+    return {"component": "serve"}
+
+
 def describe(path: str) -> dict[str, object]:
     """Component and name ids of a Ray log file, from its resolved path.
 
-    Always has `component`; the other keys depend on the kind of file (SPEC section 1). A name
+    Always has `component`; the other keys depend on the kind of file (docs/ray-logs.md). A name
     that is not Ray's still ships: its component is the file stem.
     """
     parts = path.replace("\\", "/").split("/")
@@ -95,41 +116,51 @@ def describe(path: str) -> dict[str, object]:
             return out
         return {"component": "event"}
     if _under_serve(parts):
-        return {"component": "serve"}
+        return _serve(stem)
+    if parent == "jobs":
+        m = _SUPERVISOR.match(stem)
+        if m:
+            return {"component": "job_supervisor", "submission_id": m.group(1)}
 
     if ext in _EXTS:
-        if stem in _PLAIN_COMPONENTS:
-            return {"component": stem}
-        m = _DASHBOARD_MODULE.match(stem)
-        if m:
-            return {"component": "dashboard", "module": m.group(1)}
-        m = _CORE.match(stem)
-        if m:
-            out = {"component": "core_" + m.group(1), "worker_id": m.group(2)}
-            if m.group(1) == "driver":
-                job = _driver_job(m.group(2))
-                if job is not None:
-                    out["job_id"] = job
-            out["pid"] = int(m.group(3))
-            return out
-        m = _WORKER.match(stem)
-        if m and ext != "log":
-            out = {"component": m.group(1), "worker_id": m.group(2)}
-            job = m.group(3)
-            if job and job.lower() != _NIL_JOB:
+        return _describe_log(stem, ext)
+    return {"component": stem}
+
+
+def _describe_log(stem: str, ext: str) -> dict[str, object]:
+    """A file with one of Ray's log extensions, by its stem."""
+    if stem in _PLAIN_COMPONENTS:
+        return {"component": stem}
+    m = _DASHBOARD_MODULE.match(stem)
+    if m:
+        return {"component": "dashboard", "module": m.group(1)}
+    m = _CORE.match(stem)
+    if m:
+        out = {"component": "core_" + m.group(1), "worker_id": m.group(2)}
+        if m.group(1) == "driver":
+            job = _driver_job(m.group(2))
+            if job is not None:
                 out["job_id"] = job
-            out["pid"] = int(m.group(4))
-            out["stream"] = ext
-            return out
-        m = _JOB_DRIVER.match(stem)
-        if m:
-            return {"component": "job_driver", "submission_id": m.group(1)}
-        m = _CLIENT_SERVER_PORT.match(stem)
-        if m:
-            return {"component": "ray_client_server", "port": int(m.group(1))}
-        m = _RUNTIME_ENV_SETUP.match(stem)
-        if m:
-            return {"component": "runtime_env_setup", "job_id": m.group(1)}
+        out["pid"] = int(m.group(3))
+        return out
+    m = _WORKER.match(stem)
+    if m and ext != "log":
+        out = {"component": m.group(1), "worker_id": m.group(2)}
+        job = m.group(3)
+        if job and job.lower() != _NIL_JOB:
+            out["job_id"] = job
+        out["pid"] = int(m.group(4))
+        out["stream"] = ext
+        return out
+    m = _JOB_DRIVER.match(stem)
+    if m:
+        return {"component": "job_driver", "submission_id": m.group(1)}
+    m = _CLIENT_SERVER_PORT.match(stem)
+    if m:
+        return {"component": "ray_client_server", "port": int(m.group(1))}
+    m = _RUNTIME_ENV_SETUP.match(stem)
+    if m:
+        return {"component": "runtime_env_setup", "job_id": m.group(1)}
     return {"component": stem}
 
 

@@ -1,7 +1,10 @@
 """Offsets in SQLite (WAL), keyed by file identity. All SQL of the package lives here.
 
 Only acknowledged offsets are written: the tail input calls `set` from chunk acknowledgements
-and `commit` once per loop turn, so a crash re-reads at most what was in flight.
+and `commit` once per loop turn, so a crash re-reads at most what was in flight. Beside the
+offset a row keeps the file's size when last seen (a generation deleted before the next start
+lost `size - offset` bytes) and an opaque state blob of its line handler (Ray's worker markers
+in force, so a restart attributes the rest of the file and its successors as before).
 """
 
 from __future__ import annotations
@@ -28,15 +31,22 @@ CREATE TABLE IF NOT EXISTS files (
     offset INTEGER NOT NULL,
     name TEXT NOT NULL,
     updated REAL NOT NULL,
+    size INTEGER,
+    state BLOB,
     PRIMARY KEY (dev, ino)
 )
 """
+# Columns added after the first release: a DB written before them gets them on open.
+_ADDED = (("size", "INTEGER"), ("state", "BLOB"))
 _UPSERT = """
-INSERT INTO files (dev, ino, fingerprint, offset, name, updated) VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO files (dev, ino, fingerprint, offset, name, updated, size, state)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (dev, ino) DO UPDATE SET fingerprint = excluded.fingerprint,
-    offset = excluded.offset, name = excluded.name, updated = excluded.updated
+    offset = excluded.offset, name = excluded.name, updated = excluded.updated,
+    size = excluded.size, state = excluded.state
 """
-_SELECT_ALL = "SELECT dev, ino, fingerprint, offset, name FROM files"
+_SELECT_ALL = "SELECT dev, ino, fingerprint, offset, name, size, state, updated FROM files"
+_SELECT_OLD = "SELECT dev, ino, fingerprint, offset, name, NULL, NULL, updated FROM files"
 _DELETE = "DELETE FROM files WHERE dev = ? AND ino = ?"
 
 
@@ -45,6 +55,9 @@ class Checkpoint:
     fingerprint: bytes
     offset: int
     name: str
+    size: int | None = None  # the file's size when last seen (None: not known)
+    state: bytes | None = None  # the line handler's exported state (see LineHandler)
+    updated: float = 0.0  # time.time() of the write
 
 
 class Checkpoints:
@@ -74,6 +87,10 @@ class Checkpoints:
             conn.execute(f"PRAGMA journal_mode={self._journal_mode}")
             conn.execute(f"PRAGMA synchronous={self._sync.upper()}")
             conn.execute(_SCHEMA)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+            for col, kind in _ADDED:
+                if col not in have:
+                    conn.execute(f"ALTER TABLE files ADD COLUMN {col} {kind}")
             rows = conn.execute(_SELECT_ALL).fetchall()
         except sqlite3.Error as exc:
             if conn is not None:
@@ -86,9 +103,15 @@ class Checkpoints:
             self._report(exc)
             return False
         self._conn = conn
-        for dev, ino, fp, off, name in rows:
-            self._saved.setdefault(FileId(dev, ino), Checkpoint(bytes(fp), off, name))
+        self._load(rows)
         return True
+
+    def _load(
+        self, rows: list[tuple[int, int, bytes, int, str, int | None, bytes | None, float]]
+    ) -> None:
+        for dev, ino, fp, off, name, size, state, updated in rows:
+            cp = Checkpoint(bytes(fp), off, name, size, bytes(state) if state else None, updated)
+            self._saved.setdefault(FileId(dev, ino), cp)
 
     def _load_read_only(self) -> None:
         if not os.path.exists(self.path):
@@ -96,13 +119,15 @@ class Checkpoints:
         try:
             conn = sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?immutable=1", uri=True)
             try:
-                rows = conn.execute(_SELECT_ALL).fetchall()
+                try:
+                    rows = conn.execute(_SELECT_ALL).fetchall()
+                except sqlite3.OperationalError:  # written before the size/state columns
+                    rows = conn.execute(_SELECT_OLD).fetchall()
             finally:
                 conn.close()
         except sqlite3.Error:
             return
-        for dev, ino, fp, off, name in rows:
-            self._saved.setdefault(FileId(dev, ino), Checkpoint(bytes(fp), off, name))
+        self._load(rows)
         log.info("offsets read from %s (read-only) for %d file(s)", self.path, len(rows))
 
     def _report(self, exc: Exception) -> None:
@@ -114,9 +139,22 @@ class Checkpoints:
     def get(self, fid: FileId) -> Checkpoint | None:
         return self._dirty.get(fid) or self._saved.get(fid)
 
-    def set(self, fid: FileId, fingerprint: bytes, offset: int, name: str) -> None:
+    def set(
+        self,
+        fid: FileId,
+        fingerprint: bytes,
+        offset: int,
+        name: str,
+        *,
+        size: int | None = None,
+        state: bytes | None = None,
+    ) -> None:
         self._deleted.discard(fid)
-        self._dirty[fid] = Checkpoint(fingerprint, offset, name)
+        self._dirty[fid] = Checkpoint(fingerprint, offset, name, size, state, time.time())
+
+    def saved(self) -> dict[FileId, Checkpoint]:
+        """Every stored row (as loaded at open, with the changes since)."""
+        return {**self._saved, **self._dirty}
 
     def forget(self, fid: FileId) -> None:
         self._dirty.pop(fid, None)
@@ -130,7 +168,7 @@ class Checkpoints:
 
     def commit(self, *, force: bool = False) -> None:
         """Write pending changes. A failing disk is reported once and retried (at most every
-        RETRY_S unless forced), also when nothing new arrives: see TailInput._commit."""
+        RETRY_S unless forced), also when nothing new arrives: see tail.commits."""
         if not self._dirty and not self._deleted:
             return
         if self._failing and not force and time.monotonic() < self._retry_at:
@@ -140,7 +178,8 @@ class Checkpoints:
         assert self._conn is not None
         now = time.time()
         rows = [
-            (f.dev, f.ino, c.fingerprint, c.offset, c.name, now) for f, c in self._dirty.items()
+            (f.dev, f.ino, c.fingerprint, c.offset, c.name, now, c.size, c.state)
+            for f, c in self._dirty.items()
         ]
         gone = [(f.dev, f.ino) for f in self._deleted]
         try:

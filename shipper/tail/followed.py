@@ -66,11 +66,12 @@ class FollowedFile:
         tag: str,
         notify: Callable[[FollowedFile, int], None],
         size: int,
+        cur_path: str | None = None,
     ) -> None:
         self.fid = fid
         self.fd = fd
         self.path = path  # as matched at open: the Path_Key value, for ever
-        self.cur_path = path  # where the glob last saw it
+        self.cur_path = path if cur_path is None else cur_path  # where the glob last saw it
         self.real_path = real_path
         self.tag = tag
         self.fingerprint = fingerprint
@@ -124,6 +125,27 @@ class FollowedFile:
             self.last_change = mono
             return was
         return None
+
+    def restart_after_truncation(
+        self, size: int, nlink: int, mono: float, *, splitter_taken: bool
+    ) -> None:
+        """Truncated below its offset (copytruncate): read again from 0 as new content. When
+        a copy took the splitter (partial line, handler state: its lines go on there), this
+        file goes on after it with a fresh splitter sharing the handler."""
+        if splitter_taken:
+            split = self.splitter
+            self.splitter = LineSplitter(
+                handler=split.handler, rules=split.rules, on_long=split.on_long
+            )
+            self.ledger.restart(0)
+        self.observe(size, nlink, 0, mono)  # restarts at 0 unless the copy took the splitter
+        self.fingerprint = b""  # new content: read again as it grows
+        self.last_change = mono
+
+    def note_size(self) -> None:
+        """Remember the size the file has now (it may have grown since the last pass)."""
+        with contextlib.suppress(OSError):
+            self.size = max(self.size, os.fstat(self.fd).st_size)
 
     # -- identity -----------------------------------------------------------------------
     def refresh_fingerprint(self) -> None:

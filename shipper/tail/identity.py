@@ -51,6 +51,10 @@ class Released:
     path: str
     last_seen: float  # monotonic time a scan last found it
 
+    def seen(self, path: str, mono: float) -> None:
+        """A scan found it (again) at `path`."""
+        self.last_seen, self.path = mono, path
+
 
 def still_there(fid: FileId, path: str) -> bool:
     """Whether `path` still names the file `fid`."""

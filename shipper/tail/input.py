@@ -8,7 +8,8 @@ exceed Mem_Buf_Limit: the data waits on disk.
 
 The parts: FileTable (which files, reconciled with each scan), FollowedFile (one file, with
 its LineSplitter and AckLedger), Pacer (when to scan and read), InputBudget (Mem_Buf_Limit),
-PassBatch (one chunk per tag and pass). This module only orchestrates them.
+PassBatch (one chunk per tag and pass), Commits (offsets to the DB), Lag (copytruncate and
+the rotation ring). This module only orchestrates them.
 """
 
 from __future__ import annotations
@@ -28,12 +29,21 @@ from shipper.tail import discovery
 from shipper.tail.batch import PassBatch
 from shipper.tail.catchup import CatchUp
 from shipper.tail.checkpoints import Checkpoints
+from shipper.tail.commits import Commits
+from shipper.tail.copies import ring_age
 from shipper.tail.followed import FollowedFile
 from shipper.tail.handover import TailState
-from shipper.tail.identity import FileId, describe_start, read_fingerprint, start_offset
+from shipper.tail.identity import (
+    FINGERPRINT_BYTES,
+    FileId,
+    describe_start,
+    read_fingerprint,
+    start_offset,
+)
+from shipper.tail.lag import Lag
 from shipper.tail.ledger import RangeAck
 from shipper.tail.options import TailOptions
-from shipper.tail.pacing import WINDOW, Pacer, Pass, per_file_read
+from shipper.tail.pacing import FINAL_READ, WINDOW, Pacer, Pass, per_file_read
 from shipper.tail.pagecache import Dropper
 from shipper.tail.reader import any_changed, bytes_behind, open_file
 from shipper.tail.splitter import LineRules, LineSplitter
@@ -66,6 +76,7 @@ class TailInput:
             if opts.db
             else None
         )
+        self._commits = Commits(self.db)  # acknowledged offsets to the DB
         self.pacer = Pacer(refresh_interval=opts.refresh_interval, write_wake=opts.inotify_watcher)
         self._pages = Dropper(enabled=opts.file_cache_advise)  # see pagecache.py
         # Reading runs at most WINDOW ahead of the outputs: more in flight would only cost
@@ -79,13 +90,13 @@ class TailInput:
         self.caught_up = self._catch_up.event
         self._quiet = False  # the last pass found nothing new
         self._batch = PassBatch(self._settled)  # this pass's records, one chunk per tag
-        self._dirty: set[FollowedFile] = set()
         self._stopping = False
         self._failed_paths: set[str] = set()
         self._nothing_matched = False  # said so once; said again after something matched
         self._sessions: dict[str, str] = {}  # session_latest link -> the session it names
         self._watcher = discovery.Watcher(self.pacer.kick_threadsafe)
         self._emit: Callable[[Chunk], None] = lambda chunk: None
+        self.lag = Lag()  # copytruncate, the rotation ring, moved files (see lag.py)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self, emit: Callable[[Chunk], None]) -> None:
@@ -94,10 +105,15 @@ class TailInput:
         self.pacer.start()
         if self.db is not None:
             self.db.open()
+            self.lag.load_db(self.db.saved())
         if self.opts.inotify_watcher:
             self._watcher.start()
         # after a hot reload, files new to us appeared while nobody read: read them from head
-        await self._scan(initial=not self._adopted)
+        seen = await self._scan(initial=not self._adopted)
+        for fid, item in self.lag.after_start(self, seen, adopted=self._adopted):
+            self._open(fid, item, initial=False)  # Ray's log monitor moved it to old/
+            if fid in self.table.files:
+                self.table.files[fid].unmatched(time.monotonic())  # read to its end, let go
         self._catch_up.start(self.table.files.values())
         log.info("%s: initial scan done, following %d file(s)", self.name, len(self.table.files))
         while not self._stopping:
@@ -105,17 +121,27 @@ class TailInput:
                 await self._scan(initial=False)
             found = await self._read_pass()
             self._quiet = found is Pass.IDLE
-            if self.opts.exit_on_eof and self._quiet and self._at_eof():
+            if self.opts.exit_on_eof and self._quiet and self.table.at_eof():
                 self._flush_out()
                 log.info("%s: every file read to its end (Exit_On_Eof)", self.name)
                 break
             self._housekeeping(time.monotonic())
             self._flush_out()
-            self._commit()
-            self._catch_up.recheck()
+            self._commits.commit()
+            if found is not Pass.BACKLOG:  # (while draining a backlog, acks do it)
+                self._catch_up.recheck()
             await self.pacer.pause(
-                found, files=len(self.table.files), dirs=self._dirs, held=self._any_held
+                found, files=len(self.table.files), dirs=self.table.dirs, held=self.table.any_held
             )
+        deadline = time.monotonic() + FINAL_READ
+        while self._stopping and time.monotonic() < deadline:
+            # SIGTERM (a preStop `ray stop`): what writers wrote last goes out with the rest
+            found = await self._read_pass()
+            self._flush_out()
+            if found is Pass.IDLE:
+                break
+            if found is Pass.WAIT:  # the window is full: an acknowledgement wakes us
+                await self.pacer.pause(found, files=0, dirs=set, held=self.table.any_held)
 
     def stop(self) -> None:
         """Stop reading (SIGTERM): what is in flight is still acknowledged and stored."""
@@ -123,13 +149,14 @@ class TailInput:
         self.pacer.wake.set()
 
     def finish(self, *, keep_held: bool) -> None:
-        """After stop: emit what multi-line handlers hold, unless a DB will let the next run
-        rebuild those records from the stored offset (no record split at a restart)."""
+        """After stop: emit what multi-line handlers hold and a last line without newline,
+        unless a DB will let the next run rebuild them from the stored offset (no record
+        split at a restart)."""
         if keep_held and self.db is not None:
             return
         now = time.time()
         for f in list(self.table.files.values()):
-            records, end = f.splitter.flush_held(now)
+            records, end = f.splitter.drain(now)
             if records:
                 self._emit_records(f, records, end)
         self._flush_out()
@@ -137,20 +164,11 @@ class TailInput:
     def close(self) -> None:
         self.pacer.close()
         self._watcher.stop()
-        self._commit()
+        self._commits.last(self.table.files.values())
         for f in self.table.files.values():
             f.close()
         if self.db is not None:
             self.db.close()
-
-    def _any_held(self) -> bool:
-        return any(f.splitter.held for f in self.table.files.values())
-
-    def _at_eof(self) -> bool:
-        return all(f.read_pos >= f.size for f in self.table.files.values())
-
-    def _dirs(self) -> set[str]:
-        return {os.path.dirname(f.real_path) for f in self.table.files.values()}
 
     # -- hot reload (shipper.tail.handover) ----------------------------------------------
     def export_state(self) -> TailState:
@@ -171,7 +189,7 @@ class TailInput:
         self._adopted = True
 
     # -- discovery ----------------------------------------------------------------------
-    async def _scan(self, *, initial: bool) -> None:
+    async def _scan(self, *, initial: bool) -> set[FileId]:
         # Open files listed under the same entry need no stat (discovery.expand), unless
         # Ignore_Older needs their mtime.
         pinned = self.table.pinned() if not self.opts.ignore_older else None
@@ -179,14 +197,23 @@ class TailInput:
         self._watcher.update(dirs)
         self._note_scan(found, sessions)
         cutoff = time.time() - self.opts.ignore_older if self.opts.ignore_older else None
-        events = self.table.reconcile(found, time.monotonic(), cutoff)
+        mono = time.monotonic()
+        events = self.table.reconcile(found, mono, cutoff)
+        lag = self.lag
+        lag.begin_scan()
         for f, old in events.rotated:
             telemetry.file_rotated(self.stats, old, f.cur_path)
-        for fid, item in events.opened:
-            self._open(fid, item, initial=initial)
+            lag.left(old, f)
+        # Oldest ring generation first: a successor finds its predecessor open (lag.opened)
+        for fid, item in sorted(events.opened, key=lambda e: -ring_age(e[1].path)):
+            if not lag.known_copy(fid, item.st.st_size, mono):
+                self._open(fid, item, initial=initial)
         if self.db is not None:
             for fid in events.forgotten:
                 self.db.forget(fid)
+        seen = {FileId.of(item.st) for item in found.values()}
+        lag.forget_unseen(seen, self.table.ttl, mono)
+        return seen
 
     def _expand(self, pinned: discovery.Pinned | None) -> Scan:
         opts = self.opts
@@ -226,6 +253,9 @@ class TailInput:
         if why == "released" and offset >= st.st_size:
             os.close(fd)  # a rotated file we finished: nothing new, stay released
             return
+        if why not in ("released", "db") and self.lag.copy_of(self, path, fid, fingerprint, st):
+            os.close(fd)  # a copy of a followed file: its lines are read there (lag.py)
+            return
         real = discovery.real_path_of(item.open_path)
         f = FollowedFile(
             fid=fid,
@@ -238,6 +268,7 @@ class TailInput:
             notify=self._acknowledged,
             size=st.st_size,
         )
+        self.lag.opened(self, f, why, self.db.get(fid) if self.db else None)
         self.table.add(f, item)
         telemetry.file_opened(self.stats, path, describe_start(offset, why, initial=initial))
 
@@ -275,7 +306,12 @@ class TailInput:
         room = self.budget.room()
         if room <= 0:
             return Pass.WAIT
+        if self.lag.waiting and self.lag.after_pass(self, time.monotonic()):
+            self._quiet = False
         files = [f for f in self.table.files.values() if f.fd >= 0]
+        waiting = self.lag.waiting  # files that go on after their copy or predecessor
+        if waiting:
+            files = [f for f in files if f.fid not in waiting]
         if not files:
             return Pass.IDLE
         lean = self._batch.lean()
@@ -289,6 +325,11 @@ class TailInput:
         for f, (data, size, nlink, err) in zip(files, results, strict=True):
             if err:
                 telemetry.file_error(self.stats, f.path, OSError(err, os.strerror(err)))
+                continue
+            if not data and size < f.read_pos:  # truncated: its rest may be in a copy
+                telemetry.file_truncated(self.stats, f.path, size, f.read_pos)
+                self.lag.truncated(self, f, size, nlink, mono)
+                found = Pass.BACKLOG
                 continue
             was = f.observe(size, nlink, len(data), mono)
             if was is not None:
@@ -304,6 +345,8 @@ class TailInput:
             self.stats.bytes += len(data)
             records, end = f.splitter.ingest(data, now)
             self._emit_records(f, records, end, len(data))
+            if len(f.fingerprint) < FINGERPRINT_BYTES and f.read_pos > len(f.fingerprint):
+                f.refresh_fingerprint()  # what a copy of it would start with (lag.py)
         return found
 
     def _emit_records(self, f: FollowedFile, records: Part, end: int, nbytes: int = 0) -> None:
@@ -319,14 +362,12 @@ class TailInput:
         """A pass's chunk is done (PassAck): its files' offsets moved."""
         if self.db is not None or self._catch_up.pending:
             files = [a.ledger.owner for a in acks]
-            if self.db is not None:
-                self._dirty.update(files)
+            self._commits.mark(files)
             self._catch_up.check(files)
         self.budget.release(nbytes)
 
     def _acknowledged(self, f: FollowedFile, nbytes: int) -> None:
-        if self.db is not None:
-            self._dirty.add(f)
+        self._commits.mark((f,))
         if self._catch_up.pending:
             self._catch_up.check([f])
         self.budget.release(nbytes)
@@ -355,23 +396,4 @@ class TailInput:
         telemetry.file_released(
             self.stats, f.path, "deleted" if f.deleted else "rotated or moved away"
         )
-        if f.deleted:
-            self._dirty.add(f)  # _commit forgets its DB row
-
-    def _commit(self) -> None:
-        db = self.db
-        if db is None:
-            return
-        if not self._dirty:
-            if db.pending:
-                db.commit()  # a failed write (full or read-only disk): retry it
-            return
-        for f in self._dirty:
-            if f.ledger.acked > len(f.fingerprint):
-                f.refresh_fingerprint()
-            if f.deleted and f.fd < 0:
-                db.forget(f.fid)
-            else:
-                db.set(f.fid, f.fingerprint, f.ledger.acked, f.cur_path)
-        self._dirty.clear()
-        db.commit()
+        self._commits.mark((f,))  # its final size (see lag.after_start), or forget a deleted one

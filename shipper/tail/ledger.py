@@ -35,10 +35,14 @@ class RangeAck(Generic[T]):
         self.done = False
 
     def __call__(self, chunk: Chunk | None) -> None:
-        self.done = True
+        self.settle()
         ledger = self.ledger
-        ledger.advance()
         ledger.notify(ledger.owner, self.cost)
+
+    def settle(self) -> None:
+        """The range is delivered: move the ledger's committed position if it can."""
+        self.done = True
+        self.ledger.advance()
 
 
 def _ignore(owner: Any, cost: int) -> None:
@@ -74,6 +78,11 @@ class AckLedger(Generic[T]):
             if ack.generation == self.generation:
                 self.acked = ack.end
 
+    def rebase(self, acked: int) -> None:
+        """Committed only up to `acked`, behind where reading goes on (a copytruncate copy
+        read on from its original's reader: stored at what the original had committed)."""
+        self.acked = acked
+
     def restart(self, offset: int = 0) -> None:
         """The source starts again at `offset` (truncated): ranges in flight still settle
         (their budget comes back) but no longer move `acked`."""
@@ -98,6 +107,5 @@ class PassAck(Generic[T]):
 
     def __call__(self, chunk: Chunk | None) -> None:
         for ack in self.acks:
-            ack.done = True
-            ack.ledger.advance()
+            ack.settle()
         self.notify(self.acks, self.cost)

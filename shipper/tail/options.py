@@ -100,6 +100,12 @@ class TailOptions:
     ignore_older: float | None = opt(
         "Ignore_Older", "time", None, help="Ignore files not modified for this long."
     )
+    parser: str | None = opt(
+        "Parser",
+        "str",
+        None,
+        help="Name of a [PARSER] that turns each record's log into fields (no match: log kept).",
+    )
     multiline_parser: tuple[str, ...] = opt(
         "multiline.parser", "list", (), help="Multi-line parsers: python, ray."
     )

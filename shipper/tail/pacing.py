@@ -1,6 +1,6 @@
 """How often the tail input scans and reads, and how much per pass.
 
-The figures behind each number are in benchmarks/RESULTS.md ("Pacing: why these numbers").
+The figures behind each number are in benchmarks/RESULTS.md ("Figures behind the code's numbers").
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ MAX_ACTIVE_TICK = 1.0
 IDLE_TICK = 1.0  # the wait doubles up to this while nothing grows ...
 ARM_TICK = 0.15  # ... and from this wait on, a write wakes the loop (wake.py)
 ARMED_IDLE_TICK = 4.0  # armed and nothing held: polling is only a safety net (NFS)
+FINAL_READ = 2.0  # seconds of read passes at SIGTERM, for what writers wrote last
 WINDOW = 8 * 1024 * 1024  # records in flight before reading waits for acknowledgements
 READ_LIMIT = 256 * 1024  # bytes read from one file per pass ...
 PASS_READ = 512 * 1024  # ... and from all files together (Ray records: ~3.3x their input)
@@ -75,7 +76,7 @@ class Pacer:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        """On the loop, after the first scan."""
+        """On the loop, before the first scan (events may kick it from then on)."""
         self._loop = asyncio.get_running_loop()
         self._next_scan = time.monotonic() + self._refresh
 

@@ -91,6 +91,15 @@ class LineSplitter:
         data, self.partial = (b"" if self.skipping else self.partial), b""
         return data
 
+    def end_partial(self) -> bytes:
+        """The source ended: its unfinished last line (b"" inside a long line) is a line of
+        its own, emitted up to the read position."""
+        if not self.partial or self.skipping:
+            return b""
+        data, self.partial = self.partial, b""
+        self.line_pos = self.emitted = self.read_pos
+        return data
+
     def ingest(self, data: bytes, now: float) -> tuple[list[Record] | Encoded, int]:
         """Append `data`; return the records now complete and where they end (`emitted`).
 

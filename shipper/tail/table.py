@@ -59,6 +59,17 @@ class FileTable:
         if not f.deleted:
             self.released[f.fid] = Released(f.fingerprint, f.read_pos, f.cur_path, mono)
 
+    def any_held(self) -> bool:
+        """Do lines wait in a splitter or handler (multi-line) for what comes next?"""
+        return any(f.splitter.held for f in self.files.values())
+
+    def at_eof(self) -> bool:
+        return all(f.read_pos >= f.size for f in self.files.values())
+
+    def dirs(self) -> set[str]:
+        """The directories the followed files are in (to watch for writes)."""
+        return {os.path.dirname(f.real_path) for f in self.files.values()}
+
     def take_all(self) -> tuple[list[FollowedFile], dict[FileId, Released]]:
         """Empty the table (hot reload: a successor takes over)."""
         files, released = list(self.files.values()), self.released
@@ -111,7 +122,7 @@ class FileTable:
         rel = self.released.get(fid)
         if rel is None:
             return False
-        rel.last_seen, rel.path = mono, path
+        rel.seen(path, mono)
         return item.st.st_size == rel.offset
 
     def _expire(self, seen: set[FileId], mono: float) -> list[FileId]:

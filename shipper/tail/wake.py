@@ -8,8 +8,8 @@ and the first event wakes the loop, which then drops the watch. Without inotify 
 out of instances or watches) arming fails quietly and polling alone decides.
 
 watchdog (shipper/tail/discovery.py) keeps watching for creation, deletion and renames. A
-second watchdog watch for writes was tried first: the live benchmark's CPU doubled even after
-it was dropped (benchmarks/RESULTS.md).
+second watchdog watch for writes was tried first and cost more than it saved
+(benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from shipper.app import App
 from shipper.config.model import ConfigError, Document, Prop, Section
@@ -66,8 +67,16 @@ def _regex(text: str) -> str:
     return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments exit 1, as the agent's do (argparse's own default is 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="shipper tail",
         description="Follow a local Ray session: one readable line per record.",
         epilog="Colour: on a terminal, unless NO_COLOR is set; FORCE_COLOR or --color=always "
@@ -145,7 +154,7 @@ def locate(target: str) -> list[str]:
         base = os.path.join(glob.escape(d), "logs")
     else:
         base = os.path.join(glob.escape(d), discovery.SESSION_LINK, "logs")
-    return [os.path.join(base, "*"), os.path.join(base, "events", "*.log")]
+    return [os.path.join(base, p) for p in ("*", "serve/*", "jobs/*", "events/*.log")]
 
 
 def document(patterns: list[str], *, from_head: bool, follow: bool) -> Document:
@@ -181,7 +190,7 @@ class ViewApp(App):
 
     def __init__(self, doc: Document, output: TerminalOutput) -> None:
         super().__init__(doc, outputs=[output])
-        output.on_broken = self.should_exit.set  # `| head` is done: stop quietly
+        output.when_broken(self.should_exit.set)  # `| head` is done: stop quietly
 
 
 async def end_history_when_caught_up(inp: TailInput, out: TerminalOutput) -> None:
@@ -227,8 +236,8 @@ def main(argv: Sequence[str]) -> int:
         renderer=renderer,
         history=args.lines,
         accept=RecordFilter.build(args.component, args.level, args.job, args.grep),
+        history_at_close=not follow,
     )
-    out.history_at_close = not follow
     try:
         app = ViewApp(document(patterns, from_head=args.lines != 0, follow=follow), out)
         return asyncio.run(run_view(app, out, follow))

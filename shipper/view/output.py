@@ -43,10 +43,17 @@ class TerminalOutput(Output):
     immediate = True  # a person is watching: no Flush batching
 
     def __init__(
-        self, *, renderer: Renderer | None, accept: RecordFilter, history: int | None, fd: int = 1
+        self,
+        *,
+        renderer: Renderer | None,
+        accept: RecordFilter,
+        history: int | None,
+        history_at_close: bool = False,
+        fd: int = 1,
     ) -> None:
         """`renderer` None: records as JSON lines. `history`: records of the existing files
-        to show (None: all, 0: none, the view starts live)."""
+        to show (None: all, 0: none, the view starts live). `history_at_close`: the history
+        ends with the input (--no-follow)."""
         super().__init__(
             name="terminal", matcher=Matcher.build("*", None), delivery=Delivery(flush=0.05)
         )
@@ -54,8 +61,8 @@ class TerminalOutput(Output):
         self.accept = accept
         self.limit = history
         self.in_history = history != 0
-        self.history_at_close = False  # --no-follow: the history ends with the input
-        self.on_broken: Callable[[], None] = lambda: None
+        self.history_at_close = history_at_close
+        self.on_broken: Callable[[], None] = lambda: None  # see when_broken
         self.broken = False
         self._fd = fd
         self._kept: list[tuple[float, str, int, Record]] = []  # a min-heap when limited
@@ -66,6 +73,10 @@ class TerminalOutput(Output):
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def when_broken(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the terminal's pipe is closed (`| head` is done)."""
+        self.on_broken = callback
 
     # -- Output -------------------------------------------------------------------------
     def encode(self, records: list[Record]) -> bytes:
@@ -137,7 +148,7 @@ class TerminalOutput(Output):
     def _keep(self, rec: Record) -> None:
         when = float(rec.get("date", 0.0))
         path = rec.get("path")
-        if "message" not in rec and isinstance(path, str):  # no time of its own: see above
+        if _untimed(rec) and isinstance(path, str):  # no time of its own: see above
             mtime = self._mtimes.get(path)
             if mtime is None:
                 try:
@@ -201,3 +212,10 @@ class TerminalOutput(Output):
 def _settle(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _untimed(rec: Record) -> bool:
+    """Is the record's date the read time? Its line had no header (no message), or only
+    logging.basicConfig's `LEVEL:logger:` (a logger, no time), or a driver's prefix before
+    plain text (an origin, no level)."""
+    return "message" not in rec or "logger" in rec or ("origin" in rec and "level" not in rec)

@@ -4,7 +4,11 @@ A line is `HH:MM:SS.mmm  who  LEVEL  message`; the lines after the first of a mu
 record (tracebacks, debug dumps) follow, indented, so a record stays one block. `who` is the
 component plus what tells two of its kind apart: `worker[task pid=15425]` (as Ray's own
 driver output names a worker), `core_worker[pid=15425]`, `dashboard[NodeHead]`,
-`event[RAYLET]`. Records without a level of their own (worker prints) get one from what they
+`event[RAYLET]`, `serve[app1_Hello h1l0i75e]` (a replica: deployment and replica id),
+`serve[proxy 10.0.0.1]`, `job_driver[raysubmit_x work pid=553]` (a worker's line the driver
+printed). The message is prefixed by the Python logger's name (`mytask: caught ...`) or the
+event's label (`RAY_WORKER_FAILURE: ...`) when the record has one, and followed by a Serve
+request id. Records without a level of their own (worker prints) get one from what they
 are: a Python traceback is ERROR, `WARNING:name:msg` (logging's default format) is WARNING,
 anything else shows no level and counts as INFO for `--level`.
 """
@@ -119,9 +123,28 @@ def who_of(rec: Mapping[str, Any]) -> str:
         detail = str(rec.get("source_type") or rec.get("source") or "")
     elif comp == "job_driver":
         detail = str(rec.get("submission_id") or "")
+        origin = rec.get("origin")
+        if origin:
+            detail += f" {origin} pid={pid}" if pid is not None else f" {origin}"
+    elif comp == "serve":
+        if rec.get("component_name") == "replica":
+            detail = f"{rec.get('deployment') or ''} {rec.get('replica') or ''}".strip()
+        else:
+            name, cid = rec.get("component_name"), rec.get("component_id")
+            detail = " ".join(str(x) for x in (name, cid) if x)
     else:
         detail = ""
     return f"{comp}[{detail}]" if detail else comp
+
+
+def text_of(rec: Mapping[str, Any]) -> str:
+    """What the record says: its message (else the line), after the Python logger's name or
+    the event's label when it has one."""
+    text = rec.get("message")
+    if not isinstance(text, str):
+        return str(rec.get("log", ""))
+    first = rec.get("logger") or rec.get("label")
+    return f"{first}: {text}" if isinstance(first, str) and first else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +218,10 @@ class Renderer:
         level = level_of(rec)
         who = who_of(rec)
         self.width = max(self.width, min(len(who), WHO_MAX))
-        text = rec.get("message")
-        if not isinstance(text, str):
-            text = str(rec.get("log", ""))
-        lines = _clean(text).split("\n")
+        lines = _clean(text_of(rec)).split("\n")
+        request = rec.get("request_id")
+        if isinstance(request, str) and request:
+            lines[0] += self._c(_DIM, f"  request_id={_clean(request)}")
         comp = str(rec.get("component", ""))
         head = " ".join(
             (

@@ -15,6 +15,8 @@ from shipper.config.classic import load_classic, parse_classic_text
 from shipper.config.loader import load_config
 from shipper.config.model import ConfigError, Document
 
+pytestmark = pytest.mark.unit
+
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "fluent-bit.conf"
 
 

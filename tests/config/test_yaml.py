@@ -16,6 +16,8 @@ from shipper.config.loader import load_config
 from shipper.config.model import ConfigError, Document
 from shipper.config.yaml_format import load_yaml
 
+pytestmark = pytest.mark.unit
+
 
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

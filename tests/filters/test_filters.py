@@ -1,4 +1,4 @@
-"""Filters `modify`, `record_modifier` and `grep` (SPEC 6), built from classic config text the
+"""Filters `modify`, `record_modifier` and `grep`, built from classic config text the
 way the agent builds them, plus one run through the CLI."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def run(flt: Filter, *records: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- modify
+@pytest.mark.unit
 def test_modify_rules_in_order() -> None:
     flt = make(
         """
@@ -75,6 +76,7 @@ def test_modify_rules_in_order() -> None:
     }
 
 
+@pytest.mark.unit
 def test_modify_add_and_rename_respect_existing_keys() -> None:
     flt = make("""
         Name modify
@@ -89,6 +91,7 @@ def test_modify_add_and_rename_respect_existing_keys() -> None:
     assert list(out)[-1] == "s"  # Set moves the key to the end, as Fluent Bit's does
 
 
+@pytest.mark.unit
 def test_modify_conditions() -> None:
     flt = make("""
         Name modify
@@ -133,6 +136,7 @@ def test_modify_conditions() -> None:
         ("Frobnicate a b", "Frobnicate"),
     ],
 )
+@pytest.mark.unit
 def test_modify_bad_rules_name_the_line(body: str, key: str) -> None:
     with pytest.raises(ConfigError) as err:
         make(f"Name modify\nMatch *\n{body}")
@@ -140,6 +144,7 @@ def test_modify_bad_rules_name_the_line(body: str, key: str) -> None:
 
 
 # --------------------------------------------------------------------------- record_modifier
+@pytest.mark.unit
 def test_record_modifier_record_remove_allowlist() -> None:
     flt = make("""
         Name record_modifier
@@ -165,6 +170,7 @@ def test_record_modifier_record_remove_allowlist() -> None:
 
 
 # --------------------------------------------------------------------------- grep
+@pytest.mark.unit
 def test_grep_regex_exclude_and_logical_ops() -> None:
     recs = [
         {"log": "ERROR disk", "component": "raylet", "pid": 12},

@@ -1,4 +1,4 @@
-"""The `http` output against a real ClickHouse (SPEC 7, issue 4 "Must show" 1).
+"""The `http` output against a real ClickHouse (issue 4 "Must show" 1; docs/delivery.md).
 
 One ClickHouse, one agent with a DB, four phases on the same table:
   A. 200k lines through `Format json_lines` to the JSONEachRow insert URI: count() and

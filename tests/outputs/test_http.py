@@ -1,5 +1,5 @@
 """The `http` output: body formats and content types, gzip, Basic auth, headers, TLS, and what
-the agent does for each kind of answer (SPEC 7; issue 4 "Must show" 2, 4 and 6)."""
+the agent does for each kind of answer (docs/delivery.md; issue 4 "Must show" 2, 4 and 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `loki` output against a receiver that validates Loki's push API (SPEC 7)."""
+"""The `loki` output against a receiver that validates Loki's push API."""
 
 from __future__ import annotations
 

@@ -23,6 +23,8 @@ from tests.extensions import IMPLS
 from tests.extensions import implementation as native_or_python
 from tests.ray.test_handler import FIXTURES, HEADED, NOW, _all_fixture_files, ctx_for
 
+pytestmark = pytest.mark.unit
+
 # Both versions of the fast path: the C helper (shipper/ray/_fastray.c) and pure Python.
 _BUILT = fast_mod._native
 
@@ -102,6 +104,33 @@ def test_fixture_files_under_random_reads(rel: str, multiline: tuple[str, ...], 
                 else []
             )
             both(rel, data, cuts, multiline)
+
+
+# User output, job drivers and Serve from the TEXT and JSON encodings run (Python logging's
+# default format, Ray's TextFormatter context, Serve's lines, a driver's `(name pid=N)` lines).
+ENCODINGS = FIXTURES.parent / "ray-session-2.60-encodings"
+ENCODING_FILES = sorted(
+    p.relative_to(ENCODINGS).as_posix()
+    for p in ENCODINGS.glob("*/logs/**/*")
+    if p.is_file() and p.name.startswith(("worker-", "job-driver-", "replica_", "proxy_"))
+)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("rel", ENCODING_FILES)
+def test_encodings_fixture_files_under_random_reads(rel: str, impl: str) -> None:
+    data = (ENCODINGS / rel).read_bytes()
+    name = rel.split("/logs/", 1)[1]
+    rng = random.Random(rel)
+    with implementation(impl):
+        for _ in range(4):
+            cuts = sorted(rng.sample(range(1, len(data)), min(8, len(data) - 1)))
+            both("logs/" + name, data, cuts)
+
+
+def test_encodings_fixture_files_are_there() -> None:
+    kinds = {rel.rsplit("/", 1)[1].split("-", 1)[0].split("_", 1)[0] for rel in ENCODING_FILES}
+    assert kinds == {"worker", "job", "replica", "proxy"}
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -189,6 +218,24 @@ OTHER = st.one_of(
             ":task_attempt_start:abc-0",
             '{"asctime": "2026-11-28 10:07:08,319", "levelname": "INFO", "message": "m"}',
             "I1128 10:07:08.319117   15251 file.cc:1403] glog",
+            "ERROR:mytask:caught in task 0",
+            "INFO:root:",
+            "WARNING:a.b:x:y",
+            "ERROR: not a logger",
+            "INFO 2026-12-07 06:15:59,485 app1_Hello h1l0i75e 22ffe725-cd -- hello",
+            "WARNING 2026-12-07 06:16:01,774 controller 650 -- exiting.",
+            "INFO 2026-12-07 06:16:01,774 proxy 127.0.0.1 --",
+            "2026-12-07 06:16:16,734\tWARNING driver.py:21 -- w user_key=v job_id=03 "
+            "task_name=work timestamp_ns=1796624176734273536",
+            "KeyError: 'missing' job_id=03000000 task_name=work timestamp_ns=1796624177151362400",
+            "\x1b[36m(work pid=553)\x1b[0m INFO:mytask:info from task 0",
+            "\x1b[36m(work pid=553)\x1b[0m Traceback (most recent call last):",
+            "(Counter pid=617, ip=10.0.0.1) ERROR:actor:actor error line",
+            "\x1b[33m(raylet)\x1b[0m A worker died",
+            "(not a prefix",
+            '{"asctime": "2026-12-07 06:18:54,678", "levelname": "ERROR", "message": "caught", '
+            '"process": 551, "exc_text": "Traceback (most recent call last):\\nKeyError: 1", '
+            '"job_id": "02000000", "timestamp_ns": 1796624334678581212}',
         ]
     ),
 )
@@ -216,6 +263,8 @@ def _same_records_everywhere(data: bytes, cuts: list[int], multiline: tuple[str,
         "logs/dashboard.log",
         "logs/python-core-worker-24d79453cbada04c5c47f9d03cc80fd828c55fc9d7bfc6c9c32f7401_15425.log",
         WORKER_FILES[0],
+        "logs/job-driver-raysubmit_x.log",
+        "logs/serve/replica_app_Model_x8a2.log",
     ):
         both(rel, data, cuts, multiline)
 
@@ -340,7 +389,13 @@ def test_the_c_helper_takes_exactly_the_lines_the_regexes_take(
 FREE_TEXT = st.lists(
     st.one_of(
         st.characters(max_codepoint=0x20),  # every control character (CR left out below)
-        st.sampled_from([*'"\\/\x7f aZ09[{:IWEFé€😀', "Traceback", "I0", "W9", "\U0010ffff"]),
+        st.sampled_from(
+            [
+                *'"\\/\x7f aZ09[{:(IWEFé€😀',
+                *("Traceback", "I0", "W9", "\U0010ffff", "\x1b[36m(w pid=1)"),
+                *("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "INF", "ERRO"),
+            ]
+        ),
     ),
     max_size=30,
 ).map("".join)

@@ -14,6 +14,8 @@ from shipper.lines import PlainHandler, SourceContext
 from shipper.ray.handler import RayHandler, make_ray_handler
 from shipper.ray.lines import LineParser
 
+pytestmark = pytest.mark.unit
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ray-session-2.60"
 SESSION = "session_2026-11-28_10-06-45_296613_15055"
 NOW = 1795860500.0
@@ -137,7 +139,13 @@ def test_joined_records_of_the_session() -> None:
 
 
 def _tracebacks(recs: list[dict[str, Any]]) -> list[str]:
-    return [r["log"] for r in recs if r["log"].startswith("Traceback (most recent call last):")]
+    """The traceback of each record that has one (alone, or after its logging line)."""
+    start = "Traceback (most recent call last):"
+    return [
+        r["log"][r["log"].index(start) :]
+        for r in recs
+        if r["log"].startswith(start) or "\n" + start in r["log"]
+    ]
 
 
 def test_worker_err_tracebacks_are_one_record_each() -> None:
@@ -153,7 +161,13 @@ def test_worker_err_tracebacks_are_one_record_each() -> None:
             "    ~~^~~",
             "ZeroDivisionError: division by zero",
         ]
-    tb_recs = [r for r in recs if r["log"] in tbs]
+    # logger.exception's traceback is part of its record; traceback.print_exc's stands alone.
+    logged, printed = (r for r in recs if "Traceback" in r["log"])
+    assert logged["log"].startswith("ERROR:mytask:caught and logged with traceback\nTraceback")
+    assert logged["level"] == "ERROR" and logged["logger"] == "mytask"
+    assert logged["message"] == logged["log"][len("ERROR:mytask:") :]
+    assert printed["log"] == tbs[1] and "level" not in printed
+    tb_recs = [r for r in recs if "Traceback" in r["log"]]
     assert all(r["task_name"] == "bad_logged" and r["job_id"] == "01000000" for r in tb_recs)
 
     rel = f"rotation/logs/worker-{W5}-01000000-12773.err"
@@ -319,7 +333,7 @@ def test_stdin_prefixes_name_the_component() -> None:
     assert all("session" not in r for r in recs)
     drv = next(r for r in recs if r["component"] == "core_driver")
     assert drv["worker_id"] == "01000000ffffffffffffffffffffffffffffffffffffffffffffffff"
-    # Unprefixed worker output continues the record before it (SPEC section 5).
+    # Unprefixed worker output continues the record before it (docs/ray-logs.md).
     blank = next(r for r in recs if "BEFORE_BLANK" in r["log"])
     assert blank["log"].split("\n")[1:4] == [
         "RAY_INIT_SECONDS 2.27",
@@ -376,8 +390,9 @@ def test_offset_key_gives_each_record_its_last_line_end() -> None:
         recs += h.flush(NOW)
         assert list(recs[0])[:4] == ["date", "log", "path", "offset"]
         by_log = {r["log"]: r["offset"] for r in recs}
-        tb = next(r for r in recs if r["log"].startswith("Traceback"))
+        tb = next(r for r in recs if "Traceback" in r["log"])
         if ml:
+            assert tb["log"].startswith("ERROR:mytask:")  # logger.exception: one record
             assert tb["offset"] == ends[20]  # its last line, `ZeroDivisionError: ...`
         assert by_log["task 0 stderr line"] == ends[2]
         assert [r["offset"] for r in recs] == sorted(r["offset"] for r in recs)

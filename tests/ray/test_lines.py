@@ -5,10 +5,13 @@ from __future__ import annotations
 import calendar
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shipper.ray.lines import LEVELS, LineParser
+
+pytestmark = pytest.mark.unit
 
 # 2026-11-28 10:07:08 as written on a machine at UTC+0 (the fixtures' stamps are local time).
 T0 = calendar.timegm((2026, 11, 28, 10, 7, 8, 0, 0, 0))

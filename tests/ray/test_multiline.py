@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from shipper.ray.multiline import Group, Joiner, PythonJoiner, RayJoiner, make_joiner
 
+pytestmark = pytest.mark.unit
+
 # Fluent Bit's own example for its python multiline parser.
 FB_TRACEBACK = [
     "Traceback (most recent call last):",

@@ -8,6 +8,8 @@ import pytest
 
 from shipper.ray.names import describe, file_kind, session_of
 
+pytestmark = pytest.mark.unit
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ray-session-2.60"
 SESSION = "session_2026-11-28_10-06-45_296613_15055"
 ROT_SESSION = "session_2026-11-28_10-04-32_335032_12316"
@@ -307,8 +309,29 @@ def test_rotation(rel: str) -> None:
             f"/tmp/ray/{SESSION}/logs/job-driver-raysubmit_SxUm9EdnAUvTzDen.log",
             {"component": "job_driver", "submission_id": "raysubmit_SxUm9EdnAUvTzDen"},
         ),
-        (f"/tmp/ray/{SESSION}/logs/serve/controller_3021.log", {"component": "serve"}),
-        (f"/tmp/ray/{SESSION}/logs/serve/replica_app_Model_x8a2.log", {"component": "serve"}),
+        # Serve: the keys Serve's own JSON lines carry for that process.
+        (
+            f"/tmp/ray/{SESSION}/logs/serve/controller_3021.log",
+            {"component": "serve", "component_name": "controller", "component_id": "3021"},
+        ),
+        (
+            f"/tmp/ray/{SESSION}/logs/serve/proxy_10.0.0.7.log.2",
+            {"component": "serve", "component_name": "proxy", "component_id": "10.0.0.7"},
+        ),
+        (
+            f"/tmp/ray/{SESSION}/logs/serve/replica_my_app_Model_x8a2.log",
+            {
+                "component": "serve",
+                "component_name": "replica",
+                "deployment": "my_app_Model",
+                "replica": "x8a2",
+            },
+        ),
+        (f"/tmp/ray/{SESSION}/logs/serve/other.log", {"component": "serve"}),
+        (
+            f"/tmp/ray/{SESSION}/logs/jobs/supervisor-raysubmit_Ab1.log",
+            {"component": "job_supervisor", "submission_id": "raysubmit_Ab1"},
+        ),
         (f"/tmp/ray/{SESSION}/logs/ray_client_server.log", {"component": "ray_client_server"}),
         (f"/tmp/ray/{SESSION}/logs/ray_client_server.err", {"component": "ray_client_server"}),
         (

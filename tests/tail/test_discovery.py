@@ -12,6 +12,8 @@ import pytest
 from shipper.tail import discovery
 from shipper.tail.identity import FileId
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def logs(tmp_path: Path) -> Path:

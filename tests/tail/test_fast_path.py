@@ -13,6 +13,8 @@ from shipper.escape import escape_chunk, longest_line_over
 from shipper.formats import DateFormat, chunks_json, encode_json_array, encode_json_lines
 from shipper.lines import PlainHandler, SourceContext
 
+pytestmark = pytest.mark.unit
+
 NOW = 1795860428.319
 
 # Lines as they come: text with quotes, backslashes, tabs, control characters and non-ASCII,

@@ -3,10 +3,13 @@ range is acknowledged, whatever order the acknowledgements come in."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shipper.tail.ledger import AckLedger, PassAck, RangeAck
+
+pytestmark = pytest.mark.unit
 
 
 def _contiguous(ends: list[int], done: set[int], start: int) -> int:

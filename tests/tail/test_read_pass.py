@@ -21,6 +21,8 @@ from shipper.tail.splitter import LineRules, LineSplitter
 from tests.extensions import IMPLS
 from tests.extensions import implementation as native_or_python
 
+pytestmark = pytest.mark.unit
+
 _BUILT = reader_mod._native
 
 

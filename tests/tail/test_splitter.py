@@ -6,12 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shipper.chunk import Encoded
 from shipper.lines import PlainHandler, SourceContext
 from shipper.tail.splitter import LineRules, LineSplitter
+
+pytestmark = pytest.mark.unit
 
 NOW = 1_700_000_000.0
 MAX = 12  # a small line limit, so that long lines are common

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shipper.lines import PlainHandler, SourceContext
 from shipper.tail import discovery
@@ -12,6 +17,8 @@ from shipper.tail.followed import FollowedFile
 from shipper.tail.identity import FileId
 from shipper.tail.splitter import LineRules, LineSplitter
 from shipper.tail.table import FileTable, ScanEvents
+
+pytestmark = pytest.mark.unit
 
 RULES = LineRules(max_line=1024, skip_long=False, skip_empty=False, want_offsets=False)
 
@@ -127,3 +134,73 @@ def test_take_all_empties_the_table(tmp_path: Path) -> None:
     handed = f.export()
     assert handed.fd >= 0 and f.fd == -1 and handed.offset == 2
     os.close(handed.fd)
+
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["create", "grow", "rotate", "move_out", "delete"]), st.integers(0, 2)
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=OPS)
+def test_any_sequence_of_file_operations_keeps_the_books_straight(
+    ops: list[tuple[str, int]],
+) -> None:
+    """Real files created, grown, renamed inside and out of the glob and deleted, in any
+    order, a scan after each step: every file the glob matches is followed exactly once (or
+    released and unchanged), under the name the scan found it by; what the glob lost is
+    unmatched; nothing is opened twice."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "out").mkdir()
+        pattern = str(d / "*.log*")
+        table = FileTable(ttl=0.0)
+        followed: list[FollowedFile] = []
+        serial = 0
+        try:
+            for op, n in ops:
+                serial += 1
+                _apply(d, op, n, serial)
+                found = discovery.expand([pattern], [], table.pinned())
+                before = set(table.files)
+                ev = table.reconcile(found, time.monotonic())
+                opened = [fid for fid, _ in ev.opened]
+                assert len(opened) == len(set(opened)) and not set(opened) & before
+                followed += _follow(table, ev)
+                by_fid = {FileId.of(item.st): path for path, item in found.items()}
+                for fid, path in by_fid.items():
+                    if fid in table.files:
+                        f = table.files[fid]
+                        assert f.matched and f.cur_path == path
+                    else:  # released and not grown since
+                        assert fid in table.released
+                for fid, f in table.files.items():
+                    if fid not in by_fid:
+                        assert not f.matched
+                for f in ev.unmatched:
+                    assert f.fid not in by_fid
+                # let go of what left the glob, as the input does after Rotate_Wait
+                for f in [f for f in table.files.values() if not f.matched]:
+                    f.close()
+                    table.release(f, time.monotonic())
+        finally:
+            for f in followed:
+                f.close()
+
+
+def _apply(d: Path, op: str, n: int, serial: int) -> None:
+    log = d / f"f{n}.log"
+    if op == "create" and not log.exists():
+        log.write_bytes(b"line %d\n" % serial)
+    elif op == "grow" and log.exists():
+        with log.open("ab") as w:
+            w.write(b"more %d\n" % serial)
+    elif op == "rotate" and log.exists():
+        log.rename(d / f"f{n}.log.{serial}")  # still matched: a rotation
+    elif op == "move_out" and log.exists():
+        log.rename(d / "out" / f"f{n}.{serial}")  # no longer matched
+    elif op == "delete" and log.exists():
+        log.unlink()

@@ -18,6 +18,8 @@ from shipper.tail.options import TailOptions
 from shipper.tail.pacing import ARM_TICK, IDLE_TICK
 from shipper.tail.wake import WriteWake
 
+pytestmark = pytest.mark.unit
+
 
 async def _until(cond, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + 10.0
@@ -124,24 +126,28 @@ async def test_growing_files_do_not_arm_the_wake_up(
 async def test_armed_and_idle_the_loop_polls_rarely(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Idle with the wake-up armed, polling is a safety net (ARMED_IDLE_TICK apart); a held
-    record keeps the 1 s tick so that its Multiline_Flush is on time."""
+    """Idle with the wake-up armed, polling is a safety net: the pass after the arming comes
+    ARMED_IDLE_TICK later (at IDLE_TICK without it). Measured between the loop's own passes,
+    not in a window of the test's clock: a loaded machine delays a pass, never brings one
+    forward, so the gap cannot shrink under load."""
+    monkeypatch.setattr(pacing, "ARMED_IDLE_TICK", 3.0)
+    assert IDLE_TICK <= 1.0
     log = tmp_path / "a.log"
     log.write_bytes(b"first\n")
     async with _tail(log) as (inp, got):
-        await _until(lambda: inp.pacer.idle_wake.armed, "the idle wake-up to be armed")
-        passes = 0
+        loop = asyncio.get_running_loop()
+        passes: list[tuple[float, bool]] = []  # (loop time, armed) at the start of each pass
         real = inp._read_pass
 
         async def counted() -> pacing.Pass:
-            nonlocal passes
-            passes += 1
+            passes.append((loop.time(), inp.pacer.idle_wake.armed))
             return await real()
 
-        monkeypatch.setattr(inp, "_read_pass", counted)
-        monkeypatch.setattr(pacing, "ARMED_IDLE_TICK", 3.0)
-        assert IDLE_TICK <= 1.0
-        await asyncio.sleep(4.5)
-        assert 1 <= passes <= 2, passes  # at IDLE_TICK: 4 or 5
+        monkeypatch.setattr(inp, "_read_pass", counted)  # before the loop's first pass
+        await _until(lambda: any(armed for _, armed in passes), "a pass after the arming")
+        i = next(i for i, (_, armed) in enumerate(passes) if armed)
+        assert i >= 1 and not passes[i - 1][1]
+        gap = passes[i][0] - passes[i - 1][0]  # the pause that armed the wake-up
+        assert gap >= 3.0 - 0.05, (gap, passes)  # at IDLE_TICK: at most 1 s
         _append(log, b"second\n")  # the wake-up still reads a write at once
         await _until(lambda: sum(c.count for c in got) == 2, "the line written while idle")

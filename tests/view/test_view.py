@@ -189,11 +189,16 @@ def test_golden_holds_what_a_person_needs(ray_tmp: Path) -> None:
     assert lines[0] == f"── session {SESSION} ──"
     # Every record is one head line; its other lines are indented under it.
     assert all(HEAD.match(line) or line.startswith("    ") or line == "" for line in lines[1:])
-    # The two logged tracebacks of bad_logged are whole, each one record.
+    # The two tracebacks of bad_logged are whole, each one record: logger.exception's under
+    # its logging line, traceback.print_exc's on its own.
     tb = [i for i, line in enumerate(lines) if "Traceback (most recent call last):" in line]
     assert len(tb) == 2
+    assert lines[tb[0] - 1] == (
+        "10:07:31.000 worker[bad_logged pid=15425] ERROR mytask: caught and logged with traceback"
+    )
+    assert lines[tb[0]] == "    Traceback (most recent call last):"
+    assert lines[tb[1]].startswith("10:07:31.000 worker[bad_logged pid=15425] ERROR Traceback")
     for i in tb:
-        assert lines[i].startswith("10:07:31.000 worker[bad_logged pid=15425] ERROR Traceback")
         assert lines[i + 1 : i + 5] == [
             '      File "/tmp/rayjob/job6.py", line 32, in bad_logged',
             "        1 / 0",
@@ -204,7 +209,7 @@ def test_golden_holds_what_a_person_needs(ray_tmp: Path) -> None:
     times = [m.group(0)[:12] for m in heads(text)]
     assert times == sorted(times)
     assert "10:07:08.319 dashboard[NodeHead]" in text  # the glog line of NodeHead.err
-    assert re.search(r"^\d\S+ event\[RAYLET\] +ERROR A worker died", text, re.M)
+    assert re.search(r"^\d\S+ event\[RAYLET\] +ERROR RAY_WORKER_FAILURE: A worker", text, re.M)
 
 
 # -- filters, -n, --json (piped) --------------------------------------------------------------
@@ -249,8 +254,21 @@ def test_filters(ray_tmp: Path) -> None:
 
 
 def test_bad_arguments_and_missing_dir(tmp_path: Path) -> None:
-    assert run_piped(str(tmp_path), "--level", "loud").returncode == 2
-    assert run_piped(str(tmp_path), "-n", "-1").returncode == 2
+    """Bad arguments exit 1 with the problem named, as the agent's own do."""
+    res = run_piped(str(tmp_path), "--level", "loud")
+    assert res.returncode == 1 and "shipper tail: error:" in res.stderr and "loud" in res.stderr
+    res = run_piped(str(tmp_path), "-n", "-1")
+    assert res.returncode == 1 and "must be 0 or more" in res.stderr
+    res = run_piped(str(tmp_path), "--no-such-flag")
+    assert res.returncode == 1 and "--no-such-flag" in res.stderr
+    agent = subprocess.run(
+        [sys.executable, "-m", "shipper", "--no-such-flag"],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert agent.returncode == 1 and "--no-such-flag" in agent.stderr
     res = run_piped(str(tmp_path / "nothing"), "--no-follow")
     assert res.returncode == 1 and "no Ray session" in res.stderr
 
@@ -385,3 +403,37 @@ def test_history_ends_while_files_keep_growing(ray_tmp: Path) -> None:
     finally:
         stop.set()
         thread.join()
+
+
+def test_serve_jobs_and_user_logging_read_well(tmp_path: Path) -> None:
+    """The TEXT encodings session: Serve's replica, proxy and controller with their ids and
+    request ids, user logging under its logger's name with its traceback, the job driver's
+    copies of worker lines naming the worker."""
+    src = REPO / "tests" / "fixtures" / "ray-session-2.60-encodings" / "text"
+    session = (src / "SESSION").read_text().strip()
+    temp = tmp_path / "ray"
+    shutil.copytree(src / "logs", temp / session / "logs")
+    (temp / "session_latest").symlink_to(session)
+    res = run_piped(str(temp), "-n", "all", "--no-follow")
+    assert res.returncode == 0, res.stderr
+    text = res.stdout
+    assert re.search(
+        r"^\S+ serve\[app1_Hello h1l0i75e\] +ERROR handler failed  request_id=e8b5f3cc-\S+\n"
+        r"    Traceback \(most recent call last\):\n(    .*\n)+"
+        r"    ZeroDivisionError: division by zero$",
+        text,
+        re.M,
+    )
+    assert re.search(r"^\S+ serve\[proxy 127\.0\.0\.1\] +INFO  Proxy starting", text, re.M)
+    assert re.search(r"^\S+ serve\[controller 650\] +WARN  All resources", text, re.M)
+    assert re.search(r"^\S+ worker\[work pid=553\] +ERROR mytask: caught in task 0$", text, re.M)
+    assert re.search(r"^\S+ job_supervisor +INFO  Submitting job", text, re.M)
+    assert re.search(
+        r"^\S+ job_driver\[fixture_basic work pid=552\] +WARN  mytask: warning from task 1$",
+        text,
+        re.M,
+    )
+    # --level error: the users' failures, whatever format they were logged in.
+    errors = run_piped(str(temp), "-n", "all", "--no-follow", "--level", "error").stdout
+    assert "mytask: caught in task 0" in errors and "handler failed" in errors
+    assert "actor: actor error line" in errors and "info from task" not in errors
