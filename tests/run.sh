@@ -45,10 +45,12 @@ build_inputs_sha() {
 
 install_project() {
     # Fast path: the package is importable from this tree and every test extra is present.
-    if "$PY" - <<'EOF' 2>/dev/null
+    # Run from / so that `import shipper` finds the installed one, not ./shipper: another
+    # checkout's editable install must not pass for ours.
+    if (cd / && "$PY" - "$ROOT") <<'EOF' 2>/dev/null
 import importlib.util, os, sys
 import shipper
-here = os.path.realpath(os.getcwd())
+here = os.path.realpath(sys.argv[1])
 if not os.path.realpath(shipper.__file__).startswith(here + os.sep):
     sys.exit(1)
 from importlib.metadata import distribution, PackageNotFoundError

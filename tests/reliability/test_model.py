@@ -459,8 +459,9 @@ class TailModel(RuleBasedStateMachine):
             assert self.agent is not None
             matched = f"{self.link}/logs/{f.path.name}"  # the agent names it as globbed
             self.truncations[matched] += 1
+            # "truncated (size": the notice itself, not the copy search's warning after it
             self.agent.wait_stderr(
-                f"{matched} truncated", count=self.truncations[matched], timeout=WAIT
+                f"{matched} truncated (size", count=self.truncations[matched], timeout=WAIT
             )
 
     @rule(last_words=st.integers(0, 5))
