@@ -17,7 +17,7 @@
  *   end offset in out (native long long, memoryview format "q"); bad: the rows not taken (nothing in out).
  *   tail: also look at the chunk's last line, [end, the closing quote): tail_sec is its
  *   second's value in `seconds` when it starts with a header (fast.py's `head`), else None.
- * free_rows(complete, pos, head, tail): user output's plain lines (see below).
+ * free_rows(complete, pos, head, tail, forwarded): user output's plain lines (see below).
  * The grammar is exactly fast.py's _CPP_HEAD / _PY_HEAD; tests/ray/test_fast.py checks the two
  * agree line for line.
  */
@@ -337,12 +337,13 @@ static int starts_level(const unsigned char *p, const unsigned char *e, const ch
 }
 
 /* Is the line at p (up to e) special in user output: fast.py's _SPECIAL, a Ray header, a
-   worker marker line, the start of a traceback, a level name (Python logging, Serve) or a
-   driver's `(name pid=N)` prefix? */
-static int special(const unsigned char *p, const unsigned char *e) {
+   worker marker line, the start of a traceback, a level name (Python logging, Serve) or, where
+   a driver's output is (`forwarded`), a `(name pid=N)` prefix? */
+static int special(const unsigned char *p, const unsigned char *e, int forwarded) {
     if (p >= e) return 0;
     unsigned char c = *p;
-    if (c == '[' || c == '{' || c == ':' || c == '(' || c == 0x1b || is_digit(c)) return 1;
+    if (c == '[' || c == '{' || c == ':' || is_digit(c)) return 1;
+    if ((c == '(' || c == 0x1b) && forwarded) return 1;
     if ((c == 'I' || c == 'W' || c == 'E' || c == 'F') && e - p >= 2 && is_digit(p[1])) return 1;
     switch (c) {
     case 'D': return starts_level(p, e, "DEBUG");
@@ -355,6 +356,28 @@ static int special(const unsigned char *p, const unsigned char *e) {
     }
 }
 
+/* logging.basicConfig()'s `LEVEL:name:message` (fast.py's _BASIC; the logger name in
+   printable ASCII here, anything else goes per line): the level's record value, and where
+   the name and the message start; NULL when the line is not one. */
+static const char *basic(const unsigned char *p, const unsigned char *e,
+                         const unsigned char **name, const unsigned char **msg) {
+    static const char *const names[][2] = {
+        {"DEBUG", "DEBUG"}, {"INFO", "INFO"}, {"WARNING", "WARNING"},
+        {"ERROR", "ERROR"}, {"CRITICAL", "FATAL"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        size_t n = strlen(names[i][0]);
+        if ((size_t)(e - p) <= n || memcmp(p, names[i][0], n) != 0 || p[n] != ':') continue;
+        const unsigned char *q = p + n + 1, *r = q;
+        while (r < e && *r > ' ' && *r < 0x7f && *r != ':' && *r != '"' && *r != '\\') r++;
+        if (r == q || r >= e || *r != ':') return NULL;
+        *name = q;
+        *msg = r + 1;
+        return names[i][1];
+    }
+    return NULL;
+}
+
 static const char HEX[] = "0123456789abcdef";
 
 /* The bytes JSON escapes: control characters, the quote, the backslash. */
@@ -364,7 +387,37 @@ static const unsigned char ESCAPE[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
 };
 
-/* free_rows(complete, pos, head, tail) -> (out, count, stop)
+/* Append [q, e) as a JSON string body, escaped as orjson escapes it; room reserved. */
+static void put_escaped(Buf *out, const unsigned char *q, const unsigned char *e) {
+    char *w = out->buf + out->len;
+    while (q < e) {
+        const unsigned char *r = q;
+        while (r < e && !ESCAPE[*r]) r++;
+        memcpy(w, q, (size_t)(r - q));
+        w += r - q;
+        if (r == e) break;
+        unsigned char c = *r;
+        *w++ = '\\';
+        if (c == '"' || c == '\\') {
+            *w++ = (char)c;
+        } else if (c == '\b') {
+            *w++ = 'b';
+        } else if (c == '\t') {
+            *w++ = 't';
+        } else if (c == '\f') {
+            *w++ = 'f';
+        } else {
+            memcpy(w, "u00", 3);
+            w[3] = HEX[c >> 4];
+            w[4] = HEX[c & 15];
+            w += 5;
+        }
+        q = r + 1;
+    }
+    out->len = w - out->buf;
+}
+
+/* free_rows(complete, pos, head, tail, forwarded) -> (out, count, stop)
  *   complete: lines joined by newlines, no CR, valid UTF-8 (escape.needs_per_line said so).
  *   From the line that starts at `pos`, each line up to the first special one becomes
  *   head + the line as a JSON string body + tail, escaped as orjson escapes (`"`, `\`, and
@@ -374,7 +427,8 @@ static const unsigned char ESCAPE[256] = {
 static PyObject *free_rows(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer text, head, tail;
     Py_ssize_t pos;
-    if (!PyArg_ParseTuple(args, "y*ny*y*", &text, &pos, &head, &tail)) return NULL;
+    int forwarded = 0;
+    if (!PyArg_ParseTuple(args, "y*ny*y*|p", &text, &pos, &head, &tail, &forwarded)) return NULL;
     PyObject *result = NULL;
     Buf out = {0};
     if (pos < 0 || pos > text.len) {
@@ -390,40 +444,28 @@ static PyObject *free_rows(PyObject *Py_UNUSED(self), PyObject *args) {
     for (;;) {
         const unsigned char *e = memchr(p, '\n', (size_t)(end - p));
         if (e == NULL) e = end;
-        if (special(p, e)) {
+        const char *lvl = NULL;
+        const unsigned char *name = NULL, *msg = NULL;
+        /* A basicConfig line is a record of its own when the next line, here already, is not
+           its logger.exception traceback (multiline.py holds it for one line to see). */
+        if (special(p, e, forwarded) &&
+            (forwarded || e == end || (lvl = basic(p, e, &name, &msg)) == NULL ||
+             ((size_t)(end - e - 1) >= 9 && memcmp(e + 1, "Traceback", 9) == 0))) {
             stop = (Py_ssize_t)(p - (const unsigned char *)text.buf);
             break;
         }
-        /* at most 6 bytes per input byte (\u00xx) */
-        if (reserve(&out, head.len + 6 * (e - p) + tail.len) < 0) goto done;
+        /* at most 6 bytes per input byte (\u00xx), twice over for a basicConfig line */
+        if (reserve(&out, head.len + 12 * (e - p) + tail.len + 64) < 0) goto done;
         put(&out, head.buf, head.len);
-        char *w = out.buf + out.len;
-        const unsigned char *q = p;
-        while (q < e) {
-            const unsigned char *r = q;
-            while (r < e && !ESCAPE[*r]) r++;
-            memcpy(w, q, (size_t)(r - q));
-            w += r - q;
-            if (r == e) break;
-            unsigned char c = *r;
-            *w++ = '\\';
-            if (c == '"' || c == '\\') {
-                *w++ = (char)c;
-            } else if (c == '\b') {
-                *w++ = 'b';
-            } else if (c == '\t') {
-                *w++ = 't';
-            } else if (c == '\f') {
-                *w++ = 'f';
-            } else {
-                memcpy(w, "u00", 3);
-                w[3] = HEX[c >> 4];
-                w[4] = HEX[c & 15];
-                w += 5;
-            }
-            q = r + 1;
+        put_escaped(&out, p, e);
+        if (lvl != NULL) {
+            put(&out, "\",\"level\":\"", 11);
+            put(&out, lvl, (Py_ssize_t)strlen(lvl));
+            put(&out, "\",\"logger\":\"", 12);
+            put(&out, name, msg - 1 - name); /* printable ASCII, no quote or backslash */
+            put(&out, "\",\"message\":\"", 13);
+            put_escaped(&out, msg, e);
         }
-        out.len = w - out.buf;
         put(&out, tail.buf, tail.len);
         count++;
         if (e == end) break;

@@ -25,6 +25,7 @@ class FastEncoding:
     unread: int
     _fast: FastRay | None
     _fast_free: bool
+    _prefixed: bool
     _joiner: Joiner | None
 
     if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class FastEncoding:
         head = b'{"date":' + orjson.dumps(now) + b',"log":"'
         while pos <= end:
             if joiner is None or not joiner.held:  # plain lines are records of their own
-                run, n, nxt = free_rows(complete, pos, head, self._free_frame())
+                run, n, nxt = free_rows(complete, pos, head, self._free_frame(), self._prefixed)
                 if run is None:  # a DEL with control characters: line by line
                     stop = end if nxt < 0 else nxt - 1  # the newline before the special line
                     count += self._feed_raw(complete[pos:stop].split(b"\n"), now, parts)

@@ -11,8 +11,7 @@ assignment) and joined once. Per line, nothing runs in the interpreter.
 Where the C helper is built (shipper/ray/_fastray.c, optional at install; the environment
 variable SHIPPER_NO_EXTENSIONS=1 turns it off), it does the regex's and the interleaving's work
 in one pass over the bytes: the same rows taken, the same records (tests/ray/test_fast.py runs
-every case both ways and compares the two row for row). In sre the header regex alone is
-most of a line's cost; the C pass matches and writes a record in one pass over its bytes.
+every case both ways and compares the two row for row).
 
 The fast regexes accept a subset of what shipper/ray/lines.py accepts, with the same groups:
 no backslash inside the header's free-form tokens (so the escaped and the raw text agree
@@ -22,9 +21,9 @@ date `_epoch` cannot place. The chunk's last line may be continued by the next r
 `ray` joiner, when it has a header (and a date to place) it is left unread for that read
 (`Plan.defer`, LineHandler.unread); otherwise it goes per line and the joiner holds it.
 
-User output (worker `.out/.err`) has nothing to parse: a run of lines that are all plain text
-(see `next_special`) is the plain path's JSON lines with the worker's constant keys around
-each line; marker lines and tracebacks in between go through the per-line path.
+User output (worker `.out/.err`): a run of plain lines (see `next_special`) is the plain
+path's JSON lines with the worker's constant keys around each line, Python logging's default
+lines with their level and logger; marker lines and tracebacks go through the per-line path.
 """
 
 from __future__ import annotations
@@ -292,10 +291,17 @@ class FastRay:
 
 # Lines of user output (worker stdout/stderr) that the per-line path treats apart: a Ray header
 # (C++, Python, glog, JSON), a worker marker line, the start of a traceback, a line that starts
-# with a level name (Python logging's default format, Serve's), a driver's `(name pid=N)` prefix.
-_SPECIAL = rb"(?:[\[{0-9:(\x1b]|[IWEF][0-9]|Traceback|(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ])"
-_SPECIAL_FIRST = re.compile(_SPECIAL)
-_SPECIAL_LATER = re.compile(rb"\n" + _SPECIAL)
+# with a level name (Python logging's default format, Serve's) and, where a driver's output is
+# (`forwarded`), a `(name pid=N)` prefix.
+_SPECIAL = rb"[\[{0-9:]|[IWEF][0-9]|Traceback|(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]"
+_SPECIAL_FIRST = {
+    False: re.compile(rb"(?:" + _SPECIAL + rb")"),
+    True: re.compile(rb"(?:[(\x1b]|" + _SPECIAL + rb")"),
+}
+_SPECIAL_LATER = {k: re.compile(rb"\n" + v.pattern) for k, v in _SPECIAL_FIRST.items()}
+# basicConfig's `LEVEL:name:message` (lines.py's _BASIC), the name in printable ASCII here.
+_BASIC = re.compile(rb"(DEBUG|INFO|WARNING|ERROR|CRITICAL):([!#-9;-\[\]-~]+):")
+_BASIC_LEVEL = {b"CRITICAL": b"FATAL"}
 
 
 def _runs(bad: list[int], n: int, *, defer: bool, joins: bool) -> list[tuple[bool, int, int]]:
@@ -334,34 +340,59 @@ def _indices_of_none(seq: list[bytes | None]) -> list[int]:
         return found
 
 
-def next_special(complete: bytes, pos: int) -> int:
+def next_special(complete: bytes, pos: int, forwarded: bool = False) -> int:
     """Where the first line at or after line start `pos` that is not plain text starts
     (see _SPECIAL), or -1."""
-    if _SPECIAL_FIRST.match(complete, pos) is not None:
+    if _SPECIAL_FIRST[forwarded].match(complete, pos) is not None:
         return pos
-    m = _SPECIAL_LATER.search(complete, pos)
+    m = _SPECIAL_LATER[forwarded].search(complete, pos)
     return -1 if m is None else m.start() + 1
 
 
 def free_rows(
-    complete: bytes, pos: int, head: bytes, tail: bytes
+    complete: bytes, pos: int, head: bytes, tail: bytes, forwarded: bool = False
 ) -> tuple[list[bytes] | None, int, int]:
-    """User output's plain lines from the line that starts at `pos` up to the first special
-    one (see next_special), each as `head` + the line as a JSON string body + `tail`:
-    (pieces, count, where the special line starts or -1). `complete` holds no CR and is
-    valid UTF-8 (escape.needs_per_line). Pieces None: escaping refused (a DEL next to
-    control characters): those lines go per line. The C helper never refuses."""
+    """User output's plain lines from the line at `pos` up to the first special one (see
+    next_special), each `head` + the line as a JSON string body + `tail`: (pieces, count,
+    where the special line starts or -1). Also a basicConfig line (not `forwarded`) with its
+    level, logger and message when the next line is here and is not its traceback.
+    `complete`: no CR, valid UTF-8 (escape.needs_per_line). Pieces None: escaping refused (a
+    DEL next to control characters), those lines go per line; the C helper never refuses."""
     if _native is not None:
-        out, n, nxt = _native.free_rows(complete, pos, head, tail)
+        out, n, nxt = _native.free_rows(complete, pos, head, tail, forwarded)
         return ([out] if n else []), n, nxt
-    nxt = next_special(complete, pos)
-    if nxt == pos:
-        return [], 0, pos
-    escaped = escape_chunk(complete[pos : len(complete) if nxt < 0 else nxt - 1])
-    if escaped is None:
-        return None, 0, nxt
-    run, n = join_records(*escaped, head, tail)
-    return run, n, nxt
+    pieces: list[bytes] = []
+    count = 0
+    while True:
+        nxt = next_special(complete, pos, forwarded)
+        if nxt != pos:
+            escaped = escape_chunk(complete[pos : len(complete) if nxt < 0 else nxt - 1])
+            if escaped is None:
+                return (pieces, count, pos) if count else (None, 0, nxt)
+            run, n = join_records(*escaped, head, tail)
+            pieces += run
+            count += n
+        if nxt < 0:
+            return pieces, count, nxt
+        nl = complete.find(b"\n", nxt)
+        m = None if forwarded or nl < 0 else _BASIC.match(complete, nxt, nl)
+        if m is None or complete.startswith(b"Traceback", nl + 1):
+            return pieces, count, nxt
+        line = complete[nxt:nl]
+        lvl = m.group(1)
+        pieces.append(
+            head
+            + orjson.dumps(line.decode())[1:-1]
+            + b'","level":"'
+            + _BASIC_LEVEL.get(lvl, lvl)
+            + b'","logger":"'
+            + m.group(2)
+            + b'","message":"'
+            + orjson.dumps(complete[m.end() : nl].decode())[1:-1]
+            + tail
+        )
+        count += 1
+        pos = nl + 1
 
 
 def encode_items(items: list[tuple[str, object]]) -> bytes:

@@ -18,6 +18,8 @@ import shipper.ray.fast as fast_mod
 from shipper.chunk import Encoded
 from shipper.lines import LineHandler
 from shipper.ray.handler import RayHandler, make_ray_handler
+from shipper.ray.lines import _BASIC as BASIC
+from shipper.ray.structured import LEVELS
 from shipper.tail.splitter import LineRules, LineSplitter
 from tests.extensions import IMPLS
 from tests.extensions import implementation as native_or_python
@@ -394,6 +396,7 @@ FREE_TEXT = st.lists(
                 *'"\\/\x7f aZ09[{:(IWEFé€😀',
                 *("Traceback", "I0", "W9", "\U0010ffff", "\x1b[36m(w pid=1)"),
                 *("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "INF", "ERRO"),
+                *("INFO:root:", "CRITICAL:a.b:", "WARNING:é:", "ERROR::", 'DEBUG:x"y:'),
             ]
         ),
     ),
@@ -405,11 +408,13 @@ FREE_TEXT = st.lists(
 @given(
     lines=st.lists(FREE_TEXT, min_size=1, max_size=12),
     start=st.integers(0, 11),
+    forwarded=st.booleans(),
 )
 def test_the_c_helper_writes_user_output_as_the_python_path_does(
-    lines: list[str], start: int
+    lines: list[str], start: int, forwarded: bool
 ) -> None:
-    """free_rows: the same records (JSON as orjson escapes it) and the same special line."""
+    """free_rows: the same records (JSON as orjson escapes it) and the same special line;
+    a basicConfig line with its level, logger and message, unless in a driver's output."""
     if _BUILT is None:
         pytest.skip("shipper/ray/_fastray.c is not built here")
     lines = [ln.replace("\r", "") for ln in lines]
@@ -419,16 +424,25 @@ def test_the_c_helper_writes_user_output_as_the_python_path_does(
     got = {}
     for impl in IMPLS:
         with implementation(impl):
-            run, n, nxt = fast_mod.free_rows(text, pos, head, tail)
+            run, n, nxt = fast_mod.free_rows(text, pos, head, tail, forwarded)
             got[impl] = (None if run is None else b"".join(run), n, nxt)
     c_out, c_n, c_nxt = got["c"]
     assert c_out is not None
     assert c_nxt == got["python"][2]
     if got["python"][0] is not None:  # Python escapes a DEL next to control characters: no
         assert got["c"] == got["python"]
-    # Each record is what orjson makes of the line alone.
+    # Each record is what orjson makes of the line alone (and of lines.py's basicConfig match)
     stop = len(text) if c_nxt < 0 else c_nxt - 1
     taken = text[pos:stop].split(b"\n") if c_n else []
     assert len(taken) == c_n
-    want = b"".join(b'{"date":1.5,"log":' + orjson.dumps(t.decode()) + b',"k":1}\n' for t in taken)
-    assert c_out == want
+    want = []
+    for t in taken:
+        line = t.decode()
+        rec: dict[str, object] = {"date": 1.5, "log": line}
+        m = BASIC.match(line)
+        if m is not None:
+            assert not forwarded
+            fields = {"level": LEVELS[m.group(1)], "logger": m.group(2)}
+            rec |= fields | {"message": line[m.end() :]}
+        want.append(orjson.dumps(rec | {"k": 1}) + b"\n")
+    assert c_out == b"".join(want)
