@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import procstat
+from benchmarks import cgroups, procstat
 from benchmarks.tally import LineSplitter, Tally
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,8 +62,12 @@ class Agent:
         stderr: Path,
         timed: bool = False,
         head: Path | None = None,
+        group: cgroups.Group | None = None,
     ) -> None:
         self.argv = argv
+        self.group = group  # joined between fork and exec: everything it allocates counts
+        self.group_stats: dict[str, int | None] = {}
+        self.group_removed: bool | None = None
         self._profiler: subprocess.Popen[bytes] | None = None
         self.tally = Tally(timed=timed) if stdout == "count" else None
         self._err = open(stderr, "wb")  # noqa: SIM115 - closed in stop()
@@ -72,7 +76,12 @@ class Agent:
         self._head = bytearray()
         out = subprocess.PIPE if stdout == "count" else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            argv, stdout=out, stderr=self._err, stdin=subprocess.DEVNULL, cwd=REPO
+            argv,
+            stdout=out,
+            stderr=self._err,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            preexec_fn=group.join if group is not None else None,
         )
         self.pid = self.proc.pid
         self.spawned = time.time()
@@ -115,6 +124,8 @@ class Agent:
 
     def sample_rss(self) -> None:
         self.hwm_kb = max(self.hwm_kb, procstat.hwm_kb(self.tree()))
+        if self.group is not None:
+            self.group.sample()
 
     def exited(self) -> bool:
         """True once the agent has exited (it is not reaped: wait4 comes in stop)."""
@@ -134,6 +145,10 @@ class Agent:
             ex = procstat.wait_exit(self.pid, 10.0)
             ex = procstat.Exit(None, ex.cpu_s if ex else 0.0)
         self.proc.returncode = -1 if ex.code is None else ex.code  # reaped here, not by Popen
+        if self.group is not None:
+            self.group_stats = self.group.stats()  # the peaks outlive the process
+            self.group_stats["peak_cache_bytes"] = self.group.peak_cache
+            self.group_removed = self.group.remove()
         if self._profiler is not None:
             try:
                 self._profiler.wait(timeout=60)

@@ -24,8 +24,12 @@ NUMERIC = (
     "cpu_s",
     "window_s",
     "total_cpu_s",
+    "cg_peak_mb",
+    "cg_cache_mb",
+    "throttled_pct",
 )
-WORST = ("lost", "duplicated", "unexpected")  # the worst repeat counts, not the median
+# The worst repeat counts, not the median.
+WORST = ("lost", "duplicated", "unexpected", "failcnt", "oom_kills")
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("lines_per_s", "lines/s"),
     ("cpu_per_1m", "CPU s/1M lines"),
@@ -88,6 +92,20 @@ FIGURES: dict[str, tuple[str, ...]] = {
         "startup_s",
     ),
 }
+FIGURES["ceiling"] = FIGURES["live"]
+# What a run inside --limits adds (the cgroup's own counters).
+LIMIT_FIGURES = ("cg_peak_mb", "failcnt", "oom_kills")
+LIMIT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("lines_per_s", "lines/s"),
+    ("cpu_per_1m", "CPU s/1M lines"),
+    ("peak_rss_mb", "peak RSS MB"),
+    ("cg_peak_mb", "cgroup peak MB"),
+    ("cg_cache_mb", "page cache MB"),
+    ("failcnt", "failcnt"),
+    ("oom_kills", "OOM kills"),
+    ("throttled_pct", "periods throttled %"),
+    ("p99_ms", "p99 ms"),
+)
 _STATUS_ORDER = ("ok", "incomplete", "skipped", "failed")
 
 
@@ -100,12 +118,14 @@ class Row:
     status: str
     note: str
     figures: dict[str, float | int | None]
+    limits: str = "none"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario,
             "variant": self.variant,
             "agent": self.agent,
+            "limits": self.limits,
             "repeats": self.repeats,
             "status": self.status,
             "note": self.note,
@@ -114,11 +134,11 @@ class Row:
 
 
 def aggregate(runs: list[Run]) -> list[Row]:
-    groups: dict[tuple[str, str, str], list[Run]] = {}
+    groups: dict[tuple[str, str, str, str], list[Run]] = {}
     for r in runs:
-        groups.setdefault((r.scenario, r.variant, r.agent), []).append(r)
+        groups.setdefault((r.scenario, r.variant, r.agent, r.limits), []).append(r)
     rows = []
-    for (scenario, variant, agent), rs in groups.items():
+    for (scenario, variant, agent, limits), rs in groups.items():
         status = max((r.status for r in rs), key=_STATUS_ORDER.index)
         measured = [r for r in rs if r.status in ("ok", "incomplete")]
         figs: dict[str, float | int | None] = {}
@@ -129,7 +149,7 @@ def aggregate(runs: list[Run]) -> list[Row]:
             ivals = [getattr(r, name) for r in measured if getattr(r, name) is not None]
             figs[name] = max(ivals) if ivals else None
         notes = sorted({r.note for r in rs if r.note})
-        rows.append(Row(scenario, variant, agent, len(rs), status, "; ".join(notes), figs))
+        rows.append(Row(scenario, variant, agent, len(rs), status, "; ".join(notes), figs, limits))
     return rows
 
 
@@ -138,7 +158,7 @@ def _fmt(name: str, v: float | int | None) -> str:
         return "-"
     if name == "lines_per_s":
         return f"{v:,.0f}"
-    if name in ("lost", "duplicated", "unexpected"):
+    if name in WORST:
         return f"{int(v):,}"
     if name in ("cpu_per_1m", "cpu_s", "startup_s"):
         return f"{v:.3f}" if v < 10 else f"{v:.1f}"
@@ -151,8 +171,20 @@ def _table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def _limited(rows: list[Row]) -> bool:
+    return any(r.limits != "none" for r in rows)
+
+
 def results_table(rows: list[Row], labels: dict[str, str]) -> str:
-    header = ["scenario", "parsing", "agent", *(title for _, title in COLUMNS), "status"]
+    lim = _limited(rows)
+    header = [
+        "scenario",
+        *(["limits"] if lim else []),
+        "parsing",
+        "agent",
+        *(title for _, title in COLUMNS),
+        "status",
+    ]
     body = []
     for row in rows:
         shown = FIGURES.get(row.scenario, ())
@@ -161,6 +193,7 @@ def results_table(rows: list[Row], labels: dict[str, str]) -> str:
         body.append(
             [
                 labels.get(row.scenario, row.scenario),
+                *([row.limits] if lim else []),
                 row.variant,
                 row.agent,
                 *cells,
@@ -170,14 +203,30 @@ def results_table(rows: list[Row], labels: dict[str, str]) -> str:
     return _table(header, body)
 
 
+def limits_table(rows: list[Row], labels: dict[str, str]) -> str:
+    """The rows run inside limits, with what their cgroup counted ("" when there are none)."""
+    limited = [r for r in rows if r.limits != "none"]
+    if not limited:
+        return ""
+    header = ["scenario", "limits", "parsing", "agent", *(t for _, t in LIMIT_COLUMNS)]
+    body = []
+    for row in limited:
+        shown = (*FIGURES.get(row.scenario, ()), *LIMIT_FIGURES, "cg_cache_mb", "throttled_pct")
+        cells = [_fmt(n, row.figures.get(n)) if n in shown else "-" for n, _ in LIMIT_COLUMNS]
+        body.append(
+            [labels.get(row.scenario, row.scenario), row.limits, row.variant, row.agent, *cells]
+        )
+    return _table(header, body)
+
+
 def ratios(rows: list[Row], agent: str, vs: str, same_config: bool) -> list[Row]:
     """agent / vs for every figure, row by row (the vs row of the same scenario)."""
-    by_key = {(r.scenario, r.variant, r.agent): r for r in rows}
+    by_key = {(r.scenario, r.variant, r.agent, r.limits): r for r in rows}
     out = []
     for r in rows:
         if r.agent != agent:
             continue
-        other = by_key.get((r.scenario, r.variant if same_config else "fluent-bit", vs))
+        other = by_key.get((r.scenario, r.variant if same_config else "fluent-bit", vs, r.limits))
         if other is None:
             continue
         figs: dict[str, float | int | None] = {}
@@ -198,14 +247,17 @@ def ratios(rows: list[Row], agent: str, vs: str, same_config: bool) -> list[Row]
                 "ok" if r.status == other.status == "ok" else f"{r.status}/{other.status}",
                 "",
                 figs,
+                r.limits,
             )
         )
     return out
 
 
 def ratio_table(rows: list[Row], labels: dict[str, str]) -> str:
+    lim = _limited(rows)
     header = [
         "scenario",
+        *(["limits"] if lim else []),
         "parsing",
         "ratio",
         *(t for n, t in COLUMNS if n not in WORST),
@@ -229,6 +281,7 @@ def ratio_table(rows: list[Row], labels: dict[str, str]) -> str:
         body.append(
             [
                 labels.get(row.scenario, row.scenario),
+                *([row.limits] if lim else []),
                 row.variant,
                 row.agent,
                 *cells,

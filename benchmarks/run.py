@@ -13,6 +13,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,10 +25,10 @@ from typing import Any
 if __name__ == "__main__" and not __package__:  # `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import profile, report
+from benchmarks import cgroups, probe, profile, report
 from benchmarks.configs import EXTRA_VARIANTS, FLUENT_BIT, VARIANTS
 from benchmarks.procs import REPO, AgentSpec, default_agent_command
-from benchmarks.scenarios import SCENARIOS, Bench, Run, Settings
+from benchmarks.scenarios import EXTRA_SCENARIOS, SCENARIOS, Bench, Run, Settings
 
 SMOKE = {
     "lines": 2000,
@@ -40,6 +41,9 @@ SMOKE = {
     "flush": 0.2,
     "settle": 0.3,
     "stall": 6.0,
+    "ceiling_duration": 1.0,
+    "ceiling_start": 1000.0,
+    "ceiling_steps": 2,
 }
 
 
@@ -65,7 +69,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
-        help=f"comma-separated, of {', '.join(SCENARIOS)}",
+        help=f"comma-separated, of {', '.join(SCENARIOS)} (the default) and "
+        f"{', '.join(EXTRA_SCENARIOS)}",
+    )
+    p.add_argument(
+        "--limits",
+        action="append",
+        metavar="LIMITS",
+        help="run the agents inside cgroup limits, Kubernetes-style: cpu=100m,memory=128Mi "
+        "('none': unconstrained); repeat to compare, e.g. --limits cpu=100m,memory=128Mi "
+        "--limits none",
+    )
+    p.add_argument(
+        "--ceiling-duration",
+        type=float,
+        default=d.ceiling_duration,
+        help="seconds of each step of the ceiling search",
+    )
+    p.add_argument("--ceiling-start", type=float, default=d.ceiling_start, help="lines/s")
+    p.add_argument("--ceiling-steps", type=int, default=d.ceiling_steps)
+    p.add_argument("--ceiling-p99-ms", type=float, default=d.ceiling_p99_ms)
+    p.add_argument(
+        "--ceiling-budget", type=float, default=d.ceiling_budget, help="seconds per search"
     )
     p.add_argument(
         "--variants",
@@ -95,7 +120,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--profile",
-        choices=("py-spy", "cprofile"),
+        choices=("py-spy", "cprofile", "probe"),
         help="run shipper under a profiler and summarize where the time goes",
     )
     p.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
@@ -123,6 +148,7 @@ def _units(
 
 def labels(s: Settings) -> dict[str, str]:
     return {
+        "ceiling": f"live ceiling: {s.ceiling_duration:g} s, p99 < {s.ceiling_p99_ms:g} ms, 0 lost",
         "null": f"backlog {s.lines:,} lines -> /dev/null",
         "stdout": f"backlog {s.lines:,} lines -> stdout reader",
         "http": f"backlog {s.lines:,} lines -> http sink",
@@ -179,6 +205,10 @@ def _brief(r: Run) -> str:
         ("cpu_per_1m", "{:.3f} CPU s/1M"),
         ("cpu_pct", "{:.2f}% CPU"),
         ("peak_rss_mb", "{:.1f} MB"),
+        ("cg_peak_mb", "cgroup peak {:.1f} MB"),
+        ("failcnt", "failcnt {}"),
+        ("oom_kills", "OOM kills {}"),
+        ("throttled_pct", "throttled {:.0f}%"),
         ("p99_ms", "p99 {:.1f} ms"),
         ("lost", "lost {}"),
         ("duplicated", "dup {}"),
@@ -190,8 +220,16 @@ def _brief(r: Run) -> str:
     return ", ".join(parts) + (f" [{r.note}]" if r.note else "")
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (and SIGINT, which a shell ignores in background jobs) unwind the run: the agent
+    # under test is stopped and its cgroup removed on the way out.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     settings = Settings(
         lines=args.lines,
         files=args.files,
@@ -204,13 +242,24 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         profile=args.profile,
         py_spy=args.py_spy,
+        ceiling_duration=args.ceiling_duration,
+        ceiling_start=args.ceiling_start,
+        ceiling_steps=args.ceiling_steps,
+        ceiling_p99_ms=args.ceiling_p99_ms,
+        ceiling_budget=args.ceiling_budget,
     )
+    try:
+        limits = [cgroups.Limits.parse(t) for t in args.limits or ["none"]]
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
+    settings.cold_cache = any(not lim.none for lim in limits)
     if args.smoke:
         settings.settle, settings.stall = float(SMOKE["settle"]), float(SMOKE["stall"])
     scenarios = [s for s in args.scenarios.split(",") if s]
     for s in scenarios:
-        if s not in SCENARIOS:
-            raise SystemExit(f"unknown scenario {s!r} (known: {', '.join(SCENARIOS)})")
+        if s not in SCENARIOS + EXTRA_SCENARIOS:
+            known = ", ".join(SCENARIOS + EXTRA_SCENARIOS)
+            raise SystemExit(f"unknown scenario {s!r} (known: {known})")
     for v in args.variants.split(","):
         if v and v not in (*VARIANTS, *EXTRA_VARIANTS):
             known = ", ".join((*VARIANTS, *EXTRA_VARIANTS))
@@ -224,16 +273,21 @@ def main(argv: list[str] | None = None) -> int:
         vs = AgentSpec(label, args.vs, fluent_bit_config=not args.vs_same_config)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.profile:
-        for old in [*args.out.glob("profile-*.txt"), *args.out.glob("profile-*.pstats")]:
+        for old in [
+            *args.out.glob("profile-*.txt"),
+            *args.out.glob("profile-*.pstats"),
+            *args.out.glob("probe-*.json"),
+        ]:
             old.unlink()
     work = args.work or Path(tempfile.mkdtemp(prefix="shipper-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     bench = Bench(settings, work, args.out)
     names = labels(settings)
     plan = [
-        (rep, sc, v, a)
+        (rep, sc, lim, v, a)
         for rep in range(args.repeat)
         for sc in scenarios
+        for lim in (limits if rep % 2 == 0 else limits[::-1])
         for v, a in _units(args, shipper, vs, rep)
     ]
     _say(f"benchmark: {len(plan)} runs, data in {work}, results in {args.out}")
@@ -241,16 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     load_before = [round(x, 2) for x in os.getloadavg()]
     try:
-        for i, (rep, sc, variant, agent) in enumerate(plan, 1):
+        for i, (rep, sc, lim, variant, agent) in enumerate(plan, 1):
             if sc in ("null", "stdout", "http") and bench.workload_info.get("backlog") is None:
                 _say(
                     f"generating the backlog: {settings.lines:,} lines in {settings.files} "
                     "files ..."
                 )
                 bench.backlog()
-            run = bench.run(sc, variant, agent, rep)
+            run = bench.run(sc, variant, agent, rep, lim)
             runs.append(run)
-            _say(f"[{i}/{len(plan)}] {sc} {variant} {agent.label}: {_brief(run)}")
+            where = "" if lim.none else f" in {lim.text}"
+            _say(f"[{i}/{len(plan)}] {sc} {variant} {agent.label}{where}: {_brief(run)}")
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -271,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()],
+        "limits": [lim.text for lim in limits],
     }
     md = _markdown(meta, rows, ratio_rows, names, vs.label if vs else None)
     if args.profile:
@@ -309,7 +365,15 @@ def _markdown(
             f"{wl['bytes'] / 1e6:.1f} MB, {wl['avg_line_bytes']} B/line, "
             f"{wl['files']} files."
         )
+    if any(lim != "none" for lim in meta["limits"]):
+        parts.append(
+            f"Limits: {'; '.join(meta['limits'])} (cgroup per agent run; the backlog's page "
+            "cache dropped before each backlog run)."
+        )
     parts += ["", "## Results", "", report.results_table(rows, names), ""]
+    limited = report.limits_table(rows, names)
+    if limited:
+        parts += ["## Inside the limits: what the cgroup counted", "", limited, ""]
     if ratio_rows and vs:
         parts += [
             f"## Ratios: shipper / {vs}",
@@ -327,6 +391,8 @@ def _profiles(out: Path) -> str:
     parts = ["## Profiles", ""]
     for path in sorted([*out.glob("profile-*.txt"), *out.glob("profile-*.pstats")]):
         parts += [f"### {path.name}", "", profile.summarize(path), ""]
+    for path in sorted(out.glob("probe-*.json")):
+        parts += [f"### {path.name}", "", probe.summarize(path), ""]
     return "\n".join(parts)
 
 

@@ -7,6 +7,15 @@
           write-to-emit latency p50/p99/max, CPU % of one core, lost and duplicated lines
   idle    --files files that do not grow: CPU over --idle-duration seconds, RSS
   many    --many-files files at --many-rate lines/s each: CPU %, latency, lost, duplicated
+  ceiling (not in the default set) the highest live rate the agent sustains for
+          --ceiling-duration s with p99 write-to-emit under --ceiling-p99-ms and nothing
+          lost: a step search over rates (benchmarks/ceiling.py)
+
+With `--limits` each run's agent is in a cgroup of its own (benchmarks/cgroups.py) and the
+run also reports what the kernel counted for it: memory usage and peak (page cache
+included), failcnt, OOM kills, CPU throttling. The backlog's page cache is dropped before
+each backlog run, so that every agent reads it from disk and the page cache it pulls in is
+charged to its own group (the worst case, and the same for everyone).
 
 Times: a backlog run's clock starts when the agent first has one of the log files open (its
 start-up before that is `startup_s`) and stops when 99.9% of the output has arrived (the last
@@ -17,16 +26,18 @@ tree's between those two points. Live runs measure CPU over the writer's window.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import configs, procstat, workload
+from benchmarks import ceiling, cgroups, configs, procstat, workload
 from benchmarks.procs import Agent, AgentSpec, Sink, Writer
 from benchmarks.tally import Summary
 
 SCENARIOS = ("null", "stdout", "http", "live", "idle", "many")
+EXTRA_SCENARIOS = ("ceiling",)  # run only when named in --scenarios
 DONE_FRACTION = 0.999
 POLL = 0.01
 
@@ -46,6 +57,12 @@ class Settings:
     settle: float = 1.5  # seconds after the agent is ready before a live/idle window opens
     profile: str | None = None  # py-spy | cprofile
     py_spy: str = "py-spy"
+    ceiling_duration: float = 60.0
+    ceiling_start: float = 25_000.0
+    ceiling_steps: int = 6
+    ceiling_p99_ms: float = 1000.0
+    ceiling_budget: float = 900.0  # seconds of one ceiling search, at most
+    cold_cache: bool = False  # drop the backlog's page cache before each backlog run
 
 
 @dataclass(slots=True)
@@ -54,6 +71,7 @@ class Run:
     variant: str  # ray | plain | fluent-bit
     agent: str
     repeat: int
+    limits: str = "none"  # the cgroup limits it ran in (cpu=100m,memory=128Mi)
     status: str = "ok"  # ok | incomplete | failed | skipped
     note: str = ""
     lines: int = 0  # physical lines the agent had to ship
@@ -72,6 +90,13 @@ class Run:
     duplicated: int | None = None
     unexpected: int | None = None
     exit_code: int | None = None
+    # What the cgroup counted (runs with --limits): memory peak (page cache included) and the
+    # largest page cache seen, times the limit was hit, OOM kills, % of CFS periods throttled.
+    cg_peak_mb: float | None = None
+    cg_cache_mb: float | None = None
+    failcnt: int | None = None
+    oom_kills: int | None = None
+    throttled_pct: float | None = None
     config: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +112,7 @@ class Bench:
         self._backlog: tuple[workload.Layout, dict[int, workload.Written]] | None = None
         self._n = 0
         self.workload_info: dict[str, Any] = {}
+        self.limits = cgroups.Limits()  # of the run being made
 
     # -- data and files ----------------------------------------------------------------
     def backlog(self) -> tuple[workload.Layout, dict[int, workload.Written]]:
@@ -103,10 +129,14 @@ class Bench:
         return self._backlog
 
     def _run_dir(self, name: str) -> Path:
-        self._n += 1
-        d = self.work / "runs" / f"{self._n:03d}-{name}"
-        d.mkdir(parents=True)
-        return d
+        while True:  # a --work directory may hold an earlier invocation's runs
+            self._n += 1
+            d = self.work / "runs" / f"{self._n:03d}-{name}"
+            try:
+                d.mkdir(parents=True)
+            except FileExistsError:
+                continue
+            return d
 
     def _launch(
         self,
@@ -129,13 +159,30 @@ class Bench:
         )
         run.config = str(cfg)
         argv = agent.argv(cfg)
+        group = None
+        if not self.limits.none:
+            try:
+                group = cgroups.create(self.limits, f"shipper-bench-{os.getpid()}-{self._n}")
+            except cgroups.Unavailable as exc:
+                raise NoLimits(str(exc)) from exc
+            run.extra["cgroup"] = group.path
         if self._profiled(agent) and self.s.profile == "cprofile":
             prof = self.out / f"profile-{run.scenario}-{run.variant}.pstats"
             argv = [argv[0], "-m", "cProfile", "-o", str(prof), *argv[1:]]
+        if self._profiled(agent) and self.s.profile == "probe":
+            if argv[1:3] != ["-m", "shipper"]:
+                raise AgentGone(f"--profile probe needs a `python -m shipper` agent, not {argv}")
+            prof = self.out / f"probe-{run.scenario}-{run.variant}-{run.limits}-{self._n:03d}.json"
+            argv = [argv[0], "-m", "benchmarks.probe", "--probe-out", str(prof), *argv[3:]]
         if self._profiled(agent):
             run.note = f"profiled ({self.s.profile}): figures are not comparable"
         return Agent(
-            argv, stdout=stdout, stderr=d / "agent.stderr", timed=timed, head=d / "stdout-head.txt"
+            argv,
+            stdout=stdout,
+            stderr=d / "agent.stderr",
+            timed=timed,
+            head=d / "stdout-head.txt",
+            group=group,
         )
 
     def _profiled(self, agent: AgentSpec) -> bool:
@@ -161,8 +208,16 @@ class Bench:
             )
 
     # -- scenarios ---------------------------------------------------------------------
-    def run(self, scenario: str, variant: str, agent: AgentSpec, repeat: int) -> Run:
-        run = Run(scenario, variant, agent.label, repeat)
+    def run(
+        self,
+        scenario: str,
+        variant: str,
+        agent: AgentSpec,
+        repeat: int,
+        limits: cgroups.Limits | None = None,
+    ) -> Run:
+        self.limits = limits or cgroups.Limits()
+        run = Run(scenario, variant, agent.label, repeat, self.limits.text)
         d = self._run_dir(f"{scenario}-{variant}-{agent.label}")
         started = time.monotonic()
         try:
@@ -181,8 +236,12 @@ class Bench:
                 )
             elif scenario == "idle":
                 self._idle_run(run, agent, d)
+            elif scenario == "ceiling":
+                self._ceiling_run(run, agent, d)
             else:
                 raise ValueError(f"unknown scenario {scenario!r}")
+        except NoLimits as exc:
+            run.status, run.note = "skipped", f"no cgroup for --limits: {exc}"
         except AgentGone as exc:
             tail = str(exc)
             run.status = "skipped" if "unknown output plugin" in tail.lower() else "failed"
@@ -203,6 +262,8 @@ class Bench:
             (d / "expect.json").write_text(json.dumps(expected))
             sink = Sink(expect=d / "expect.json", stderr=d / "sink.stderr")
             output = configs.Output("http", sink.port)
+        if self.s.cold_cache:
+            workload.drop_cache(layout)
         a = self._launch(
             run,
             agent,
@@ -413,6 +474,20 @@ class Bench:
             run.note = (run.note + f"; exit code {ex.code}: {a.stderr_tail(2)}").strip("; ")
         if ex.code is None:
             run.note = (run.note + "; killed: did not stop within the grace period").strip("; ")
+        if a.group is not None:
+            st = a.group_stats
+            run.extra["cgroup_stats"] = st
+            run.extra["cgroup_removed"] = a.group_removed
+            if st.get("peak_bytes") is not None:
+                run.cg_peak_mb = (st["peak_bytes"] or 0) / 2**20
+                run.cg_cache_mb = (st.get("peak_cache_bytes") or 0) / 2**20
+                run.failcnt, run.oom_kills = st.get("failcnt"), st.get("oom_kills")
+            if st.get("nr_periods"):
+                run.throttled_pct = 100 * (st.get("nr_throttled") or 0) / (st["nr_periods"] or 1)
+            if run.oom_kills:
+                run.note = (run.note + f"; OOM-killed {run.oom_kills}x").strip("; ")
+            if not a.group_removed:
+                run.note = (run.note + "; its cgroup could not be removed").strip("; ")
 
     @staticmethod
     def _count_figures(run: Run, s: Summary, *, latency: bool) -> None:
@@ -421,6 +496,27 @@ class Bench:
             lat = s.latency()
             run.p50_ms, run.p99_ms, run.max_ms = lat["p50_ms"], lat["p99_ms"], lat["max_ms"]
         run.extra["received"] = s.received
+
+    def _ceiling_run(self, run: Run, agent: AgentSpec, d: Path) -> None:
+        def step(rate: float) -> Run:
+            sub = Run("live", run.variant, run.agent, run.repeat, run.limits)
+            sd = self._run_dir(f"ceiling-{rate:.0f}-{run.variant}-{agent.label}")
+            self._live_run(sub, agent, sd, self.s.files, rate, self.s.ceiling_duration)
+            return sub
+
+        ceiling.search(
+            run,
+            step,
+            start=self.s.ceiling_start,
+            steps=self.s.ceiling_steps,
+            p99_ms=self.s.ceiling_p99_ms,
+            budget=self.s.ceiling_budget,
+            step_s=self.s.ceiling_duration + 3 * self.s.flush + 10,
+        )
+
+
+class NoLimits(Exception):
+    """--limits was asked for and no cgroup can be made here."""
 
 
 class AgentGone(Exception):

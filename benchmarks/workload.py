@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -273,3 +274,19 @@ def describe(written: dict[int, Written]) -> dict[str, float]:
         "bytes": nbytes,
         "avg_line_bytes": round(nbytes / lines, 1) if lines else 0.0,
     }
+
+
+def drop_cache(layout: Layout) -> int:
+    """Evict the layout's files from the page cache (written back first: only clean pages
+    can go), so that the next reader reads them from disk and its cgroup is charged for the
+    cache it pulls in. Returns the bytes it asked to drop."""
+    total = 0
+    for f in layout.files:
+        fd = os.open(layout.path(f), os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            total += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return total

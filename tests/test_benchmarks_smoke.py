@@ -3,7 +3,9 @@
 `python -m benchmarks.run --smoke` (tiny sizes, every scenario, Ray parsing on and off) must
 report every figure of every scenario, with no line lost or duplicated. A second run checks
 `--vs` (another agent, alternating, figures as ratios), using shipper itself as the other
-agent. The counting logic the figures rest on is checked directly too.
+agent, and a third `--limits` (the seed sidecar's cpu 100m / memory 128Mi, in a cgroup of its
+own, skipped where no cgroup can be made). The counting logic the figures rest on is checked
+directly too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 
 from benchmarks.configs import Output, render
-from benchmarks.report import FIGURES
+from benchmarks.report import FIGURES, LIMIT_FIGURES
 from benchmarks.scenarios import SCENARIOS
 from benchmarks.tally import LineSplitter, Tally, percentile
 
@@ -99,6 +101,44 @@ def test_smoke_vs_prints_ratios(tmp_path: Path) -> None:
     for name in ("lines_per_s", "cpu_per_1m", "p50_ms", "p99_ms"):
         assert isinstance(ratios["live"][name], float), name
     assert "## Ratios: shipper / again" in (tmp_path / "out" / "results.md").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_smoke_inside_sidecar_limits(tmp_path: Path) -> None:
+    data = _bench(
+        tmp_path,
+        "--scenarios",
+        "stdout,ceiling",
+        "--variants",
+        "ray",
+        "--limits",
+        "cpu=100m,memory=128Mi",
+    )
+    runs = data["runs"]
+    if all(r["status"] == "skipped" for r in runs):
+        assert all("no cgroup" in r["note"] for r in runs), runs
+        pytest.skip(runs[0]["note"])
+    assert data["meta"]["limits"] == ["cpu=100m,memory=128Mi"]
+    rows = {r["scenario"]: r for r in data["summary"]}
+    assert set(rows) == {"stdout", "ceiling"}
+    for row in rows.values():
+        assert row["limits"] == "cpu=100m,memory=128Mi"
+        _check_row(row)
+        for figure in LIMIT_FIGURES:
+            assert row[figure] is not None, (row["scenario"], figure)
+        assert row["oom_kills"] == 0, row
+        assert 0 < row["cg_peak_mb"] < 128, row
+    assert rows["ceiling"]["lines_per_s"] >= 1000  # the smoke's first step: 1,000 lines/s
+    steps = next(r["extra"]["steps"] for r in runs if r["scenario"] == "ceiling")
+    assert len(steps) == 2 and steps[0]["passed"], steps
+    assert all(s["cgroup_removed"] is True for s in steps), steps
+    for r in runs:  # each run had a group of its own, with the quota, and it is gone
+        stats = r["extra"]["cgroup_stats"]
+        assert stats["nr_periods"] > 0 and stats["peak_bytes"] > 0, stats
+        assert r["extra"]["cgroup_removed"] is True, r
+        for d in r["extra"]["cgroup"].split(", "):
+            assert not Path(d).exists(), d
+    assert "## Inside the limits" in (tmp_path / "out" / "results.md").read_text()
 
 
 def test_tally_counts_each_line_once_and_finds_loss_and_duplicates() -> None:

@@ -27,6 +27,7 @@ from shipper.formats import (
 )
 from shipper.match import Matcher
 from shipper.outputs.base import Delivery, DeliveryError, Output
+from shipper.pipes import widen
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +76,7 @@ class StdoutOutput(Output):
             return False
 
     async def open(self) -> None:
+        widen(self._fd)  # a flush in one or two writes, not one per 64 KiB (see pipes.py)
         self._thread = threading.Thread(
             target=self._writer, name=f"{self.name}-writer", daemon=True
         )

@@ -44,7 +44,8 @@ from shipper.tail.lag import Lag
 from shipper.tail.ledger import RangeAck
 from shipper.tail.options import TailOptions
 from shipper.tail.pacing import FINAL_READ, WINDOW, Pacer, Pass, per_file_read
-from shipper.tail.reader import any_changed, bytes_behind, open_file, read_all
+from shipper.tail.pagecache import Dropper
+from shipper.tail.reader import any_changed, bytes_behind, open_file
 from shipper.tail.splitter import LineRules, LineSplitter
 from shipper.tail.table import FileTable
 
@@ -77,6 +78,7 @@ class TailInput:
         )
         self._commits = Commits(self.db)  # acknowledged offsets to the DB
         self.pacer = Pacer(refresh_interval=opts.refresh_interval, write_wake=opts.inotify_watcher)
+        self._pages = Dropper(enabled=opts.file_cache_advise)  # see pagecache.py
         # Reading runs at most WINDOW ahead of the outputs: more in flight would only cost
         # memory, the data waits on disk just as well. Mem_Buf_Limit caps even that.
         self.budget = InputBudget(
@@ -138,6 +140,8 @@ class TailInput:
             self._flush_out()
             if found is Pass.IDLE:
                 break
+            if found is Pass.WAIT:  # the window is full: an acknowledgement wakes us
+                await self.pacer.pause(found, files=0, dirs=set, held=self.table.any_held)
 
     def stop(self) -> None:
         """Stop reading (SIGTERM): what is in flight is still acknowledged and stored."""
@@ -301,7 +305,7 @@ class TailInput:
         """Read every open file once."""
         room = self.budget.room()
         if room <= 0:
-            return Pass.IDLE
+            return Pass.WAIT
         if self.lag.waiting and self.lag.after_pass(self, time.monotonic()):
             self._quiet = False
         files = [f for f in self.table.files.values() if f.fd >= 0]
@@ -314,7 +318,7 @@ class TailInput:
         per_file = per_file_read(room, lean, len(files), self.opts.buffer_chunk_size)
         if self._quiet and not any_changed(files):
             return Pass.IDLE  # nothing grew: no thread hop (idle CPU is mostly the hop)
-        results = await asyncio.to_thread(read_all, files, per_file)
+        results = await asyncio.to_thread(self._pages.read_all, files, per_file)
         now = time.time()
         mono = time.monotonic()
         found = Pass.IDLE

@@ -118,6 +118,12 @@ class TailOptions:
         True,
         help="Use filesystem events to notice new files at once; off: polling only.",
     )
+    file_cache_advise: bool = opt(
+        "File_Cache_Advise",
+        "bool",
+        True,
+        help="Drop what has been read from the page cache (a memory limit counts it).",
+    )
     ray_metadata: bool = opt(
         "Ray_Metadata",
         "bool",

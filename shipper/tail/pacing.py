@@ -31,15 +31,19 @@ class Pass(enum.Enum):
 
     BACKLOG = "backlog"  # a file had more than one pass reads: read on at once
     DATA = "data"  # new lines
-    IDLE = "idle"  # nothing new (or reading waits for acknowledgements)
+    IDLE = "idle"  # nothing new
+    WAIT = "wait"  # reading waits for acknowledgements: not idleness (no back-off, no
+    # write wake-up armed; an acknowledgement wakes the next pass, see budget.py)
 
 
 def next_tick(found: Pass, tick: float, files: int) -> float:
-    """The wait before the next pass, after one that found DATA or IDLE.
+    """The wait before the next pass, after one that found DATA, IDLE or WAIT.
 
     What a pass costs beyond its lines grows with the files, not with the lines: with
     thousands of files, pass less often (lines wait longer, CPU stays low)."""
     active = min(MAX_ACTIVE_TICK, max(MIN_TICK, PASS_COST * files))
+    if found is Pass.WAIT:
+        return max(active, tick)
     return active if found is Pass.DATA else max(active, min(IDLE_TICK, tick * 2))
 
 
@@ -109,7 +113,7 @@ class Pacer:
         wake = self.idle_wake
         if arm_wake(found, tick) and not wake.armed and self._write_wake:
             wake.arm(dirs())
-        wait = tick
+        wait = IDLE_TICK if found is Pass.WAIT else tick  # an acknowledgement wakes it
         if wake.armed and found is Pass.IDLE and not held():
             wait = max(tick, min(ARMED_IDLE_TICK, self._next_scan - time.monotonic()))
         self.wake.clear()

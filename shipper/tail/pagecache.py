@@ -1,0 +1,69 @@
+"""Give back the page cache of what has been read.
+
+A container's memory limit counts the page cache its reads pull in: a sidecar that reads a
+100 MB backlog from disk inside `memory: 128Mi` is "at its limit" on cache alone, and every
+further page makes the kernel reclaim in the reader's own time (failcnt climbs, CPU goes to
+reclaim). A log file is read once, front to back: what lies behind the read position is not
+needed again (after a restart it is read from disk, like any cold file). So every
+`DROP_EVERY` bytes a file is read, the pages behind its read position are dropped
+(posix_fadvise DONTNEED: clean pages only, dirty ones are written back first; nothing is
+lost). Pages of files a writer keeps in its own cache are dropped too: they are the writer's
+charge, and were going to age out. Fluent Bit's tail does the same by default (it drops the
+whole file before each read); `File_Cache_Advise off` turns it off in both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+
+from shipper.tail.followed import FollowedFile
+from shipper.tail.reader import read_all
+
+DROP_EVERY = 512 * 1024  # bytes read from one file between two drops of its pages
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_ADVISE = getattr(os, "posix_fadvise", None)
+
+
+class Dropper:
+    """Where each open file's pages were last dropped up to (run in the read thread)."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled and _ADVISE is not None  # File_Cache_Advise
+        # fid -> (fd, where reading started, dropped up to)
+        self._done: dict[object, tuple[int, int, int]] = {}
+
+    def read_all(self, files: list[FollowedFile], limit: int) -> list[tuple[bytes, int, int, int]]:
+        """reader.read_all, after dropping what is behind (both in the read thread)."""
+        if self.enabled:
+            self.behind(files)
+        return read_all(files, limit)
+
+    def behind(self, files: Sequence[FollowedFile]) -> int:
+        """Drop the pages behind each file's read position, once DROP_EVERY more bytes are
+        behind it; returns the bytes advised away (for tests and telemetry).
+
+        Each drop covers everything from where reading started: the kernel drops only whole
+        folios inside the range, and readahead makes folios of up to megabytes, so one that
+        straddled the last drop's end goes with the next drop (empty ranges cost little)."""
+        if _ADVISE is None:
+            return 0
+        dropped = 0
+        for f in files:
+            fd, start, upto = self._done.get(f.fid, (-1, 0, 0))
+            if fd != f.fd:  # a file (re)opened: its pages before the start are not ours
+                fd, start = f.fd, f.read_pos // _PAGE * _PAGE
+                upto = start
+                self._done[f.fid] = (fd, start, upto)
+            end = f.read_pos // _PAGE * _PAGE  # the page being appended to stays
+            if end - upto < DROP_EVERY:
+                continue
+            with contextlib.suppress(OSError):
+                _ADVISE(fd, start, end - start, os.POSIX_FADV_DONTNEED)
+                dropped += end - upto
+            self._done[f.fid] = (fd, start, end)
+        if len(self._done) > 2 * len(files) + 64:  # forget closed files now and then
+            live = {f.fid for f in files}
+            self._done = {k: v for k, v in self._done.items() if k in live}
+        return dropped
