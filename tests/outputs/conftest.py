@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -58,3 +60,20 @@ def write_config(
 def append_lines(path: Path, lines: Iterable[str]) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write("".join(line + "\n" for line in lines))
+
+
+def run_shipper(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """`shipper ARGS` as a user runs it, to its exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "shipper", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_refused(tmp_path: Path, log: Path, out: Mapping[str, Value], key: str) -> None:
+    """`shipper --dry-run` exits 1 on an output `out` and names the file, the line of `key`
+    and the key."""
+    cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[out])
+    res = run_shipper("--dry-run", "-c", str(cfg))
+    assert res.returncode == 1, (out, res.stderr)
+    line = cfg.read_text().splitlines().index(f"    {key} {out[key]}") + 1
+    assert f"{cfg}:{line}" in res.stderr and key in res.stderr, res.stderr

@@ -16,16 +16,17 @@ import pytest
 
 from tests.agent import Agent, wait_for
 from tests.backends import fluent_bit_binary
-from tests.outputs.conftest import append_lines, tail_input, write_config
+from tests.outputs.conftest import (
+    append_lines,
+    assert_refused,
+    run_shipper,
+    tail_input,
+    write_config,
+)
 
 
 def _run(cfg: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shipper", "-c", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_shipper("-c", str(cfg), timeout=timeout)
 
 
 def test_formats_as_fluent_bit_writes_them(tmp_path: Path) -> None:
@@ -153,16 +154,7 @@ def test_refusals_name_file_line_and_key(tmp_path: Path) -> None:
         ({"Name": "counter", "Match": "*", "Format": "json"}, "Format"),
     ]
     for out, key in cases:
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[out])
-        res = subprocess.run(
-            [sys.executable, "-m", "shipper", "--dry-run", "-c", str(cfg)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert res.returncode == 1, (out, res.stderr)
-        line = cfg.read_text().splitlines().index(f"    {key} {out[key]}") + 1
-        assert f"{cfg}:{line}" in res.stderr and key in res.stderr, res.stderr
+        assert_refused(tmp_path, log, out, key)
 
 
 FLUENT_BIT = fluent_bit_binary()

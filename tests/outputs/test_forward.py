@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,13 @@ import pytest
 
 from tests.agent import Agent, wait_for
 from tests.backends import fluent_bit_binary
-from tests.outputs.conftest import append_lines, tail_input, write_config
+from tests.outputs.conftest import (
+    append_lines,
+    assert_refused,
+    run_shipper,
+    tail_input,
+    write_config,
+)
 from tests.outputs.forward_receiver import ForwardServer
 
 FLUENT_BIT = fluent_bit_binary()
@@ -29,12 +34,7 @@ def _fwd(rx: ForwardServer, **keys: str) -> dict[str, Any]:
 
 
 def _run(cfg: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shipper", "-c", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_shipper("-c", str(cfg), timeout=timeout)
 
 
 def test_modes_times_tag_and_options(tmp_path: Path) -> None:
@@ -188,16 +188,7 @@ def test_refused_keys_name_file_line_and_key(tmp_path: Path) -> None:
     ]
     for keys, key in cases:
         out = {"Name": "forward", "Match": "*", **keys}
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[out])
-        res = subprocess.run(
-            [sys.executable, "-m", "shipper", "--dry-run", "-c", str(cfg)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert res.returncode == 1, (keys, res.stderr)
-        line = cfg.read_text().splitlines().index(f"    {key} {keys[key]}") + 1
-        assert f"{cfg}:{line}" in res.stderr and key in res.stderr, res.stderr
+        assert_refused(tmp_path, log, out, key)
 
 
 def _free_port() -> int:

@@ -18,7 +18,12 @@ import msgpack
 import pytest
 
 from tests.agent import Agent, wait_for
-from tests.outputs.conftest import append_lines, tail_input, write_config
+from tests.outputs.conftest import (
+    append_lines,
+    assert_refused,
+    tail_input,
+    write_config,
+)
 from tests.outputs.kafka_broker import available
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,16 +267,7 @@ def test_rdkafka_and_other_refusals(tmp_path: Path) -> None:
     ]
     for keys, key in cases:
         out = {"Name": "kafka", "Match": "*", "Brokers": "127.0.0.1:9", **keys}
-        cfg = write_config(tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[out])
-        res = subprocess.run(
-            [sys.executable, "-m", "shipper", "--dry-run", "-c", str(cfg)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert res.returncode == 1, (keys, res.stderr)
-        line = cfg.read_text().splitlines().index(f"    {key} {keys[key]}") + 1
-        assert f"{cfg}:{line}" in res.stderr and key in res.stderr, res.stderr
+        assert_refused(tmp_path, log, out, key)
     # Brokers is required; the accepted rdkafka keys pass --dry-run.
     cfg = write_config(
         tmp_path / "c.conf", inputs=[tail_input(log)], outputs=[{"Name": "kafka", "Match": "*"}]
