@@ -406,6 +406,7 @@ FREE_TEXT = st.lists(
 
 @settings(max_examples=500, deadline=None)
 @example(lines=["\x1f\x7f", "INFO:root:", ""], start=0, forwarded=False)  # Python refuses
+@example(lines=["INFO:root:", "\x1f\x7f"], start=0, forwarded=False)  # ... after one
 @given(
     lines=st.lists(FREE_TEXT, min_size=1, max_size=12),
     start=st.integers(0, 11),
