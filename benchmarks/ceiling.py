@@ -12,6 +12,7 @@ in results.json (`extra.steps`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from benchmarks.scenarios import Run
 
 CLOSE_ENOUGH = 1.15  # stop when the lowest failure is within 15% of the highest pass
+# What the result row keeps of its own; every other field is the best step's.
+_IDENTITY = frozenset(
+    {"scenario", "variant", "agent", "repeat", "limits", "status", "note", "lines_per_s", "extra"}
+)
 WRITER_SLACK = 0.98  # the writer must have written at 98% of the offered rate
 
 
@@ -95,30 +100,9 @@ def search(
         run.note = (run.note + "; no rate passed").strip("; ")
         run.lines_per_s = 0.0
         return
-    for name in (
-        "lines",
-        "window_s",
-        "cpu_s",
-        "cpu_per_1m",
-        "cpu_pct",
-        "startup_s",
-        "total_cpu_s",
-        "peak_rss_mb",
-        "p50_ms",
-        "p99_ms",
-        "max_ms",
-        "lost",
-        "duplicated",
-        "unexpected",
-        "exit_code",
-        "cg_peak_mb",
-        "cg_cache_mb",
-        "failcnt",
-        "oom_kills",
-        "throttled_pct",
-        "config",
-    ):
-        setattr(run, name, getattr(best, name))
+    for f in dataclasses.fields(best):  # the best step's figures, not the row's identity
+        if f.name not in _IDENTITY:
+            setattr(run, f.name, getattr(best, f.name))
     run.lines_per_s = lo
     run.extra["passed_rate"] = lo
     run.extra.update({k: v for k, v in best.extra.items() if k.startswith("cgroup")})

@@ -37,6 +37,7 @@ import orjson
 
 from shipper.escape import escape_chunk, join_records
 from shipper.extensions import optional
+from shipper.ray.structured import LEVELS
 
 __all__ = ["FastRay", "Plan", "encode_items", "free_rows", "native", "next_special"]
 
@@ -301,7 +302,6 @@ _SPECIAL_FIRST = {
 _SPECIAL_LATER = {k: re.compile(rb"\n" + v.pattern) for k, v in _SPECIAL_FIRST.items()}
 # basicConfig's `LEVEL:name:message` (lines.py's _BASIC), the name in printable ASCII here.
 _BASIC = re.compile(rb"(DEBUG|INFO|WARNING|ERROR|CRITICAL):([!#-9;-\[\]-~]+):")
-_BASIC_LEVEL = {b"CRITICAL": b"FATAL"}
 
 
 def _runs(bad: list[int], n: int, *, defer: bool, joins: bool) -> list[tuple[bool, int, int]]:
@@ -379,12 +379,11 @@ def free_rows(
         if m is None or complete.startswith(b"Traceback", nl + 1):
             return pieces, count, nxt
         line = complete[nxt:nl]
-        lvl = m.group(1)
         pieces.append(
             head
             + orjson.dumps(line.decode())[1:-1]
             + b'","level":"'
-            + _BASIC_LEVEL.get(lvl, lvl)
+            + LEVELS[m.group(1).decode()].encode()
             + b'","logger":"'
             + m.group(2)
             + b'","message":"'
