@@ -6,24 +6,70 @@ further page makes the kernel reclaim in the reader's own time (failcnt climbs, 
 reclaim). A log file is read once, front to back: what lies behind the read position is not
 needed again (after a restart it is read from disk, like any cold file). So every
 `DROP_EVERY` bytes a file is read, the pages behind its read position are dropped
-(posix_fadvise DONTNEED: clean pages only, dirty ones are written back first; nothing is
-lost). Pages of files a writer keeps in its own cache are dropped too: they are the writer's
-charge, and were going to age out. Fluent Bit's tail does the same by default (it drops the
-whole file before each read); `File_Cache_Advise off` turns it off in both.
+(posix_fadvise DONTNEED). Fluent Bit's tail does the same by default (it drops the whole
+file before each read); `File_Cache_Advise off` turns it off in both.
+
+Pages still dirty are left alone: they hold lines a writer wrote moments ago (the cache is
+the writer's charge, not ours), and DONTNEED would start their writeback in the agent's own
+time, which at a live 100k lines/s was a tenth of the agent's CPU. The kernel says whether a
+range is dirty (cachestat, Linux 6.5); where it cannot, every range is dropped as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from collections.abc import Sequence
 
+from shipper.libc import libc
 from shipper.tail.followed import FollowedFile
 from shipper.tail.reader import read_all
 
 DROP_EVERY = 512 * 1024  # bytes read from one file between two drops of its pages
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _ADVISE = getattr(os, "posix_fadvise", None)
+_SYS_CACHESTAT = 451  # the same number on every architecture Linux added it to
+
+
+class _Range(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _Stat(ctypes.Structure):
+    _fields_ = [
+        ("nr_cache", ctypes.c_uint64),
+        ("nr_dirty", ctypes.c_uint64),
+        ("nr_writeback", ctypes.c_uint64),
+        ("nr_evicted", ctypes.c_uint64),
+        ("nr_recently_evicted", ctypes.c_uint64),
+    ]
+
+
+class DirtyProbe:
+    """Does [start, start + length) of a file hold dirty pages? None: the kernel cannot say
+    (before 6.5, not Linux, or a seccomp profile refuses it); asked once, then not again."""
+
+    def __init__(self) -> None:
+        lib = libc() if hasattr(os, "posix_fadvise") else None
+        self._syscall = getattr(lib, "syscall", None)
+        self._range = _Range()
+        self._stat = _Stat()
+
+    @property
+    def available(self) -> bool:
+        return self._syscall is not None
+
+    def dirty(self, fd: int, start: int, length: int) -> bool | None:
+        call = self._syscall
+        if call is None:
+            return None
+        self._range.off, self._range.len = start, length
+        ret = call(_SYS_CACHESTAT, fd, ctypes.byref(self._range), ctypes.byref(self._stat), 0)
+        if ret != 0:
+            self._syscall = None  # ENOSYS, EPERM (seccomp): drop every range from now on
+            return None
+        return bool(self._stat.nr_dirty or self._stat.nr_writeback)
 
 
 class Dropper:
@@ -31,8 +77,10 @@ class Dropper:
 
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled and _ADVISE is not None  # File_Cache_Advise
-        # fid -> (fd, where reading started, dropped up to)
+        # fid -> (fd, drop from, dropped or passed up to)
         self._done: dict[object, tuple[int, int, int]] = {}
+        self._probe = DirtyProbe()
+        self.left_dirty = 0  # bytes not dropped because a writer's pages were dirty
 
     def read_all(self, files: list[FollowedFile], limit: int) -> list[tuple[bytes, int, int, int]]:
         """reader.read_all, after dropping what is behind (both in the read thread)."""
@@ -44,9 +92,10 @@ class Dropper:
         """Drop the pages behind each file's read position, once DROP_EVERY more bytes are
         behind it; returns the bytes advised away (for tests and telemetry).
 
-        Each drop covers everything from where reading started: the kernel drops only whole
+        Each drop covers everything from where dropping started: the kernel drops only whole
         folios inside the range, and readahead makes folios of up to megabytes, so one that
-        straddled the last drop's end goes with the next drop (empty ranges cost little)."""
+        straddled the last drop's end goes with the next drop (empty ranges cost little). A
+        range with dirty pages is passed over, and the next drop starts after it."""
         if _ADVISE is None:
             return 0
         dropped = 0
@@ -58,6 +107,10 @@ class Dropper:
                 self._done[f.fid] = (fd, start, upto)
             end = f.read_pos // _PAGE * _PAGE  # the page being appended to stays
             if end - upto < DROP_EVERY:
+                continue
+            if self._probe.dirty(fd, upto, end - upto):
+                self.left_dirty += end - upto
+                self._done[f.fid] = (fd, end, end)
                 continue
             with contextlib.suppress(OSError):
                 _ADVISE(fd, start, end - start, os.POSIX_FADV_DONTNEED)

@@ -113,3 +113,59 @@ def test_file_cache_advise_off_leaves_the_cache_alone(tmp_path: Path, conf) -> N
         assert resident(log, 0, size) > size * 0.9
     finally:
         assert agent.stop() == 0
+
+
+def _dirty_file(path: Path, nbytes: int) -> None:
+    """Written and not synced: a writer's fresh lines (the kernel writes them back in ~30 s)."""
+    with open(path, "wb") as f:
+        f.write((b"y" * 2047 + b"\n") * (nbytes // 2048))
+
+
+def test_a_writers_dirty_pages_are_left_to_it(tmp_path: Path) -> None:
+    """DONTNEED would start their writeback in the agent's time; the cache is the writer's."""
+    log = tmp_path / "live.log"
+    _dirty_file(log, 12 * MIB)
+    fd = os.open(log, os.O_RDONLY)
+    try:
+        drop = Dropper()
+        if drop._probe.dirty(fd, 0, 4 * MIB) is None:
+            pytest.skip("the kernel cannot say which pages are dirty (cachestat, Linux 6.5)")
+        assert drop._probe.dirty(fd, 0, 4 * MIB) is True
+        f = SimpleNamespace(fid=(1, 3), fd=fd, read_pos=0)
+        files = cast(Any, [f])
+        drop.behind(files)
+        f.read_pos = 4 * MIB
+        assert drop.behind(files) == 0
+        assert drop.left_dirty == 4 * MIB
+        assert drop._probe.dirty(fd, 0, 4 * MIB) is True  # no writeback was started
+        assert resident(log, 0, 4 * MIB) == 4 * MIB
+        # Written back (clean) now: what is read from here on is dropped, from here on.
+        os.fsync(fd)
+        f.read_pos = 10 * MIB + 100
+        assert drop.behind(files) == 6 * MIB
+        assert resident(log, 4 * MIB, 8 * MIB) == 0  # (a folio straddling 10 MiB may stay)
+        assert resident(log, 0, 4 * MIB) == 4 * MIB  # passed over: the writer's to age out
+    finally:
+        os.close(fd)
+
+
+def test_without_cachestat_every_range_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "a.log"
+    _cached_file(log, 4 * MIB)
+    import shipper.tail.pagecache as pagecache
+
+    monkeypatch.setattr(pagecache, "_SYS_CACHESTAT", 100_000)  # no such system call: ENOSYS
+    fd = os.open(log, os.O_RDONLY)
+    try:
+        drop = Dropper()
+        f = SimpleNamespace(fid=(1, 4), fd=fd, read_pos=0)
+        files = cast(Any, [f])
+        drop.behind(files)
+        f.read_pos = 2 * MIB
+        assert drop.behind(files) == 2 * MIB
+        assert not drop._probe.available  # asked once, not again
+        assert resident(log, 0, MIB) == 0
+    finally:
+        os.close(fd)
