@@ -15,8 +15,12 @@
  *           the format's fields (pid, tid, source / source) and message.
  *   out: the records of the rows the regexes in fast.py take, in order; ends: each row's
  *   end offset in out (native long long, memoryview format "q"); bad: the rows not taken (nothing in out).
- *   tail: also look at the chunk's last line, [end, the closing quote): tail_sec is its
- *   second's value in `seconds` when it starts with a header (fast.py's `head`), else None.
+ *   tail: the `ray` joiner is on. Also look at the chunk's last line, [end, the closing
+ *   quote): tail_sec is its second's value in `seconds` when it starts with a header
+ *   (fast.py's `head`), else None. And lines that cannot start a record (see `continues`)
+ *   after a taken header join its record, as the joiner would join them, where the line after
+ *   them is a taken header too (or the last line, left for the next read): one record, every
+ *   row of it ending where it ends. fast.py's Python version sends such lines per line.
  * free_rows(complete, pos, head, tail, forwarded): user output's plain lines (see below).
  * The grammar is exactly fast.py's _CPP_HEAD / _PY_HEAD; tests/ray/test_fast.py checks the two
  * agree line for line.
@@ -204,6 +208,48 @@ static void put(Buf *b, const void *p, Py_ssize_t n) {
     b->len += n;
 }
 
+/* Can this line (escaped, [p, e)) continue a record under the ray joiner? Only one that no
+   header format of the per-line parser (shipper/ray/lines.py) could start: not empty, not
+   `[`, a digit, a level's or glog's first letter, `{`, `(`, nor an escape. */
+static int continues(const unsigned char *p, const unsigned char *e) {
+    if (p >= e) return 0;
+    unsigned char c = *p;
+    return !(is_digit(c) || strchr("[DIWECF{(\\", c) != NULL || c == DEL);
+}
+
+/* [p, e) with each DEL (a line's end) written as an escaped newline; room reserved. */
+static void put_lines(Buf *b, const unsigned char *p, const unsigned char *e) {
+    for (;;) {
+        const unsigned char *d = memchr(p, DEL, (size_t)(e - p));
+        if (d == NULL) {
+            put(b, p, e - p);
+            return;
+        }
+        put(b, p, d - p);
+        put(b, "\\n", 2);
+        p = d + 1;
+    }
+}
+
+/* A joined record [first, last] must go per line after all (the line after it may continue
+   it): out back to `at`, its rows' ends too, and its continuation lines to `bad` (the rows
+   not taken, as fast.py's regex leaves them; the header goes per line as the row before). */
+static int ungroup(Buf *out, Buf *ends, PyObject *bad, Py_ssize_t first, Py_ssize_t last,
+                   Py_ssize_t at) {
+    out->len = at;
+    long long *row_ends = (long long *)ends->buf;
+    for (Py_ssize_t i = first; i <= last; i++) {
+        row_ends[i] = at;
+        if (i == first) continue;
+        PyObject *n = PyLong_FromSsize_t(i);
+        if (n == NULL) return -1;
+        int rc = PyList_Append(bad, n);
+        Py_DECREF(n);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
 static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer body;
     Py_ssize_t pos, end;
@@ -244,6 +290,9 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *args) {
     unsigned char last_ts[19];
     const char *sec = NULL;
     Py_ssize_t sec_len = 0, row = 0;
+    /* The last record that joined lines (`tail`: the ray joiner): its first and last row and
+       where it starts in out. It stays fast only if a taken header follows it (see below). */
+    Py_ssize_t g_first = -1, g_last = -1, g_at = 0;
     while (p < stop) {
         const unsigned char *e = memchr(p, DEL, (size_t)(stop - p));
         if (e == NULL) e = stop; /* not a whole line: taken by no regex */
@@ -265,18 +314,33 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *args) {
             sec = val == Py_None ? NULL : PyBytes_AS_STRING(val);
             sec_len = val == Py_None ? 0 : PyBytes_GET_SIZE(val);
         }
+        if (!(ok && sec != NULL) && g_first >= 0 && g_last == row - 1 &&
+            ungroup(&out, &ends, bad, g_first, g_last, g_at) < 0)
+            goto done;
         if (ok && sec != NULL) {
-            Py_ssize_t level_len, line_len = e - p, msg_len = e - r.msg;
+            /* With the ray joiner, the lines after it that no parser takes for a header
+               continue its record (log and message joined by newlines). */
+            const unsigned char *last = e; /* the record's last line's DEL */
+            Py_ssize_t more = 0;
+            while (tail && last + 1 < stop) {
+                const unsigned char *q = last + 1;
+                const unsigned char *qe = memchr(q, DEL, (size_t)(stop - q));
+                if (qe == NULL || !continues(q, qe)) break;
+                last = qe;
+                more++;
+            }
+            Py_ssize_t level_len, line_len = last - p, msg_len = last - r.msg;
             const char *level = level_name(r.at[2], r.len[2], &level_len);
-            Py_ssize_t need = fixed + sec_len + 3 + line_len + level_len + msg_len;
+            Py_ssize_t need = fixed + sec_len + 3 + 2 * line_len + level_len + 2 * msg_len;
             for (int f = 0; f < nfields; f++) need += r.len[3 + f];
             if (reserve(&out, need) < 0) goto done;
+            Py_ssize_t at = out.len;
             put(&out, cp[0], cl[0]);
             put(&out, sec, sec_len);
             put(&out, cp[1], cl[1]);
             put(&out, r.at[1], 3);
             put(&out, cp[2], cl[2]);
-            put(&out, p, line_len);
+            put_lines(&out, p, last);
             put(&out, cp[3], cl[3]);
             put(&out, level, level_len);
             for (int f = 0; f < nfields; f++) {
@@ -284,8 +348,19 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *args) {
                 put(&out, r.at[3 + f], r.len[3 + f]);
             }
             put(&out, cp[4 + nfields], cl[4 + nfields]);
-            put(&out, r.msg, msg_len);
+            put_lines(&out, r.msg, last);
             put(&out, cp[5 + nfields], cl[5 + nfields]);
+            if (more) {
+                /* every row of the record ends where it ends: no run is cut inside it */
+                if (reserve(&ends, (more + 1) * (Py_ssize_t)sizeof(long long)) < 0) goto done;
+                for (Py_ssize_t k = 0; k < more; k++) {
+                    long long row_end = at;
+                    put(&ends, &row_end, sizeof row_end);
+                }
+                g_first = row, g_last = row + more, g_at = at;
+                row += more;
+            }
+            e = last;
         } else {
             PyObject *i = PyLong_FromSsize_t(row);
             if (i == NULL) goto done;
@@ -314,6 +389,10 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *args) {
             if (val == NULL) goto done;
             Py_SETREF(tail_sec, val);
         }
+        /* Not left for the next read: the last line may continue the joined record */
+        if (tail_sec == Py_None && g_first >= 0 && g_last == row - 1 &&
+            ungroup(&out, &ends, bad, g_first, g_last, g_at) < 0)
+            goto done;
     }
     PyObject *o = PyBytes_FromStringAndSize(out.buf, out.len);
     PyObject *n = o == NULL ? NULL : PyBytes_FromStringAndSize(ends.buf, ends.len);

@@ -360,7 +360,10 @@ def test_the_c_helper_takes_exactly_the_lines_the_regexes_take(
     lines: list[str], multiline: tuple[str, ...]
 ) -> None:
     """Row for row: the same rows left to the per-line path, the same bytes for the rest,
-    and (with the `ray` joiner) the same verdict on the last line's header (defer)."""
+    and (with the `ray` joiner) the same verdict on the last line's header (defer). With the
+    joiner, C also takes continuation lines into the record before them (Python sends them
+    per line): every run Python takes, C takes with the same bytes, and the records of both
+    are the per-line path's."""
     if _BUILT is None:
         pytest.skip("shipper/ray/_fastray.c is not built here")
     data = "\n".join(lines).encode("utf-8", "surrogateescape")
@@ -372,20 +375,66 @@ def test_the_c_helper_takes_exactly_the_lines_the_regexes_take(
     plans = {}
     for impl in IMPLS:
         with implementation(impl):
-            plan = fast.plan(data)
-            plans[impl] = (
-                None
-                if plan is None
-                else (
-                    plan.lines,
-                    plan.defer,
-                    plan.runs,
-                    [fast.encode_rows(plan, a, b) for f, a, b in plan.runs if f],
-                )
-            )
-    assert plans["c"] == plans["python"]
+            plans[impl] = fast.plan(data)
+    c, py = plans["c"], plans["python"]
     if any(line[:1] == "[" or line[:1].isdigit() for line in lines[1:]):
-        assert plans["c"] is not None  # no DEL, CR or bad byte here: the chunk was planned
+        assert c is not None  # no DEL, CR or bad byte here: the chunk was planned
+    if c is None or py is None:
+        assert c is py
+        return
+    assert (c.lines, c.defer) == (py.lines, py.defer)
+    if not multiline:
+        assert c.runs == py.runs
+    taken_by_c = {i for f, a, b in c.runs if f for i in range(a, b)}
+    for f, a, b in py.runs:
+        if f:
+            assert taken_by_c >= set(range(a, b))
+            with implementation("c"):
+                got = fast.encode_rows(c, a, b)
+            with implementation("python"):
+                assert got == fast.encode_rows(py, a, b)
+    with implementation("c"):
+        both("logs/raylet.out", data + b"\n", [], multiline)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_logged_traceback_is_joined_on_the_fast_path(impl: str) -> None:
+    """An ERROR with its traceback in a Ray daemon's log: in C, one record of five lines in
+    the same whole-chunk pass as the lines around it (no per-line work); the same records
+    as the per-line path either way, however the file is cut into reads."""
+    lines = [
+        "[2026-11-28 10:07:08,319 I 15251 15251] (raylet) file.cc:103: before",
+        "[2026-11-28 10:07:08,320 E 15251 7] x.cc:1: boom",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1, in <module>',
+        "    raise ValueError('x')",
+        "ValueError: x",
+        "[2026-11-28 10:07:08,321 I 1 2] y.cc:9: after",
+        "[2026-11-28 10:07:08,322 I 1 2] y.cc:9: left for the next read",
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    handler = make_ray_handler(
+        ctx_for("logs/raylet.out"), ray_metadata=True, multiline=("ray",), tz_offset=None
+    )
+    assert isinstance(handler, RayHandler) and handler._fast is not None
+    with implementation(impl):
+        plan = handler._fast.plan(data[:-1])
+        assert plan is not None and plan.defer
+        if impl == "c":
+            assert plan.whole and plan.runs == [(True, 0, 7)]
+            records = [orjson.loads(x) for x in handler._fast.encode_rows(plan, 0, 7).splitlines()]
+            assert [r["message"] for r in records] == [
+                "before",
+                "boom\n" + "\n".join(lines[2:6]),
+                "after",
+            ]
+            assert records[1]["log"] == "\n".join(lines[1:6])
+        else:
+            assert (False, 1, 6) in plan.runs  # the header and its traceback, per line
+        for cut in range(1, len(data), 7):
+            both("logs/raylet.out", data, [cut])
+        # Cut right after the traceback: it may go on in the next read, so it waits whole.
+        assert both("logs/raylet.out", data, [data.index(b"[2026-11-28 10:07:08,321")]) >= 1
 
 
 FREE_TEXT = st.lists(
