@@ -71,9 +71,9 @@ def encode_json_array(records: list[Record], date: DateFormat) -> bytes:
     return orjson.dumps(date.apply(records))
 
 
-def chunks_json(batch: list[Chunk], date: DateFormat, fmt: str) -> bytes | None:
-    """The batch in `fmt` (json_lines, json, json_stream) made from the chunks' JSON lines
-    without decoding them; None when a chunk has none or the date must be rewritten."""
+def chunks_lines(batch: list[Chunk], date: DateFormat) -> list[bytes] | None:
+    """The batch's JSON lines as the chunks hold them (pieces of whole lines); None when a
+    chunk has none or the date must be rewritten."""
     if not date.identity:
         return None
     parts: list[bytes] = []
@@ -81,6 +81,15 @@ def chunks_json(batch: list[Chunk], date: DateFormat, fmt: str) -> bytes | None:
         if chunk.json is None:
             return None
         parts += chunk.json
+    return parts
+
+
+def chunks_json(batch: list[Chunk], date: DateFormat, fmt: str) -> bytes | None:
+    """The batch in `fmt` (json_lines, json, json_stream) made from the chunks' JSON lines
+    without decoding them; None when a chunk has none or the date must be rewritten."""
+    parts = chunks_lines(batch, date)
+    if parts is None:
+        return None
     body = b"".join(parts)
     if fmt == "json_lines":
         return body

@@ -39,3 +39,23 @@ def widen(fd: int, size: int = PIPE_SIZE) -> int | None:
             return None
     log.debug("pipe on fd %d grown from %d to %d bytes", fd, current, grown)
     return grown
+
+
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
+
+
+def write_all(fd: int, pieces: list[bytes]) -> None:
+    """Write the pieces in order, whole, with as few system calls as the pipe allows
+    (writev of up to IOV_MAX pieces; after a short write, on from where it stopped)."""
+    i, n = 0, len(pieces)
+    cur: bytes | memoryview = pieces[0] if pieces else b""  # what is left of pieces[i]
+    while i < n:
+        batch = [cur, *pieces[i + 1 : i + _IOV_MAX]]
+        done = os.writev(fd, batch)
+        for piece in batch:
+            if done < len(piece):
+                cur = memoryview(piece)[done:]
+                break
+            done -= len(piece)
+            i += 1
+            cur = pieces[i] if i < n else b""

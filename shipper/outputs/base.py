@@ -90,6 +90,16 @@ class Output(abc.ABC):
         Only an output whose body is JSON lines (or made from them) overrides this."""
         return None
 
+    def encode_pieces(self, batch: list[Chunk]) -> list[bytes] | None:
+        """For an output that writes a byte stream (stdout): the payload as pieces that
+        `send_pieces` writes one after the other (joining them first would copy every byte
+        once more), or None for `encode_chunks`."""
+        return None
+
+    async def send_pieces(self, pieces: list[bytes]) -> None:
+        """Deliver the pieces of one payload (see encode_pieces), as `send` does."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def encode(self, records: list[Record]) -> bytes:
         """Records -> one payload."""
@@ -194,7 +204,8 @@ class Output(abc.ABC):
         if not count:
             return
         records: list[Record] = []  # decoded only for outputs that need them
-        payload = self.encode_chunks(batch)
+        pieces = self.encode_pieces(batch)
+        payload = b"" if pieces is not None else self.encode_chunks(batch)
         if payload is None:
             records = (
                 [r for chunk in batch for r in chunk.records]
@@ -205,7 +216,10 @@ class Output(abc.ABC):
         attempt = 0
         while True:
             try:
-                await self.send(payload, records)
+                if pieces is not None:
+                    await self.send_pieces(pieces)
+                else:
+                    await self.send(payload, records)
             except DeliveryError as err:
                 if err.fatal:
                     self.log.error("%s: stopping", err.reason)
@@ -226,5 +240,6 @@ class Output(abc.ABC):
                 telemetry.output_retry(self.stats, attempt, delay, err.reason)
                 await asyncio.sleep(delay)
                 continue
-            telemetry.output_delivered(self.stats, count, len(payload))
+            size = len(payload) if pieces is None else sum(map(len, pieces))
+            telemetry.output_delivered(self.stats, count, size)
             return

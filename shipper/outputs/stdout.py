@@ -20,6 +20,7 @@ from shipper.config.schema import build, opt
 from shipper.formats import (
     DateFormat,
     chunks_json,
+    chunks_lines,
     date_format_opt,
     date_key_opt,
     encode_json_array,
@@ -27,7 +28,7 @@ from shipper.formats import (
 )
 from shipper.match import Matcher
 from shipper.outputs.base import Delivery, DeliveryError, Output
-from shipper.pipes import widen
+from shipper.pipes import widen, write_all
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,10 +55,15 @@ class StdoutOutput(Output):
         self.opts = opts
         self.date = DateFormat.build(opts.json_date_key, opts.json_date_format)
         self._fd = sys.stdout.fileno() if fd is None else fd
-        self._jobs: queue.SimpleQueue[tuple[bytes, asyncio.Future[None]] | None] = (
+        self._jobs: queue.SimpleQueue[tuple[list[bytes], asyncio.Future[None]] | None] = (
             queue.SimpleQueue()
         )
         self._thread: threading.Thread | None = None
+
+    def encode_pieces(self, batch: list[Chunk]) -> list[bytes] | None:
+        if self.opts.format != "json_lines":
+            return None
+        return chunks_lines(batch, self.date)
 
     def encode_chunks(self, batch: list[Chunk]) -> bytes | None:
         body = chunks_json(batch, self.date, self.opts.format)
@@ -86,8 +92,11 @@ class StdoutOutput(Output):
         self._jobs.put(None)
 
     async def send(self, payload: bytes, records: list[Record]) -> None:
+        await self.send_pieces([payload])
+
+    async def send_pieces(self, pieces: list[bytes]) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._jobs.put((payload, fut))
+        self._jobs.put((pieces, fut))
         try:
             await fut
         except BrokenPipeError:
@@ -107,13 +116,10 @@ class StdoutOutput(Output):
             job = self._jobs.get()
             if job is None:
                 return
-            payload, fut = job
+            pieces, fut = job
             loop = fut.get_loop()
             try:
-                view = memoryview(payload)
-                while view:
-                    n = os.write(self._fd, view)
-                    view = view[n:]
+                write_all(self._fd, pieces)
             except OSError as exc:
                 err = exc
                 loop.call_soon_threadsafe(_settle, fut, err)

@@ -184,7 +184,9 @@ static const char *level_name(const unsigned char *p, Py_ssize_t n, Py_ssize_t *
     return name;
 }
 
+/* Output written straight into a bytes object (handed over as it is: no copy at the end). */
 typedef struct {
+    PyObject *obj;
     char *buf;
     Py_ssize_t len, cap;
 } Buf;
@@ -193,14 +195,26 @@ static int reserve(Buf *b, Py_ssize_t more) {
     if (b->len + more <= b->cap) return 0;
     Py_ssize_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + more) cap *= 2;
-    char *nb = PyMem_Realloc(b->buf, (size_t)cap);
-    if (nb == NULL) {
-        PyErr_NoMemory();
-        return -1;
+    if (b->obj == NULL) {
+        b->obj = PyBytes_FromStringAndSize(NULL, cap);
+        if (b->obj == NULL) return -1;
+    } else if (_PyBytes_Resize(&b->obj, cap) < 0) {
+        return -1; /* (it has freed the object and set it to NULL) */
     }
-    b->buf = nb;
+    b->buf = PyBytes_AS_STRING(b->obj);
     b->cap = cap;
     return 0;
+}
+
+/* The bytes written (a new reference), the buffer emptied; NULL on error. */
+static PyObject *take(Buf *b) {
+    PyObject *o = b->obj;
+    b->obj = NULL;
+    b->buf = NULL;
+    b->cap = 0;
+    if (o == NULL) return PyBytes_FromStringAndSize("", 0);
+    if (_PyBytes_Resize(&o, b->len) < 0) return NULL;
+    return o;
 }
 
 static void put(Buf *b, const void *p, Py_ssize_t n) {
@@ -394,14 +408,14 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *args) {
             ungroup(&out, &ends, bad, g_first, g_last, g_at) < 0)
             goto done;
     }
-    PyObject *o = PyBytes_FromStringAndSize(out.buf, out.len);
-    PyObject *n = o == NULL ? NULL : PyBytes_FromStringAndSize(ends.buf, ends.len);
+    PyObject *o = take(&out);
+    PyObject *n = o == NULL ? NULL : take(&ends);
     if (n != NULL) result = PyTuple_Pack(4, o, n, bad, tail_sec);
     Py_XDECREF(o);
     Py_XDECREF(n);
 done:
-    PyMem_Free(out.buf);
-    PyMem_Free(ends.buf);
+    Py_XDECREF(out.obj);
+    Py_XDECREF(ends.obj);
     Py_XDECREF(last_sec);
     Py_XDECREF(tail_sec);
     Py_XDECREF(bad);
@@ -550,12 +564,12 @@ static PyObject *free_rows(PyObject *Py_UNUSED(self), PyObject *args) {
         if (e == end) break;
         p = e + 1;
     }
-    PyObject *o = PyBytes_FromStringAndSize(out.buf ? out.buf : "", out.len);
+    PyObject *o = take(&out);
     if (o != NULL) {
         result = Py_BuildValue("(Nnn)", o, count, stop);
     }
 done:
-    PyMem_Free(out.buf);
+    Py_XDECREF(out.obj);
     PyBuffer_Release(&text);
     PyBuffer_Release(&head);
     PyBuffer_Release(&tail);

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
+import threading
 from pathlib import Path
 
-from shipper.pipes import PIPE_SIZE, widen
+import pytest
+
+from shipper.pipes import PIPE_SIZE, widen, write_all
 from tests.agent import Agent, wait_for
 from tests.tail.conftest import tail_config
 
@@ -58,3 +62,70 @@ def test_widen_never_shrinks_a_pipe() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+def _drain(r: int, into: bytearray) -> threading.Thread:
+    def run() -> None:
+        while chunk := os.read(r, 65536):
+            into.extend(chunk)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def _pieces() -> list[bytes]:
+    """More pieces than one writev takes (IOV_MAX), empty ones, big ones: a payload's pieces."""
+    rnd = random.Random(7)
+    out = [b"%d:" % i + b"x" * rnd.choice([0, 1, 90, 4096, 70_000]) + b"\n" for i in range(3000)]
+    out[5:5] = [b"", b""]
+    return out + [b""]
+
+
+def test_write_all_writes_every_piece_in_order_across_a_pipe() -> None:
+    """A blocking pipe of 64 KiB and a reader: >1,024 pieces (IOV_MAX) in order, whole."""
+    pieces = _pieces()
+    r, w = os.pipe()
+    got = bytearray()
+    t = _drain(r, got)
+    try:
+        write_all(w, pieces)
+    finally:
+        os.close(w)
+        t.join(10)
+        os.close(r)
+    assert bytes(got) == b"".join(pieces)
+
+
+def test_write_all_goes_on_after_short_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """writev may write less than asked (a signal, a socket): each time it goes on from the
+    byte after the last written, inside a piece or between two."""
+    pieces = _pieces()
+    real = os.writev
+    rnd = random.Random(3)
+    calls = 0
+
+    def short(fd: int, buffers: list[bytes | memoryview]) -> int:
+        nonlocal calls
+        calls += 1
+        left = rnd.choice([1, 7, 4096, 100_000])  # write at most this much, as a kernel may
+        cut: list[bytes | memoryview] = []
+        for b in buffers:
+            if left <= 0:
+                break
+            cut.append(memoryview(b)[:left])
+            left -= len(b)
+        return real(fd, cut)
+
+    monkeypatch.setattr(os, "writev", short)
+    r, w = os.pipe()
+    got = bytearray()
+    t = _drain(r, got)
+    try:
+        write_all(w, pieces)
+    finally:
+        os.close(w)
+        t.join(10)
+        os.close(r)
+    assert bytes(got) == b"".join(pieces)
+    assert calls > len(pieces) // 1024 + 10  # it did write short, many times
