@@ -1,5 +1,6 @@
-"""What a read pass emits: per tag, one chunk of every file's new records, and the one
-acknowledgement that settles all their byte ranges when the chunk is done.
+"""What a read pass emits: per tag, one chunk of every file's new records (two or more when
+the pass read more than CHUNK_READ), and per chunk the one acknowledgement that settles all
+its byte ranges when the chunk is done.
 
 With thousands of files, the per-chunk cost of routing and delivery, and a call chain per
 file and acknowledgement, cost more than the records: one chunk per tag and pass, one call
@@ -16,27 +17,37 @@ from shipper.tail.followed import FollowedFile
 from shipper.tail.ledger import PassAck, RangeAck
 
 Settled = Callable[[list[RangeAck[FollowedFile]], int], None]
+# Bytes read into one chunk: a pass reads up to twice this (pacing.PASS_READ), but a chunk
+# of Ray records from more would make one output payload of over 2 MB (an HTTP body in
+# memory several times over).
+CHUNK_READ = 512 * 1024
+
+
+class _Chunk:
+    """A chunk being filled: its records, its acknowledgement, the bytes read into it."""
+
+    __slots__ = ("ack", "parts", "read")
+
+    def __init__(self, settled: Settled) -> None:
+        self.parts: list[Part] = []
+        self.ack: PassAck[FollowedFile] = PassAck(settled)
+        self.read = 0
 
 
 class PassBatch:
-    """The records of one pass, per tag, until `flush` emits them; and how many bytes the
-    passes read and made, which sizes the next pass (pacing.per_file_read)."""
+    """The records of one pass, per tag, until `flush` emits them (in chunks of at most
+    CHUNK_READ bytes read)."""
 
-    __slots__ = ("_out", "_settled", "bytes_in", "bytes_out")
+    __slots__ = ("_full", "_out", "_settled")
 
     def __init__(self, settled: Settled) -> None:
-        self._out: dict[str, tuple[list[Part], PassAck[FollowedFile]]] = {}
+        self._out: dict[str, _Chunk] = {}  # per tag, the chunk being filled
+        self._full: list[tuple[str, _Chunk]] = []
         self._settled = settled
-        self.bytes_in = self.bytes_out = 0  # read, and of records made
 
     def add(self, f: FollowedFile, records: Part, end: int, nbytes: int) -> tuple[int, int]:
         """A file's new records, covering its bytes up to `end`: (their memory cost, count)."""
-        self.bytes_in += nbytes
-        if type(records) is Encoded:
-            n = records.count  # its bytes count in flush, every part in one call
-        else:
-            n = len(records)  # type: ignore[arg-type]
-            self.bytes_out += 4 * nbytes
+        n = records.count if isinstance(records, Encoded) else len(records)
         if not n:
             ledger = f.ledger
             if end != ledger.end:
@@ -44,25 +55,18 @@ class PassBatch:
             return 0, 0
         cost = record_cost(nbytes, n)
         out = self._out.get(f.tag)
+        if out is not None and out.read + nbytes > CHUNK_READ:
+            self._full.append((f.tag, out))  # full: the rest goes in a chunk of its own
+            out = None
         if out is None:
-            out = self._out[f.tag] = ([], PassAck(self._settled))
-        out[0].append(records)
-        out[1].add(f.ledger, end, cost)
+            out = self._out[f.tag] = _Chunk(self._settled)
+        out.parts.append(records)
+        out.ack.add(f.ledger, end, cost)
+        out.read += nbytes
         return cost, n
 
     def flush(self, emit: Callable[[Chunk], None]) -> None:
+        full, self._full = self._full, []
         out, self._out = self._out, {}
-        for tag, (parts, ack) in out.items():
-            chunk = make_chunk(tag, parts, ack.cost, on_done=ack)
-            if chunk.json is not None:
-                self.bytes_out += sum(map(len, chunk.json))
-            else:  # a mixed pass (rare): its encoded parts
-                self.bytes_out += sum(len(b) for p in parts if type(p) is Encoded for b in p.json)
-            emit(chunk)
-
-    def lean(self) -> bool:
-        """Did the passes since the last call make records under 3x the bytes they read
-        (plain records, not Ray's)? Starts the count again."""
-        lean = self.bytes_in > 0 and self.bytes_out < 3 * self.bytes_in
-        self.bytes_in = self.bytes_out = 0
-        return lean
+        for tag, c in [*full, *out.items()]:
+            emit(make_chunk(tag, c.parts, c.ack.cost, on_done=c.ack))

@@ -314,8 +314,7 @@ class TailInput:
             files = [f for f in files if f.fid not in waiting]
         if not files:
             return Pass.IDLE
-        lean = self._batch.lean()
-        per_file = per_file_read(room, lean, len(files), self.opts.buffer_chunk_size)
+        per_file = per_file_read(room, len(files), self.opts.buffer_chunk_size)
         if self._quiet and not any_changed(files):
             return Pass.IDLE  # nothing grew: no thread hop (idle CPU is mostly the hop)
         results = await asyncio.to_thread(self._pages.read_all, files, per_file)

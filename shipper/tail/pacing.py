@@ -22,8 +22,7 @@ ARMED_IDLE_TICK = 4.0  # armed and nothing held: polling is only a safety net (N
 FINAL_READ = 2.0  # seconds of read passes at SIGTERM, for what writers wrote last
 WINDOW = 8 * 1024 * 1024  # records in flight before reading waits for acknowledgements
 READ_LIMIT = 256 * 1024  # bytes read from one file per pass ...
-PASS_READ = 512 * 1024  # ... and from all files together (Ray records: ~3.3x their input)
-PASS_READ_LEAN = 1024 * 1024  # ... when the last pass made records under 3x its input
+PASS_READ = 1024 * 1024  # ... and from all files together (in chunks of batch.CHUNK_READ)
 
 
 class Pass(enum.Enum):
@@ -53,11 +52,11 @@ def arm_wake(found: Pass, tick: float) -> bool:
     return found is Pass.IDLE and tick >= ARM_TICK
 
 
-def per_file_read(room: int, lean: bool, files: int, chunk_size: int) -> int:
+def per_file_read(room: int, files: int, chunk_size: int) -> int:
     """Bytes to read from each file this pass. Records take ~4x their raw bytes in memory:
     read no more than fits the budget `room`, and keep each pass small: big passes cost more
     in page faults than they save."""
-    per_pass = min(room // 4, PASS_READ_LEAN if lean else PASS_READ)
+    per_pass = min(room // 4, PASS_READ)
     return max(4096, min(max(READ_LIMIT, chunk_size), per_pass // files))
 
 

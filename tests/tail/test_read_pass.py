@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 import shipper.tail.reader as reader_mod
+from shipper.chunk import Chunk
 from shipper.lines import PlainHandler, SourceContext
+from shipper.tail.batch import PassBatch
 from shipper.tail.followed import FollowedFile
 from shipper.tail.identity import FileId
 from shipper.tail.reader import read_all
@@ -180,3 +182,34 @@ def test_files_are_opened_without_atime_updates_where_allowed(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, said
     assert said == b"x\nplain"
+
+
+def test_a_big_pass_is_emitted_in_chunks_each_acknowledging_its_own_files(
+    tmp_path: Path,
+) -> None:
+    """A pass that reads more than CHUNK_READ: chunks of at most that much read (each one
+    output payload), in the files' order; acknowledging one moves only its files' offsets."""
+    settled: list[list[str]] = []
+    batch = PassBatch(lambda acks, cost: settled.append([a.ledger.owner.path for a in acks]))
+    files = []
+    for i in range(5):
+        p = tmp_path / f"{i}.log"
+        p.write_bytes(b"%d line\n" % i * (200 * 1024 // 7))
+        files.append(_open(p))
+    for f, (data, _, _, _) in zip(files, read_all(files, 256 * 1024), strict=True):
+        records, end = f.splitter.ingest(data, 0.0)
+        batch.add(f, records, end, len(data))
+    chunks: list[Chunk] = []
+    batch.flush(chunks.append)
+    assert [c.count for c in chunks] == [2 * (200 * 1024 // 7)] * 2 + [200 * 1024 // 7]
+    assert [r["log"][0] for c in chunks for r in c.records[:: c.count - 1]] == list("012344")
+    assert all(f.ledger.acked == 0 for f in files)
+    chunks[1].hold()  # an output takes it
+    chunks[1].release()  # the router is done with it
+    assert settled == [] and all(f.ledger.acked == 0 for f in files)
+    chunks[1].release()  # the output delivered it: files 2 and 3, and nothing else
+    assert settled == [[str(tmp_path / "2.log"), str(tmp_path / "3.log")]]
+    size = os.path.getsize(files[2].path)
+    assert [f.ledger.acked for f in files] == [0, 0, size, size, 0]
+    for f in files:
+        f.close()
