@@ -64,14 +64,24 @@ def test_widen_never_shrinks_a_pipe() -> None:
         os.close(w)
 
 
-def _drain(r: int, into: bytearray) -> threading.Thread:
-    def run() -> None:
-        while chunk := os.read(r, 65536):
-            into.extend(chunk)
+def _through_a_pipe(pieces: list[bytes]) -> bytes:
+    """write_all into a pipe of 64 KiB that a thread reads: what came out the other end."""
+    r, w = os.pipe()
+    got = bytearray()
 
-    t = threading.Thread(target=run, daemon=True)
+    def drain() -> None:
+        while chunk := os.read(r, 65536):
+            got.extend(chunk)
+
+    t = threading.Thread(target=drain, daemon=True)
     t.start()
-    return t
+    try:
+        write_all(w, pieces)
+    finally:
+        os.close(w)
+        t.join(10)
+        os.close(r)
+    return bytes(got)
 
 
 def _pieces() -> list[bytes]:
@@ -79,22 +89,13 @@ def _pieces() -> list[bytes]:
     rnd = random.Random(7)
     out = [b"%d:" % i + b"x" * rnd.choice([0, 1, 90, 4096, 70_000]) + b"\n" for i in range(3000)]
     out[5:5] = [b"", b""]
-    return out + [b""]
+    return [*out, b""]
 
 
 def test_write_all_writes_every_piece_in_order_across_a_pipe() -> None:
     """A blocking pipe of 64 KiB and a reader: >1,024 pieces (IOV_MAX) in order, whole."""
     pieces = _pieces()
-    r, w = os.pipe()
-    got = bytearray()
-    t = _drain(r, got)
-    try:
-        write_all(w, pieces)
-    finally:
-        os.close(w)
-        t.join(10)
-        os.close(r)
-    assert bytes(got) == b"".join(pieces)
+    assert _through_a_pipe(pieces) == b"".join(pieces)
 
 
 def test_write_all_goes_on_after_short_writes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,14 +119,5 @@ def test_write_all_goes_on_after_short_writes(monkeypatch: pytest.MonkeyPatch) -
         return real(fd, cut)
 
     monkeypatch.setattr(os, "writev", short)
-    r, w = os.pipe()
-    got = bytearray()
-    t = _drain(r, got)
-    try:
-        write_all(w, pieces)
-    finally:
-        os.close(w)
-        t.join(10)
-        os.close(r)
-    assert bytes(got) == b"".join(pieces)
+    assert _through_a_pipe(pieces) == b"".join(pieces)
     assert calls > len(pieces) // 1024 + 10  # it did write short, many times
