@@ -33,6 +33,11 @@ class _Chunk:
         self.ack: PassAck[FollowedFile] = PassAck(settled)
         self.read = 0
 
+    def add(self, f: FollowedFile, records: Part, end: int, cost: int, nbytes: int) -> None:
+        self.parts.append(records)
+        self.ack.add(f.ledger, end, cost)
+        self.read += nbytes
+
 
 class PassBatch:
     """The records of one pass, per tag, until `flush` emits them (in chunks of at most
@@ -60,9 +65,7 @@ class PassBatch:
             out = None
         if out is None:
             out = self._out[f.tag] = _Chunk(self._settled)
-        out.parts.append(records)
-        out.ack.add(f.ledger, end, cost)
-        out.read += nbytes
+        out.add(f, records, end, cost, nbytes)
         return cost, n
 
     def flush(self, emit: Callable[[Chunk], None]) -> None:

@@ -53,7 +53,6 @@ class DirtyProbe:
     def __init__(self) -> None:
         lib = libc() if hasattr(os, "posix_fadvise") else None
         self._syscall = getattr(lib, "syscall", None)
-        self._range = _Range()
         self._stat = _Stat()
 
     @property
@@ -64,8 +63,8 @@ class DirtyProbe:
         call = self._syscall
         if call is None:
             return None
-        self._range.off, self._range.len = start, length
-        ret = call(_SYS_CACHESTAT, fd, ctypes.byref(self._range), ctypes.byref(self._stat), 0)
+        rng = _Range(start, length)
+        ret = call(_SYS_CACHESTAT, fd, ctypes.byref(rng), ctypes.byref(self._stat), 0)
         if ret != 0:
             self._syscall = None  # ENOSYS, EPERM (seccomp): drop every range from now on
             return None
