@@ -120,14 +120,15 @@ def _install() -> None:
         return
 
     def send(orig: Any) -> Any:
-        async def wrapped(self: Any, payload: bytes, records: Any) -> Any:
+        # every payload goes through send_pieces (send hands its one piece to it)
+        async def wrapped(self: Any, pieces: list[bytes]) -> Any:
             COUNTS["stdout_send"] += 1
-            SIZES["send_bytes"].append(len(payload))
-            return await orig(self, payload, records)
+            SIZES["send_bytes"].append(sum(map(len, pieces)))
+            return await orig(self, pieces)
 
         return wrapped
 
-    _patch(stdout.StdoutOutput, "send", send)
+    _patch(stdout.StdoutOutput, "send_pieces", send)
 
 
 def _summary(values: list[float]) -> dict[str, float]:
