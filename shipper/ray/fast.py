@@ -17,9 +17,8 @@ The fast regexes accept a subset of what shipper/ray/lines.py accepts, with the 
 no backslash inside the header's free-form tokens (so the escaped and the raw text agree
 there), pids without leading zeros. A line they do not take, and the header line before it
 (whose record it may continue), go through the handler's per-line path, in order; so does a
-date `_epoch` cannot place. The C helper also takes, with the `ray` joiner, the lines that no
-header format could start (a logged traceback) into the record before them, as the joiner
-joins them, where the line after them shows that record complete (_fastray.c `continues`). The chunk's last line may be continued by the next read: with the
+date `_epoch` cannot place. (The C helper joins a logged traceback to its record itself, see
+_fastray.c `continues`.) The chunk's last line may be continued by the next read: with the
 `ray` joiner, when it has a header (and a date to place) it is left unread for that read
 (`Plan.defer`, LineHandler.unread); otherwise it goes per line and the joiner holds it.
 
