@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 from collections.abc import Sequence
 
@@ -30,6 +31,7 @@ DROP_EVERY = 512 * 1024  # bytes read from one file between two drops of its pag
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _ADVISE = getattr(os, "posix_fadvise", None)
 _SYS_CACHESTAT = 451  # the same number on every architecture Linux added it to
+_NEVER = {errno.ENOSYS, errno.EPERM}  # before Linux 6.5; a seccomp profile that refuses it
 
 
 class _Range(ctypes.Structure):
@@ -64,9 +66,13 @@ class DirtyProbe:
         if call is None:
             return None
         rng = _Range(start, length)
-        ret = call(_SYS_CACHESTAT, fd, ctypes.byref(rng), ctypes.byref(self._stat), 0)
+        long = ctypes.c_long  # syscall(2) takes longs
+        ret = call(
+            long(_SYS_CACHESTAT), long(fd), ctypes.byref(rng), ctypes.byref(self._stat), long(0)
+        )
         if ret != 0:
-            self._syscall = None  # ENOSYS, EPERM (seccomp): drop every range from now on
+            if ctypes.get_errno() in _NEVER:
+                self._syscall = None  # drop every range from now on
             return None
         return bool(self._stat.nr_dirty or self._stat.nr_writeback)
 
