@@ -141,7 +141,7 @@ class TailInput:
             if found is Pass.IDLE:
                 break
             if found is Pass.WAIT:  # the window is full: an acknowledgement wakes us
-                await self.pacer.pause(found, files=0, dirs=set, held=self.table.any_held)
+                await self.pacer.wait_for_room()
 
     def stop(self) -> None:
         """Stop reading (SIGTERM): what is in flight is still acknowledged and stored."""

@@ -115,9 +115,18 @@ class Pacer:
         wait = IDLE_TICK if found is Pass.WAIT else tick  # an acknowledgement wakes it
         if wake.armed and found is Pass.IDLE and not held():
             wait = max(tick, min(ARMED_IDLE_TICK, self._next_scan - time.monotonic()))
+        await self._sleep(wait)
+
+    async def wait_for_room(self) -> None:
+        """Reading waits for acknowledgements (after the run loop: SIGTERM's last reads):
+        until one wakes the loop, at most IDLE_TICK."""
+        self.idle_wake.disarm()
+        await self._sleep(IDLE_TICK)
+
+    async def _sleep(self, seconds: float) -> None:
         self.wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), wait)
+            await asyncio.wait_for(self.wake.wait(), seconds)
 
     def close(self) -> None:
         self.idle_wake.disarm()

@@ -57,10 +57,6 @@ class DirtyProbe:
         self._syscall = getattr(lib, "syscall", None)
         self._stat = _Stat()
 
-    @property
-    def available(self) -> bool:
-        return self._syscall is not None
-
     def dirty(self, fd: int, start: int, length: int) -> bool | None:
         call = self._syscall
         if call is None:
