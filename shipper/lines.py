@@ -49,9 +49,10 @@ class LineHandler(Protocol):
         """Emit every held line now."""
         ...
 
-    def encode(self, complete: bytes, now: float) -> Encoded | None:
+    def encode(self, complete: bytes, now: float, first_at: float | None = None) -> Encoded | None:
         """The fast path: complete lines (joined by newlines, none longer than the line
-        limit, no offsets wanted) straight to JSON lines, or None for `feed`'s path."""
+        limit, no offsets wanted) straight to JSON lines, or None for `feed`'s path.
+        `first_at`: when the first line was read, if it is the line left unread last time."""
         ...
 
     def reset(self) -> None:
@@ -76,7 +77,7 @@ class PlainHandler:
             tail += b"," + orjson.dumps(ctx.path_key) + b":" + orjson.dumps(ctx.path)
         self._suffix = tail + b"}\n"
 
-    def encode(self, complete: bytes, now: float) -> Encoded | None:
+    def encode(self, complete: bytes, now: float, first_at: float | None = None) -> Encoded | None:
         escaped = escape_chunk(complete)
         if escaped is None:
             return None

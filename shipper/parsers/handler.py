@@ -40,7 +40,7 @@ class ParsingHandler:
     def held_lines(self, value: int) -> None:  # the protocol declares a plain attribute
         self._inner.held_lines = value
 
-    def encode(self, complete: bytes, now: float) -> Encoded | None:
+    def encode(self, complete: bytes, now: float, first_at: float | None = None) -> Encoded | None:
         return None
 
     def feed(self, lines: list[str], now: float, offsets: list[int] | None = None) -> list[Record]:
@@ -114,7 +114,7 @@ class ContainerHandler:
     def held_lines(self, value: int) -> None:  # the protocol declares a plain attribute
         self._inner.held_lines = value
 
-    def encode(self, complete: bytes, now: float) -> Encoded | None:
+    def encode(self, complete: bytes, now: float, first_at: float | None = None) -> Encoded | None:
         return None
 
     def feed(self, lines: list[str], now: float, offsets: list[int] | None = None) -> list[Record]:

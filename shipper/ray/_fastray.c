@@ -21,7 +21,7 @@
  *   after a taken header join its record, as the joiner would join them, where the line after
  *   them is a taken header too (or the last line, left for the next read): one record, every
  *   row of it ending where it ends. fast.py's Python version sends such lines per line.
- * free_rows(complete, pos, head, tail, forwarded): user output's plain lines (see below).
+ * free_rows(complete, pos, head, tail, forwarded, most): user output's plain lines (below).
  * The grammar is exactly fast.py's _CPP_HEAD / _PY_HEAD; tests/ray/test_fast.py checks the two
  * agree line for line.
  */
@@ -217,6 +217,17 @@ static PyObject *take(Buf *b) {
     return o;
 }
 
+/* How many times byte c occurs in [p, e): a chunk's line count, to size its output once
+   (growing by doubling copied the whole output again, a few times per chunk). */
+static Py_ssize_t count_byte(const unsigned char *p, const unsigned char *e, int c) {
+    Py_ssize_t n = 0;
+    while (p < e && (p = memchr(p, c, (size_t)(e - p))) != NULL) {
+        n++;
+        p++;
+    }
+    return n;
+}
+
 static void put(Buf *b, const void *p, Py_ssize_t n) {
     memcpy(b->buf + b->len, p, (size_t)n);
     b->len += n;
@@ -307,6 +318,10 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *args) {
     /* The last record that joined lines (`tail`: the ray joiner): its first and last row and
        where it starts in out. It stays fast only if a taken header follows it (see below). */
     Py_ssize_t g_first = -1, g_last = -1, g_at = 0;
+    /* Each row is its constants, its second and fields, and its line about twice over (log
+       and message): with room to spare, so that the row's own reserve below rarely grows. */
+    if (reserve(&out, (count_byte(p, stop, DEL) + 1) * (fixed + 64) + 3 * (stop - p)) < 0)
+        goto done;
     while (p < stop) {
         const unsigned char *e = memchr(p, DEL, (size_t)(stop - p));
         if (e == NULL) e = stop; /* not a whole line: taken by no regex */
@@ -510,18 +525,21 @@ static void put_escaped(Buf *out, const unsigned char *q, const unsigned char *e
     out->len = w - out->buf;
 }
 
-/* free_rows(complete, pos, head, tail, forwarded) -> (out, count, stop)
+/* free_rows(complete, pos, head, tail, forwarded, most) -> (out, count, stop)
  *   complete: lines joined by newlines, no CR, valid UTF-8 (escape.needs_per_line said so).
  *   From the line that starts at `pos`, each line up to the first special one becomes
  *   head + the line as a JSON string body + tail, escaped as orjson escapes (`"`, `\`, and
- *   control characters: \b \t \f, else \u00xx); `stop` is where the special line starts, or
- *   -1 when every line to the end was taken. fast.py's free_rows is the Python version.
+ *   control characters: \b \t \f, else \u00xx); `stop` is where the special line starts
+ *   (or the line after the `most`-th taken, when most >= 1), or -1 when every line to the
+ *   end was taken. free.py's free_rows is the Python version.
  */
 static PyObject *free_rows(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer text, head, tail;
     Py_ssize_t pos;
     int forwarded = 0;
-    if (!PyArg_ParseTuple(args, "y*ny*y*|p", &text, &pos, &head, &tail, &forwarded)) return NULL;
+    Py_ssize_t most = -1;
+    if (!PyArg_ParseTuple(args, "y*ny*y*|pn", &text, &pos, &head, &tail, &forwarded, &most))
+        return NULL;
     PyObject *result = NULL;
     Buf out = {0};
     if (pos < 0 || pos > text.len) {
@@ -531,9 +549,10 @@ static PyObject *free_rows(PyObject *Py_UNUSED(self), PyObject *args) {
     const unsigned char *p = (const unsigned char *)text.buf + pos;
     const unsigned char *end = (const unsigned char *)text.buf + text.len;
     Py_ssize_t count = 0, stop = -1;
-    /* Room for the usual case at once (few escapes, lines of ~100 bytes): growing by doubling
-       from nothing cost more than the escaping. */
-    if (reserve(&out, 2 * (end - p) + 16 * (head.len + tail.len)) < 0) goto done;
+    /* Room for the usual case at once (few escapes): head and tail per line, the text with
+       room to spare; growing by doubling copied the whole output again. */
+    Py_ssize_t lines = count_byte(p, end, '\n') + 1;
+    if (reserve(&out, lines * (head.len + tail.len + 8) + 2 * (end - p) + 64) < 0) goto done;
     for (;;) {
         const unsigned char *e = memchr(p, '\n', (size_t)(end - p));
         if (e == NULL) e = end;
@@ -563,6 +582,10 @@ static PyObject *free_rows(PyObject *Py_UNUSED(self), PyObject *args) {
         count++;
         if (e == end) break;
         p = e + 1;
+        if (count == most) {
+            stop = (Py_ssize_t)(p - (const unsigned char *)text.buf);
+            break;
+        }
     }
     PyObject *o = take(&out);
     if (o != NULL) {

@@ -12,5 +12,11 @@ def rows(
     /,
 ) -> tuple[bytes, bytes, list[int], bytes | None]: ...
 def free_rows(
-    complete: bytes, pos: int, head: bytes, tail: bytes, forwarded: bool = ..., /
+    complete: bytes,
+    pos: int,
+    head: bytes,
+    tail: bytes,
+    forwarded: bool = ...,
+    most: int = ...,
+    /,
 ) -> tuple[bytes, int, int]: ...

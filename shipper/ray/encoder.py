@@ -10,7 +10,8 @@ import orjson
 
 from shipper.chunk import Encoded, Record
 from shipper.escape import needs_per_line
-from shipper.ray.fast import FastRay, free_rows
+from shipper.ray.fast import FastRay
+from shipper.ray.free import basic_line, free_rows
 from shipper.ray.multiline import Joiner
 
 __all__ = ["FastEncoding"]
@@ -38,12 +39,12 @@ class FastEncoding:
 
         def _free(self, line: str, t: float) -> Record: ...
 
-    def encode(self, complete: bytes, now: float) -> Encoded | None:
-        """The fast path (shipper/ray/fast.py) where it applies; its runs of rows in order,
-        the rest through `feed` as if the lines had come one by one."""
+    def encode(self, complete: bytes, now: float, first_at: float | None = None) -> Encoded | None:
+        """The fast path (shipper/ray/fast.py, free.py) where it applies; its runs of rows in
+        order, the rest through `feed` as if the lines had come one by one."""
         self.unread = 0
         if self._fast_free:
-            return self._encode_free(complete, now)
+            return self._encode_free(complete, now, first_at)
         fast = self._fast
         plan = fast.plan(complete) if fast is not None else None
         if fast is None or plan is None:
@@ -78,16 +79,36 @@ class FastEncoding:
                 count += _dump(self.flush(now), parts)
         return Encoded(parts, count)
 
-    def _encode_free(self, complete: bytes, now: float) -> Encoded | None:
-        """Runs of plain lines through the fast path (fast.free_rows), each special line (and
-        a traceback until it ends) through `feed`, in order."""
+    def _encode_free(self, complete: bytes, now: float, first_at: float | None) -> Encoded | None:
+        """Runs of plain lines through the fast path (free.free_rows), each special line (and
+        a traceback until it ends) through `feed`, in order. A logging line last waits unread
+        for the next read, which shows whether its traceback follows (as a Ray header line
+        does, see fast.py): else it and the next line would go per line, the joiner holding
+        it. Its record keeps the time it was first read (`first_at` then)."""
         if needs_per_line(complete):
             return None  # the reader's per-line path strips CRs and replaces bad bytes
         joiner = self._joiner
         parts: list[bytes] = []
         count = 0
-        pos, end = 0, len(complete)
-        head = b'{"date":' + orjson.dumps(now) + b',"log":"'
+        last = complete.rfind(b"\n") + 1
+        defer = joiner is not None and not self._prefixed and basic_line(complete[last:])
+        if defer:
+            self.unread = len(complete) - last
+            complete = complete[: last - 1] if last else b""
+        pos, end = 0, len(complete) if last or not defer else -1  # -1: no line before it
+        if first_at is not None and end >= 0 and not (joiner is not None and joiner.held):
+            # The line left unread by the last read: its record, dated when it was read.
+            first = _head(first_at)
+            run, n, nxt = free_rows(complete, 0, first, self._free_frame(), self._prefixed, 1)
+            if n and run is not None:
+                parts += run
+                count += n
+            else:  # its traceback follows
+                nl = complete.find(b"\n")
+                nxt = nl + 1 if nl >= 0 else -1
+                count += self._feed_raw([complete[: nl if nl >= 0 else end]], first_at, parts)
+            pos = end + 1 if nxt < 0 else nxt
+        head = _head(now)
         while pos <= end:
             if joiner is None or not joiner.held:  # plain lines are records of their own
                 run, n, nxt = free_rows(complete, pos, head, self._free_frame(), self._prefixed)
@@ -104,6 +125,8 @@ class FastEncoding:
             stop = end if nl < 0 else nl
             count += self._feed_raw([complete[pos:stop]], now, parts)
             pos = stop + 1
+        if defer and joiner is not None and joiner.held:
+            count += _dump(self.flush(now), parts)  # a logging line next: the held is complete
         return Encoded(parts, count)
 
     def _free_frame(self) -> bytes:
@@ -118,6 +141,11 @@ class FastEncoding:
     def _feed_raw(self, raw: list[bytes], now: float, parts: list[bytes]) -> int:
         """Lines of a chunk that needs no per-line cleaning (see needs_per_line) to `feed`."""
         return _dump(self.feed([r.decode() for r in raw], now), parts)
+
+
+def _head(now: float) -> bytes:
+    """A plain record's start, up to its log text."""
+    return b'{"date":' + orjson.dumps(now) + b',"log":"'
 
 
 def _dump(records: list[Record], parts: list[bytes]) -> int:

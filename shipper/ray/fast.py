@@ -22,9 +22,7 @@ _fastray.c `continues`.) The chunk's last line may be continued by the next read
 `ray` joiner, when it has a header (and a date to place) it is left unread for that read
 (`Plan.defer`, LineHandler.unread); otherwise it goes per line and the joiner holds it.
 
-User output (worker `.out/.err`): a run of plain lines (see `next_special`) is the plain
-path's JSON lines with the worker's constant keys around each line, Python logging's default
-lines with their level and logger; marker lines and tracebacks go through the per-line path.
+User output (worker `.out/.err`) has a fast path of its own: shipper/ray/free.py.
 """
 
 from __future__ import annotations
@@ -36,11 +34,10 @@ from typing import Any
 
 import orjson
 
-from shipper.escape import escape_chunk, join_records
+from shipper.escape import escape_chunk
 from shipper.extensions import optional
-from shipper.ray.structured import LEVELS
 
-__all__ = ["FastRay", "Plan", "encode_items", "free_rows", "native", "next_special"]
+__all__ = ["FastRay", "Plan", "encode_items", "native"]
 
 _native: Any = optional("shipper.ray._fastray")
 
@@ -291,20 +288,6 @@ class FastRay:
         return b"".join(out)  # type: ignore[arg-type]
 
 
-# Lines of user output (worker stdout/stderr) that the per-line path treats apart: a Ray header
-# (C++, Python, glog, JSON), a worker marker line, the start of a traceback, a line that starts
-# with a level name (Python logging's default format, Serve's) and, where a driver's output is
-# (`forwarded`), a `(name pid=N)` prefix.
-_SPECIAL = rb"[\[{0-9:]|[IWEF][0-9]|Traceback|(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]"
-_SPECIAL_FIRST = {
-    False: re.compile(rb"(?:" + _SPECIAL + rb")"),
-    True: re.compile(rb"(?:[(\x1b]|" + _SPECIAL + rb")"),
-}
-_SPECIAL_LATER = {k: re.compile(rb"\n" + v.pattern) for k, v in _SPECIAL_FIRST.items()}
-# basicConfig's `LEVEL:name:message` (lines.py's _BASIC), the name in printable ASCII here.
-_BASIC = re.compile(rb"(DEBUG|INFO|WARNING|ERROR|CRITICAL):([!#-9;-\[\]-~]+):")
-
-
 def _runs(bad: list[int], n: int, *, defer: bool, joins: bool) -> list[tuple[bool, int, int]]:
     """The runs of a chunk of `n` rows whose rows `bad` go per line (see Plan.runs)."""
     slow = set(bad)
@@ -339,60 +322,6 @@ def _indices_of_none(seq: list[bytes | None]) -> list[int]:
             found.append(i)
     except ValueError:
         return found
-
-
-def next_special(complete: bytes, pos: int, forwarded: bool = False) -> int:
-    """Where the first line at or after line start `pos` that is not plain text starts
-    (see _SPECIAL), or -1."""
-    if _SPECIAL_FIRST[forwarded].match(complete, pos) is not None:
-        return pos
-    m = _SPECIAL_LATER[forwarded].search(complete, pos)
-    return -1 if m is None else m.start() + 1
-
-
-def free_rows(
-    complete: bytes, pos: int, head: bytes, tail: bytes, forwarded: bool = False
-) -> tuple[list[bytes] | None, int, int]:
-    """User output's plain lines from the line at `pos` up to the first special one (see
-    next_special), each `head` + the line as a JSON string body + `tail`: (pieces, count,
-    where the special line starts or -1). Also a basicConfig line (not `forwarded`) with its
-    level, logger and message when the next line is here and is not its traceback.
-    `complete`: no CR, valid UTF-8 (escape.needs_per_line). Pieces None: escaping refused (a
-    DEL next to control characters), those lines go per line; the C helper never refuses."""
-    if _native is not None:
-        out, n, nxt = _native.free_rows(complete, pos, head, tail, forwarded)
-        return ([out] if n else []), n, nxt
-    pieces: list[bytes] = []
-    count = 0
-    while True:
-        nxt = next_special(complete, pos, forwarded)
-        if nxt != pos:
-            escaped = escape_chunk(complete[pos : len(complete) if nxt < 0 else nxt - 1])
-            if escaped is None:
-                return (pieces, count, pos) if count else (None, 0, nxt)
-            run, n = join_records(*escaped, head, tail)
-            pieces += run
-            count += n
-        if nxt < 0:
-            return pieces, count, nxt
-        nl = complete.find(b"\n", nxt)
-        m = None if forwarded or nl < 0 else _BASIC.match(complete, nxt, nl)
-        if m is None or complete.startswith(b"Traceback", nl + 1):
-            return pieces, count, nxt
-        line = complete[nxt:nl]
-        pieces.append(
-            head
-            + orjson.dumps(line.decode())[1:-1]
-            + b'","level":"'
-            + LEVELS[m.group(1).decode()].encode()
-            + b'","logger":"'
-            + m.group(2)
-            + b'","message":"'
-            + orjson.dumps(complete[m.end() : nl].decode())[1:-1]
-            + tail
-        )
-        count += 1
-        pos = nl + 1
 
 
 def encode_items(items: list[tuple[str, object]]) -> bytes:

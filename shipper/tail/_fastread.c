@@ -8,12 +8,18 @@
    reference (tests/tail/test_read_pass.py runs both). Optional at install, like
    shipper/ray/_fastray.c.
 */
+#define _GNU_SOURCE /* preadv2 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#ifndef RWF_NOWAIT
+#define RWF_NOWAIT 0x00000008
+#endif
 
 typedef struct {
     int fd;
@@ -34,13 +40,16 @@ free_items(Item *items, Py_ssize_t n)
     PyMem_Free(items);
 }
 
-/* read_many(fds, positions, limit) -> [(data, size, nlink, errno), ...] */
+/* read_many(fds, positions, limit, nowait=False) -> [(data, size, nlink, errno), ...]
+   nowait: only what the page cache holds (preadv2 RWF_NOWAIT): errno EAGAIN for a file
+   whose next bytes are not there (EOPNOTSUPP where the filesystem cannot say). */
 static PyObject *
 read_many(PyObject *self, PyObject *args)
 {
     PyObject *fds_arg, *pos_arg;
     Py_ssize_t limit;
-    if (!PyArg_ParseTuple(args, "OOn:read_many", &fds_arg, &pos_arg, &limit))
+    int nowait = 0;
+    if (!PyArg_ParseTuple(args, "OOn|p:read_many", &fds_arg, &pos_arg, &limit, &nowait))
         return NULL;
     PyObject *fds = PySequence_Fast(fds_arg, "fds must be a sequence");
     if (fds == NULL)
@@ -117,9 +126,12 @@ read_many(PyObject *self, PyObject *args)
         if (items[i].want <= 0)
             continue;
         ssize_t got;
+        struct iovec iov = {PyBytes_AS_STRING(items[i].data), (size_t)items[i].want};
         do {
-            got = pread(items[i].fd, PyBytes_AS_STRING(items[i].data), (size_t)items[i].want,
-                        (off_t)items[i].pos);
+            if (nowait)
+                got = preadv2(items[i].fd, &iov, 1, (off_t)items[i].pos, RWF_NOWAIT);
+            else
+                got = pread(items[i].fd, iov.iov_base, iov.iov_len, (off_t)items[i].pos);
         } while (got < 0 && errno == EINTR);
         if (got < 0)
             items[i].err = errno;
@@ -172,8 +184,9 @@ read_many(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"read_many", read_many, METH_VARARGS,
-     "read_many(fds, positions, limit) -> [(data, size, nlink, errno), ...]: fstat each fd, "
-     "then pread up to `limit` bytes from its position (errno 0: no error)."},
+     "read_many(fds, positions, limit, nowait=False) -> [(data, size, nlink, errno), ...]: "
+     "fstat each fd, then pread up to `limit` bytes from its position (errno 0: no error); "
+     "nowait: only what the page cache holds, else errno EAGAIN."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -2,5 +2,5 @@
 from collections.abc import Sequence
 
 def read_many(
-    fds: Sequence[int], positions: Sequence[int], limit: int, /
+    fds: Sequence[int], positions: Sequence[int], limit: int, nowait: bool = ..., /
 ) -> list[tuple[bytes, int, int, int]]: ...

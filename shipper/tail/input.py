@@ -317,7 +317,7 @@ class TailInput:
         per_file = per_file_read(room, len(files), self.opts.buffer_chunk_size)
         if self._quiet and not any_changed(files):
             return Pass.IDLE  # nothing grew: no thread hop (idle CPU is mostly the hop)
-        results = await asyncio.to_thread(self._pages.read_all, files, per_file)
+        results = await self._pages.read(files, per_file)
         now = time.time()
         mono = time.monotonic()
         found = Pass.IDLE

@@ -17,6 +17,7 @@ range is dirty (cachestat, Linux 6.5); where it cannot, every range is dropped a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
@@ -25,7 +26,9 @@ from collections.abc import Sequence
 
 from shipper.libc import libc
 from shipper.tail.followed import FollowedFile
-from shipper.tail.reader import read_all
+from shipper.tail.reader import WOULD_BLOCK, read_all, read_cached
+
+Results = list[tuple[bytes, int, int, int]]  # reader.read_all's
 
 DROP_EVERY = 512 * 1024  # bytes read from one file between two drops of its pages
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -74,7 +77,7 @@ class DirtyProbe:
 
 
 class Dropper:
-    """Where each open file's pages were last dropped up to (run in the read thread)."""
+    """The read pass, and where each open file's pages were last dropped up to."""
 
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled and _ADVISE is not None  # File_Cache_Advise
@@ -82,21 +85,48 @@ class Dropper:
         self._done: dict[object, tuple[int, int, int]] = {}
         self._probe = DirtyProbe()
         self.left_dirty = 0  # bytes not dropped because a writer's pages were dirty
+        self._owed = False  # a drop the loop's thread left to the read thread
 
-    def read_all(self, files: list[FollowedFile], limit: int) -> list[tuple[bytes, int, int, int]]:
+    async def read(self, files: list[FollowedFile], limit: int) -> Results:
+        """Every file's new bytes (reader.read_all): what the page cache holds read in the
+        loop's thread, where nothing waits for a disk; a cold file's bytes, and a drop that
+        might start writeback, in one thread hop."""
+        results = self._read_cached(files, limit)
+        if results is None:
+            return await asyncio.to_thread(self.read_all, files, limit)
+        cold = [i for i, r in enumerate(results) if r[3] in WOULD_BLOCK]
+        if cold:
+            again = await asyncio.to_thread(self.read_all, [files[i] for i in cold], limit)
+            for i, r in zip(cold, again, strict=True):
+                results[i] = r
+        return results
+
+    def read_all(self, files: list[FollowedFile], limit: int) -> Results:
         """reader.read_all, after dropping what is behind (both in the read thread)."""
         if self.enabled:
             self.behind(files)
         return read_all(files, limit)
 
-    def behind(self, files: Sequence[FollowedFile]) -> int:
+    def _read_cached(self, files: list[FollowedFile], limit: int) -> Results | None:
+        """reader.read_cached after the drops that cannot wait for a disk (ranges the kernel
+        says are clean); None: one that might is due, the whole pass goes to the thread."""
+        if self.enabled:
+            self._owed = False
+            self.behind(files, blocking=False)
+            if self._owed:
+                return None
+        return read_cached(files, limit)
+
+    def behind(self, files: Sequence[FollowedFile], *, blocking: bool = True) -> int:
         """Drop the pages behind each file's read position, once DROP_EVERY more bytes are
         behind it; returns the bytes advised away (for tests and telemetry).
 
         Each drop covers everything from where dropping started: the kernel drops only whole
         folios inside the range, and readahead makes folios of up to megabytes, so one that
         straddled the last drop's end goes with the next drop (empty ranges cost little). A
-        range with dirty pages is passed over, and the next drop starts after it."""
+        range with dirty pages is passed over, and the next drop starts after it. Not
+        `blocking` (the loop's thread): a range the kernel cannot say is clean is left for
+        the read thread (`_owed`), as DONTNEED would start its writeback."""
         if _ADVISE is None:
             return 0
         dropped = 0
@@ -109,7 +139,11 @@ class Dropper:
             end = f.read_pos // _PAGE * _PAGE  # the page being appended to stays
             if end - upto < DROP_EVERY:
                 continue
-            if self._probe.dirty(fd, upto, end - upto):
+            dirty = self._probe.dirty(fd, upto, end - upto)
+            if dirty is None and not blocking:
+                self._owed = True
+                continue
+            if dirty:
                 self.left_dirty += end - upto
                 self._done[f.fid] = (fd, end, end)
                 continue

@@ -6,7 +6,8 @@ Positions (byte offsets in the stream), owned here and only read elsewhere:
   line_pos  end of the last complete line consumed (read_pos - len(partial))
   deferred  bytes at the start of `partial` that are a complete line the handler's fast path
             left for the next read (see LineHandler.unread): a record that may continue
-            waits there as raw bytes, not in the handler's per-line path
+            waits there as raw bytes, not in the handler's per-line path; `deferred_at` is
+            when it was read (a record dated by its read time keeps that time)
   emitted   end of the last line whose record went out (line_pos minus the lines a
             multi-line handler still holds): every range a reader emits ends here
 """
@@ -46,6 +47,7 @@ class LineSplitter:
 
     __slots__ = (
         "deferred",
+        "deferred_at",
         "emitted",
         "handler",
         "line_pos",
@@ -70,6 +72,7 @@ class LineSplitter:
         self.read_pos = self.line_pos = self.emitted = offset
         self.partial = b""
         self.deferred = 0
+        self.deferred_at = 0.0
         self.skipping = skipping  # inside a long line whose rest is dropped
         self.on_long = on_long
 
@@ -108,6 +111,7 @@ class LineSplitter:
         line, a CR, an empty line to skip or Offset_Key needs it.
         """
         buf = self.partial + data if self.partial else data
+        first_at = self.deferred_at if self.deferred else None  # buf starts with that line
         self.deferred = 0  # a deferred line is in `buf` again
         base = self.line_pos
         self.read_pos += len(data)
@@ -132,15 +136,24 @@ class LineSplitter:
             and len(self.partial) <= max_line
             and (len(complete) <= max_line or not longest_line_over(complete, max_line))
         ):
-            enc = self.handler.encode(complete, now)
+            enc = self.handler.encode(complete, now, first_at)
             if enc is not None:
                 unread = self.handler.unread
                 if unread:  # the last line waits for what follows it; nothing else is held
                     self.deferred = unread + 1
+                    if first_at is None or cut != unread:  # (else the same line again)
+                        self.deferred_at = now
                     self.partial = buf[cut - unread :]  # that line, its newline, the rest
                     self.line_pos -= unread + 1
                     return enc, self._ends(self.line_pos)
                 return enc, self._ends(self._commit_after(None, None, complete))
+        if first_at is not None:  # the line left unread, dated when it was read
+            nl = complete.find(b"\n")
+            line = complete if nl < 0 else complete[:nl]
+            early = self.handler.feed([line.decode("utf-8", "replace")], first_at)
+            skip = len(line) + 1
+            records, end = self._ingest_lines(complete[skip:], base + skip, cut - skip, now)
+            return early + records, end
         return self._ingest_lines(complete, base, cut, now)
 
     def _ingest_lines(
@@ -251,7 +264,7 @@ class LineSplitter:
             self.partial = self.partial[self.deferred :]
             self.line_pos += self.deferred
             self.deferred = 0
-            records = self.handler.feed([line.decode("utf-8", "replace")], now)
+            records = self.handler.feed([line.decode("utf-8", "replace")], self.deferred_at)
         return records + self.handler.flush(now), self._ends(self.line_pos)
 
     def drain(self, now: float) -> tuple[list[Record], int]:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import random
 import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import shipper.ray.fast as fast_mod
+import shipper.ray.free as free_mod
 from shipper.chunk import Encoded
 from shipper.lines import LineHandler
 from shipper.ray.handler import RayHandler, make_ray_handler
@@ -31,8 +33,11 @@ pytestmark = pytest.mark.unit
 _BUILT = fast_mod._native
 
 
-def implementation(impl: str) -> contextlib.AbstractContextManager[None]:
-    return native_or_python(fast_mod, _BUILT, impl)
+@contextlib.contextmanager
+def implementation(impl: str) -> Iterator[None]:
+    """Both modules of the C helper (fast.py's Ray formats, free.py's user output)."""
+    with native_or_python(fast_mod, _BUILT, impl), native_or_python(free_mod, _BUILT, impl):
+        yield
 
 
 def test_the_c_helper_is_built_where_a_compiler_is() -> None:
@@ -454,18 +459,21 @@ FREE_TEXT = st.lists(
 
 
 @settings(max_examples=500, deadline=None)
-@example(lines=["\x1f\x7f", "INFO:root:", ""], start=0, forwarded=False)  # Python refuses
-@example(lines=["INFO:root:", "\x1f\x7f"], start=0, forwarded=False)  # ... after one
+@example(lines=["\x1f\x7f", "INFO:root:", ""], start=0, forwarded=False, most=-1)  # Python refuses
+@example(lines=["INFO:root:", "\x1f\x7f"], start=0, forwarded=False, most=-1)  # ... after one
+@example(lines=["INFO:root:", "a", "b"], start=0, forwarded=False, most=1)  # one, then stop
 @given(
     lines=st.lists(FREE_TEXT, min_size=1, max_size=12),
     start=st.integers(0, 11),
     forwarded=st.booleans(),
+    most=st.sampled_from([-1, 1, 2, 3]),
 )
 def test_the_c_helper_writes_user_output_as_the_python_path_does(
-    lines: list[str], start: int, forwarded: bool
+    lines: list[str], start: int, forwarded: bool, most: int
 ) -> None:
     """free_rows: the same records (JSON as orjson escapes it) and the same special line;
-    a basicConfig line with its level, logger and message, unless in a driver's output."""
+    a basicConfig line with its level, logger and message, unless in a driver's output;
+    no more than `most` lines, stopping at the next."""
     if _BUILT is None:
         pytest.skip("shipper/ray/_fastray.c is not built here")
     lines = [ln.replace("\r", "") for ln in lines]
@@ -475,7 +483,7 @@ def test_the_c_helper_writes_user_output_as_the_python_path_does(
     got = {}
     for impl in IMPLS:
         with implementation(impl):
-            run, n, nxt = fast_mod.free_rows(text, pos, head, tail, forwarded)
+            run, n, nxt = free_mod.free_rows(text, pos, head, tail, forwarded, most)
             got[impl] = (None if run is None else b"".join(run), n, nxt)
     c_out, c_n, c_nxt = got["c"]
     assert c_out is not None
@@ -490,6 +498,8 @@ def test_the_c_helper_writes_user_output_as_the_python_path_does(
     stop = len(text) if c_nxt < 0 else c_nxt - 1
     taken = text[pos:stop].split(b"\n") if c_n else []
     assert len(taken) == c_n
+    if most >= 1:
+        assert c_n <= most
     want = []
     for t in taken:
         line = t.decode()
@@ -512,3 +522,43 @@ def test_a_refused_line_before_a_logging_line_gives_the_same_records(impl: str) 
     with implementation(impl):
         for cuts in ([], [5], [9, 30], [len(data) - 3]):
             both(WORKER_FILES[0], data, cuts)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_logging_line_last_waits_unread_and_keeps_its_read_time(impl: str) -> None:
+    """User output whose read ends in a basicConfig line: the line waits unread for the next
+    read (which shows whether its traceback follows) instead of going per line, and its record
+    keeps the time it was first read: after a read that brings no line after it, with its
+    traceback, and at the flush timeout."""
+    with implementation(impl):
+        handler = make_ray_handler(
+            ctx_for(WORKER_FILES[0]), ray_metadata=True, multiline=("ray",), tz_offset=None
+        )
+        f = _file(handler)
+
+        def read(data: bytes, at: float) -> list[tuple[float, str]]:
+            part, _ = f.ingest(data, at)
+            assert isinstance(part, Encoded)  # never the per-line split
+            return [(r["date"], r["log"]) for r in _records(part)]
+
+        assert read(b"plain\nINFO:a:b\n", NOW) == [(NOW, "plain")]
+        assert f.deferred == len(b"INFO:a:b\n") and f.held
+        assert read(b"no newline yet", NOW + 1) == []
+        assert read(b"\nmore\n", NOW + 2) == [
+            (NOW, "INFO:a:b"),
+            (NOW + 2, "no newline yet"),
+            (NOW + 2, "more"),
+        ]
+        assert not f.held
+        assert read(b"WARNING:a:c\n", NOW + 3) == []
+        tb = b'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: x\n'
+        assert read(tb + b"after\n", NOW + 4) == [
+            (NOW + 3, "WARNING:a:c\n" + tb.decode().rstrip("\n")),
+            (NOW + 4, "after"),
+        ]
+        assert read(b"ERROR:a:d\n", NOW + 5) == []
+        flushed, end = f.flush_held(NOW + 9)
+        assert [(r["date"], r["log"], r["level"]) for r in flushed] == [
+            (NOW + 5, "ERROR:a:d", "ERROR")
+        ]
+        assert end == f.read_pos and not f.held

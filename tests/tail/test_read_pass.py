@@ -18,10 +18,12 @@ from shipper.lines import PlainHandler, SourceContext
 from shipper.tail.batch import PassBatch
 from shipper.tail.followed import FollowedFile
 from shipper.tail.identity import FileId
-from shipper.tail.reader import read_all
+from shipper.tail.pagecache import DROP_EVERY, Dropper
+from shipper.tail.reader import WOULD_BLOCK, read_all, read_cached
 from shipper.tail.splitter import LineRules, LineSplitter
 from tests.extensions import IMPLS
 from tests.extensions import implementation as native_or_python
+from tests.tail.test_pagecache import _cached_file, resident
 
 pytestmark = pytest.mark.unit
 
@@ -213,3 +215,100 @@ def test_a_big_pass_is_emitted_in_chunks_each_acknowledging_its_own_files(
     assert [f.ledger.acked for f in files] == [0, 0, size, size, 0]
     for f in files:
         f.close()
+
+
+def _cold(path: Path) -> None:
+    """Out of the page cache: written back, then dropped."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+class _Hops:
+    """A Dropper whose thread reads are counted (the files each one read)."""
+
+    def __init__(self) -> None:
+        self.pages = Dropper()
+        self.hops: list[list[str]] = []
+        real = self.pages.read_all
+
+        def counted(files: list[FollowedFile], limit: int) -> list[tuple[bytes, int, int, int]]:
+            self.hops.append([Path(f.path).name for f in files])
+            return real(files, limit)
+
+        self.pages.read_all = counted  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+async def test_cached_bytes_are_read_without_a_thread_hop_cold_ones_in_one(
+    tmp_path: Path, impl: str
+) -> None:
+    """A file its writer just filled is read from the page cache in the loop's thread
+    (preadv2 RWF_NOWAIT); a file whose bytes are on disk only goes to the read thread. The
+    bytes are read_all's either way."""
+    warm, cold = tmp_path / "warm.log", tmp_path / "cold.log"
+    _cached_file(warm, MIB_4)
+    _cached_file(cold, MIB_4)
+    _cold(cold)
+    if resident(cold, 0, MIB_4):
+        pytest.skip("this filesystem keeps its pages (tmpfs): nothing is ever cold here")
+    files = [_open(warm), _open(cold)]
+    want = read_all(files, 64 * 1024)
+    try:
+        with implementation(impl):
+            # A refused read starts the file's readahead, which on a fast disk may be done
+            # before the refusal: then the bytes come back read. Refused at least once:
+            for _ in range(20):
+                _cold(cold)
+                now = read_cached(files, 64 * 1024)
+                assert now[0] == want[0]
+                if now[1][3] in WOULD_BLOCK:
+                    assert now[1][0] == b""
+                    break
+                assert now[1] == want[1]
+            else:
+                pytest.fail("the cold file's bytes were never refused")
+            for _ in range(20):
+                counted = _Hops()
+                _cold(cold)
+                assert await counted.pages.read(files, 64 * 1024) == want
+                if counted.hops:
+                    break
+            assert counted.hops == [["cold.log"]]  # the cold file alone took the hop
+            counted.hops.clear()
+            assert await counted.pages.read(files[:1], 64 * 1024) == want[:1]
+            assert counted.hops == []  # all of it cached: no hop at all
+    finally:
+        for f in files:
+            f.close()
+
+
+async def test_a_drop_the_kernel_cannot_vouch_for_goes_to_the_read_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without cachestat a range may hold a writer's dirty pages, and DONTNEED would start
+    their writeback: that pass is read in the thread, which drops the range."""
+    import shipper.tail.pagecache as pagecache
+
+    monkeypatch.setattr(pagecache, "_SYS_CACHESTAT", 100_000)  # no such system call: ENOSYS
+    log = tmp_path / "a.log"
+    _cached_file(log, MIB_4)
+    f = _open(log)
+    try:
+        counted = _Hops()
+        await counted.pages.read([f], DROP_EVERY)  # opened: nothing behind it yet
+        assert counted.hops == []
+        f.splitter.ingest(log.read_bytes()[: 2 * MIB], 0.0)
+        got = await counted.pages.read([f], 4096)
+        assert counted.hops == [["a.log"]]
+        assert resident(log, 0, MIB) == 0  # dropped there (whole folios: see behind())
+        assert got[0][0] == log.read_bytes()[2 * MIB : 2 * MIB + 4096]
+    finally:
+        f.close()
+
+
+MIB = 1024 * 1024
+MIB_4 = 4 * MIB
