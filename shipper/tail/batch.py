@@ -1,6 +1,6 @@
-"""What a read pass emits: per tag, one chunk of every file's new records (two or more when
-the pass read more than CHUNK_READ), and per chunk the one acknowledgement that settles all
-its byte ranges when the chunk is done.
+"""What a read pass emits: per tag, one chunk of every file's new records (more when the
+pass read more than CHUNK_READ), and per chunk the one acknowledgement that settles all its
+byte ranges when the chunk is done.
 
 With thousands of files, the per-chunk cost of routing and delivery, and a call chain per
 file and acknowledgement, cost more than the records: one chunk per tag and pass, one call
@@ -17,9 +17,11 @@ from shipper.tail.followed import FollowedFile
 from shipper.tail.ledger import PassAck, RangeAck
 
 Settled = Callable[[list[RangeAck[FollowedFile]], int], None]
-# Bytes read into one chunk: a pass reads up to twice this (pacing.PASS_READ), but a chunk
-# of Ray records from more would make one output payload of over 2 MB (an HTTP body in
-# memory several times over).
+# Bytes read into one chunk, after which it is full: a pass reads up to twice this
+# (pacing.PASS_READ), but a chunk of Ray records from more would make one output payload of
+# over 2 MB (an HTTP body in memory several times over). A chunk is full once it holds this
+# much (so at most one file's read more): a pass just over it is one chunk, not a second
+# one of a few lines with its own delivery and acknowledgement.
 CHUNK_READ = 512 * 1024
 
 
@@ -60,12 +62,11 @@ class PassBatch:
             return 0, 0
         cost = record_cost(nbytes, n)
         out = self._out.get(f.tag)
-        if out is not None and out.read + nbytes > CHUNK_READ:
-            self._full.append((f.tag, out))  # full: the rest goes in a chunk of its own
-            out = None
         if out is None:
             out = self._out[f.tag] = _Chunk(self._settled)
         out.add(f, records, end, cost, nbytes)
+        if out.read >= CHUNK_READ:  # full: the rest goes in a chunk of its own
+            self._full.append((f.tag, self._out.pop(f.tag)))
         return cost, n
 
     def flush(self, emit: Callable[[Chunk], None]) -> None:

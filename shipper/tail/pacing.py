@@ -6,7 +6,6 @@ The figures behind each number are in benchmarks/RESULTS.md ("Figures behind the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import time
 from collections.abc import Callable
@@ -60,12 +59,53 @@ def per_file_read(room: int, files: int, chunk_size: int) -> int:
     return max(4096, min(max(READ_LIMIT, chunk_size), per_pass // files))
 
 
+class Wake:
+    """asyncio.Event's set/clear, with a wait that ends at a timeout: a timer and a future,
+    where asyncio.wait_for would make a task, its callbacks and a cancellation every pass."""
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def sleep(self, seconds: float) -> None:
+        """Until `set`, or `seconds` at most."""
+        if self._flag:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, _done, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _done(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class Pacer:
     """The tail loop's clock: when to scan (Refresh_Interval, or at once when `kick`ed by a
     filesystem event), how long to wait after a pass, and the write wake-up while idle."""
 
     def __init__(self, *, refresh_interval: float, write_wake: bool) -> None:
-        self.wake = asyncio.Event()  # set: the next pass runs now
+        self.wake = Wake()  # set: the next pass runs now
         self.idle_wake = WriteWake(self.wake.set)
         self._write_wake = write_wake
         self._refresh = refresh_interval
@@ -125,8 +165,7 @@ class Pacer:
 
     async def _sleep(self, seconds: float) -> None:
         self.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), seconds)
+        await self.wake.sleep(seconds)
 
     def close(self) -> None:
         self.idle_wake.disarm()

@@ -5,6 +5,8 @@ shipper/tail/pacing.py)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from shipper.budget import RESUME_FRACTION, InputBudget
 from shipper.tail.pacing import (
     IDLE_TICK,
@@ -12,6 +14,7 @@ from shipper.tail.pacing import (
     PASS_READ,
     WINDOW,
     Pass,
+    Wake,
     arm_wake,
     next_tick,
     per_file_read,
@@ -61,3 +64,26 @@ def test_a_tiny_mem_buf_limit_still_reads() -> None:
     assert budget.room() <= 0
     budget.release(1)
     assert budget.room() == 1
+
+
+async def test_the_wake_ends_a_sleep_early_or_at_its_timeout() -> None:
+    """Pacer's wait between passes: a set before or during the sleep ends it at once (a
+    kick, an acknowledgement); else it lasts its seconds, and no timer is left behind."""
+    loop = asyncio.get_running_loop()
+    wake = Wake()
+    wake.set()
+    t0 = loop.time()
+    await wake.sleep(5.0)  # already set
+    assert loop.time() - t0 < 1.0
+    wake.clear()
+    assert not wake.is_set()
+    loop.call_later(0.05, wake.set)
+    t0 = loop.time()
+    await wake.sleep(5.0)
+    assert 0.04 <= loop.time() - t0 < 1.0 and wake.is_set()
+    wake.clear()
+    t0 = loop.time()
+    await wake.sleep(0.1)  # nobody sets it
+    assert loop.time() - t0 >= 0.09 and not wake.is_set()
+    wake.set()  # after the sleep: nothing waits, nothing breaks
+    assert wake.is_set()

@@ -189,8 +189,9 @@ def test_files_are_opened_without_atime_updates_where_allowed(
 def test_a_big_pass_is_emitted_in_chunks_each_acknowledging_its_own_files(
     tmp_path: Path,
 ) -> None:
-    """A pass that reads more than CHUNK_READ: chunks of at most that much read (each one
-    output payload), in the files' order; acknowledging one moves only its files' offsets."""
+    """A pass that reads more than CHUNK_READ: a chunk is full once it holds that much read
+    (each one output payload), in the files' order; acknowledging one moves only its files'
+    offsets."""
     settled: list[list[str]] = []
     batch = PassBatch(lambda acks, cost: settled.append([a.ledger.owner.path for a in acks]))
     files = []
@@ -203,16 +204,17 @@ def test_a_big_pass_is_emitted_in_chunks_each_acknowledging_its_own_files(
         batch.add(f, records, end, len(data))
     chunks: list[Chunk] = []
     batch.flush(chunks.append)
-    assert [c.count for c in chunks] == [2 * (200 * 1024 // 7)] * 2 + [200 * 1024 // 7]
-    assert [r["log"][0] for c in chunks for r in c.records[:: c.count - 1]] == list("012344")
+    per = 200 * 1024 // 7  # lines of one file
+    assert [c.count for c in chunks] == [3 * per, 2 * per]  # 600 KiB read: full
+    assert [r["log"][0] for c in chunks for r in c.records[:: c.count - 1]] == list("0234")
     assert all(f.ledger.acked == 0 for f in files)
     chunks[1].hold()  # an output takes it
     chunks[1].release()  # the router is done with it
     assert settled == [] and all(f.ledger.acked == 0 for f in files)
-    chunks[1].release()  # the output delivered it: files 2 and 3, and nothing else
-    assert settled == [[str(tmp_path / "2.log"), str(tmp_path / "3.log")]]
-    size = os.path.getsize(files[2].path)
-    assert [f.ledger.acked for f in files] == [0, 0, size, size, 0]
+    chunks[1].release()  # the output delivered it: files 3 and 4, and nothing else
+    assert settled == [[str(tmp_path / "3.log"), str(tmp_path / "4.log")]]
+    size = os.path.getsize(files[3].path)
+    assert [f.ledger.acked for f in files] == [0, 0, 0, size, size]
     for f in files:
         f.close()
 
