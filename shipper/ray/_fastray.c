@@ -21,7 +21,7 @@
  *   after a taken header join its record, as the joiner would join them, where the line after
  *   them is a taken header too (or the last line, left for the next read): one record, every
  *   row of it ending where it ends. fast.py's Python version sends such lines per line.
- * free_rows(complete, pos, head, tail, forwarded, most): user output's plain lines (below).
+ * free_rows(complete, pos, head, tail, forwarded, most, joins): user output (see below).
  * The grammar is exactly fast.py's _CPP_HEAD / _PY_HEAD; tests/ray/test_fast.py checks the two
  * agree line for line.
  */
@@ -512,6 +512,8 @@ static void put_escaped(Buf *out, const unsigned char *q, const unsigned char *e
             *w++ = 'b';
         } else if (c == '\t') {
             *w++ = 't';
+        } else if (c == '\n') { /* inside a joined traceback */
+            *w++ = 'n';
         } else if (c == '\f') {
             *w++ = 'f';
         } else {
@@ -525,20 +527,101 @@ static void put_escaped(Buf *out, const unsigned char *q, const unsigned char *e
     out->len = w - out->buf;
 }
 
-/* free_rows(complete, pos, head, tail, forwarded, most) -> (out, count, stop)
+/* `\s` of a str pattern and str.isspace(), over ASCII */
+static int py_space(unsigned char c) {
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+/* Is [p, e) all spaces (str.isspace() of it, or `\s*` up to the end)? 1 yes, 0 no, -1
+   undecided (non-ASCII bytes, maybe Unicode spaces: the per-line path decides). */
+static int all_space(const unsigned char *p, const unsigned char *e) {
+    int other = 0;
+    for (; p < e; p++) {
+        if (*p >= 0x80)
+            other = 1;
+        else if (!py_space(*p))
+            return 0;
+    }
+    return other ? -1 : 1;
+}
+
+static int isalnum_ascii(unsigned char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* multiline.py's _EXC_LINE at the start of [p, e): 1 match, 0 not, -1 undecided. */
+static int exc_line(const unsigned char *p, const unsigned char *e) {
+    const unsigned char *q = p;
+    for (;;) { /* `(?:[^\s.():]+\.)*[^\s.():]+` */
+        const unsigned char *s = q;
+        while (q < e && *q < 0x80 && !py_space(*q) && !strchr(".():", *q)) q++;
+        if (q < e && *q >= 0x80) return -1;
+        if (q == s) return 0;
+        if (q < e && *q == '.') {
+            q++;
+            continue;
+        }
+        break;
+    }
+    if (q < e && *q == ':') return 1;
+    if (q < e && *q == '(') { /* `\([\w.]*\):` */
+        q++;
+        while (q < e && *q < 0x80 && (isalnum_ascii(*q) || *q == '_' || *q == '.')) q++;
+        if (q < e && *q >= 0x80) return -1;
+        return e - q >= 2 && q[0] == ')' && q[1] == ':';
+    }
+    return all_space(q, e); /* `\s*$` */
+}
+
+/* A Python traceback starting at the line [p, e), whole within the text (up to `end`), as
+   the ray joiner takes it in user output (multiline.py `_python`): indented lines go on, the
+   exception line closes it, any other line ends it before itself. The end of its last line,
+   or NULL when the text ends first or a line is one the per-line path must judge (a line
+   that may carry a header, bytes that may be Unicode spaces). */
+static const unsigned char *traceback(const unsigned char *p, const unsigned char *e,
+                                      const unsigned char *end) {
+    static const char start[] = "Traceback (most recent call last):";
+    Py_ssize_t n = (Py_ssize_t)sizeof start - 1;
+    if (e - p < n || memcmp(p, start, (size_t)n) != 0) return NULL;
+    if (p + n < e && all_space(p + n, e) != 1) return NULL;
+    const unsigned char *last = e; /* the end of the traceback's last line */
+    while (last < end) {
+        const unsigned char *q = last + 1;
+        const unsigned char *qe = memchr(q, '\n', (size_t)(end - q));
+        if (qe == NULL) qe = end;
+        if (special(q, qe, 0)) return NULL;
+        if (q < qe && (*q == ' ' || *q == '\t')) {
+            int blank = all_space(q, qe);
+            if (blank < 0) return NULL;
+            if (blank) return last;
+            last = qe;
+            continue;
+        }
+        int x = exc_line(q, qe);
+        if (x < 0) return NULL;
+        return x ? qe : last;
+    }
+    return NULL; /* still open: the next read may go on with it */
+}
+
+/* free_rows(complete, pos, head, tail, forwarded, most, joins) -> (out, count, stop)
  *   complete: lines joined by newlines, no CR, valid UTF-8 (escape.needs_per_line said so).
  *   From the line that starts at `pos`, each line up to the first special one becomes
  *   head + the line as a JSON string body + tail, escaped as orjson escapes (`"`, `\`, and
  *   control characters: \b \t \f, else \u00xx); `stop` is where the special line starts
  *   (or the line after the `most`-th taken, when most >= 1), or -1 when every line to the
- *   end was taken. free.py's free_rows is the Python version.
+ *   end was taken. free.py's free_rows is the Python version. With `joins` (the ray joiner)
+ *   and not `forwarded`, a Python traceback whole in the text is one record too (its lines
+ *   joined); the Python version leaves it to the per-line path (the same records).
  */
 static PyObject *free_rows(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer text, head, tail;
     Py_ssize_t pos;
     int forwarded = 0;
     Py_ssize_t most = -1;
-    if (!PyArg_ParseTuple(args, "y*ny*y*|pn", &text, &pos, &head, &tail, &forwarded, &most))
+    int joins = 0;
+    if (!PyArg_ParseTuple(args, "y*ny*y*|pnp", &text, &pos, &head, &tail, &forwarded, &most,
+                          &joins))
         return NULL;
     PyObject *result = NULL;
     Buf out = {0};
@@ -557,15 +640,17 @@ static PyObject *free_rows(PyObject *Py_UNUSED(self), PyObject *args) {
         const unsigned char *e = memchr(p, '\n', (size_t)(end - p));
         if (e == NULL) e = end;
         const char *lvl = NULL;
-        const unsigned char *name = NULL, *msg = NULL;
+        const unsigned char *name = NULL, *msg = NULL, *tb = NULL;
         /* A basicConfig line is a record of its own when the next line, here already, is not
            its logger.exception traceback (multiline.py holds it for one line to see). */
         if (special(p, e, forwarded) &&
+            (forwarded || !joins || *p != 'T' || (tb = traceback(p, e, end)) == NULL) &&
             (forwarded || e == end || (lvl = basic(p, e, &name, &msg)) == NULL ||
              ((size_t)(end - e - 1) >= 9 && memcmp(e + 1, "Traceback", 9) == 0))) {
             stop = (Py_ssize_t)(p - (const unsigned char *)text.buf);
             break;
         }
+        if (tb != NULL) e = tb; /* the record is the traceback's lines */
         /* at most 6 bytes per input byte (\u00xx), twice over for a basicConfig line */
         if (reserve(&out, head.len + 12 * (e - p) + tail.len + 64) < 0) goto done;
         put(&out, head.buf, head.len);

@@ -18,5 +18,6 @@ def free_rows(
     tail: bytes,
     forwarded: bool = ...,
     most: int = ...,
+    joins: bool = ...,
     /,
 ) -> tuple[bytes, int, int]: ...

@@ -99,7 +99,9 @@ class FastEncoding:
         if first_at is not None and end >= 0 and not (joiner is not None and joiner.held):
             # The line left unread by the last read: its record, dated when it was read.
             first = _head(first_at)
-            run, n, nxt = free_rows(complete, 0, first, self._free_frame(), self._prefixed, 1)
+            run, n, nxt = free_rows(
+                complete, 0, first, self._free_frame(), self._prefixed, 1, joiner is not None
+            )
             if n and run is not None:
                 parts += run
                 count += n
@@ -111,7 +113,9 @@ class FastEncoding:
         head = _head(now)
         while pos <= end:
             if joiner is None or not joiner.held:  # plain lines are records of their own
-                run, n, nxt = free_rows(complete, pos, head, self._free_frame(), self._prefixed)
+                run, n, nxt = free_rows(
+                    complete, pos, head, self._free_frame(), self._prefixed, -1, joiner is not None
+                )
                 if run is None:  # a DEL with control characters: line by line
                     stop = end if nxt < 0 else nxt - 1  # the newline before the special line
                     count += self._feed_raw(complete[pos:stop].split(b"\n"), now, parts)

@@ -60,16 +60,19 @@ def free_rows(
     tail: bytes,
     forwarded: bool = False,
     most: int = -1,
+    joins: bool = False,
 ) -> tuple[list[bytes] | None, int, int]:
     """User output's plain lines from the line at `pos` up to the first special one (see
     next_special), each `head` + the line as a JSON string body + `tail`: (pieces, count,
     where it stopped or -1 at the end). Also a basicConfig line (not `forwarded`) with its
     level, logger and message when the next line is here and is not its traceback. `most`
-    (when >= 1): take no more lines than that, and stop at the next one.
+    (when >= 1): take no more lines than that, and stop at the next one. With `joins` (the
+    ray joiner), the C helper takes a Python traceback whole in the text as one record too;
+    here it is a special line (the per-line path joins it: the same records, slower).
     `complete`: no CR, valid UTF-8 (escape.needs_per_line). Pieces None: escaping refused (a
     DEL next to control characters), those lines go per line; the C helper never refuses."""
     if _native is not None:
-        out, n, nxt = _native.free_rows(complete, pos, head, tail, forwarded, most)
+        out, n, nxt = _native.free_rows(complete, pos, head, tail, forwarded, most, joins)
         return ([out] if n else []), n, nxt
     size = len(complete)
     limit = size  # the end of the last line it may take
@@ -96,7 +99,7 @@ def free_rows(
             run, n = join_records(*escaped, head, tail)
             pieces += run
             count += n
-            if nxt < 0 or nxt > stop + 1:
+            if nxt < 0 or nxt > stop + 1 or stop >= limit:
                 pos = stop + 1  # to the end, or `most` taken
                 continue
         nl = complete.find(b"\n", nxt)

@@ -211,8 +211,33 @@ PY_LINE = st.builds(
     st.sampled_from(["-- ", "--", "- ", "--x"]),
     TEXT,
 )
+# Lines of a Python traceback and lines near one, for the C helper's joining.
+TRACEBACK_LINES = st.sampled_from(
+    [
+        "Traceback (most recent call last):",
+        "Traceback (most recent call last):  \x1f",
+        "Traceback (most recent call last): no",
+        '  File "x.py", line 1, in <module>',
+        "    x = f()",
+        "\t\u00a0",
+        "  \u3000",
+        "   ",
+        "ValueError: x",
+        "KeyboardInterrupt",
+        "KeyboardInterrupt \x0b",
+        "ray.exceptions.RayTaskError(ValueError): y",
+        "a.b(c.d):",
+        "a.(b):",
+        "Errör: x",
+        "ERROR:x:y",
+        "",
+    ]
+)
+
+
 OTHER = st.one_of(
     TEXT,
+    TRACEBACK_LINES,
     st.sampled_from(
         [
             "Traceback (most recent call last):",
@@ -459,17 +484,25 @@ FREE_TEXT = st.lists(
 
 
 @settings(max_examples=500, deadline=None)
-@example(lines=["\x1f\x7f", "INFO:root:", ""], start=0, forwarded=False, most=-1)  # Python refuses
-@example(lines=["INFO:root:", "\x1f\x7f"], start=0, forwarded=False, most=-1)  # ... after one
-@example(lines=["INFO:root:", "a", "b"], start=0, forwarded=False, most=1)  # one, then stop
+@example(lines=["\x1f\x7f", "INFO:root:", ""], start=0, forwarded=False, most=-1, joins=False)
+@example(lines=["INFO:root:", "\x1f\x7f"], start=0, forwarded=False, most=-1, joins=False)
+@example(lines=["INFO:root:", "a", "b"], start=0, forwarded=False, most=1, joins=False)
+@example(
+    lines=["a", "Traceback (most recent call last):", "  File", "ValueError: x", "b"],
+    start=0,
+    forwarded=False,
+    most=-1,
+    joins=True,
+)
 @given(
-    lines=st.lists(FREE_TEXT, min_size=1, max_size=12),
+    lines=st.lists(st.one_of(FREE_TEXT, TRACEBACK_LINES), min_size=1, max_size=12),
     start=st.integers(0, 11),
     forwarded=st.booleans(),
     most=st.sampled_from([-1, 1, 2, 3]),
+    joins=st.booleans(),
 )
 def test_the_c_helper_writes_user_output_as_the_python_path_does(
-    lines: list[str], start: int, forwarded: bool, most: int
+    lines: list[str], start: int, forwarded: bool, most: int, joins: bool
 ) -> None:
     """free_rows: the same records (JSON as orjson escapes it) and the same special line;
     a basicConfig line with its level, logger and message, unless in a driver's output;
@@ -483,7 +516,7 @@ def test_the_c_helper_writes_user_output_as_the_python_path_does(
     got = {}
     for impl in IMPLS:
         with implementation(impl):
-            run, n, nxt = free_mod.free_rows(text, pos, head, tail, forwarded, most)
+            run, n, nxt = free_mod.free_rows(text, pos, head, tail, forwarded, most, joins)
             got[impl] = (None if run is None else b"".join(run), n, nxt)
     c_out, c_n, c_nxt = got["c"]
     assert c_out is not None
@@ -494,18 +527,23 @@ def test_the_c_helper_writes_user_output_as_the_python_path_does(
         assert c_out.startswith(py_out) and py_n <= c_n
         if py_nxt == c_nxt:
             assert (c_out, c_n) == (py_out, py_n)
-    # Each record is what orjson makes of the line alone (and of lines.py's basicConfig match)
+    # Each record is what orjson makes of the line alone (and of lines.py's basicConfig
+    # match), or of a whole Python traceback's lines joined; every line taken, in order
     stop = len(text) if c_nxt < 0 else c_nxt - 1
-    taken = text[pos:stop].split(b"\n") if c_n else []
-    assert len(taken) == c_n
+    taken = text[pos:stop].decode() if c_n else ""
+    logs = [orjson.loads(x)["log"] for x in c_out.splitlines()]
+    assert len(logs) == c_n and "\n".join(logs) == taken
     if most >= 1:
         assert c_n <= most
     want = []
-    for t in taken:
-        line = t.decode()
+    for line in logs:
         rec: dict[str, object] = {"date": 1.5, "log": line}
         m = BASIC.match(line)
-        if m is not None:
+        if "\n" in line:
+            assert joins and not forwarded
+            assert line.startswith("Traceback (most recent call last):")
+            assert all(x[:1] in (" ", "\t") for x in line.split("\n")[1:-1])
+        elif m is not None:
             assert not forwarded
             fields = {"level": LEVELS[m.group(1)], "logger": m.group(2)}
             rec |= fields | {"message": line[m.end() :]}
@@ -562,3 +600,25 @@ def test_a_logging_line_last_waits_unread_and_keeps_its_read_time(impl: str) -> 
             (NOW + 5, "ERROR:a:d", "ERROR")
         ]
         assert end == f.read_pos and not f.held
+
+
+def test_a_users_traceback_is_joined_on_the_fast_path() -> None:
+    """A worker's uncaught traceback, whole in a read: one record of the C pass, no line of
+    it per line; the records are the per-line path's."""
+    if _BUILT is None:
+        pytest.skip("shipper/ray/_fastray.c is not built here")
+    tb = b'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n    f()\n'
+    data = b"before\n" + tb + b"ValueError: x\nafter\n"
+    handler = make_ray_handler(
+        ctx_for(WORKER_FILES[0]), ray_metadata=True, multiline=("ray",), tz_offset=None
+    )
+    enc = handler.encode(data[:-1], NOW)
+    assert isinstance(enc, Encoded) and enc.count == 3
+    assert len(enc.json) == 1  # one piece: the C pass took every line
+    assert [r["log"] for r in _records(enc)] == [
+        "before",
+        (tb + b"ValueError: x").decode(),
+        "after",
+    ]
+    for cuts in ([], [len(b"before\n") + 10], [len(data) - 8]):
+        both(WORKER_FILES[0], data, cuts)
