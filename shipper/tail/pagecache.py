@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from shipper.libc import libc
 from shipper.tail.followed import FollowedFile
-from shipper.tail.reader import WOULD_BLOCK, read_all, read_cached
+from shipper.tail.reader import read_all, read_cached
 
 Results = list[tuple[bytes, int, int, int]]  # reader.read_all's
 
@@ -94,7 +94,8 @@ class Dropper:
         results = self._read_cached(files, limit)
         if results is None:
             return await asyncio.to_thread(self.read_all, files, limit)
-        cold = [i for i, r in enumerate(results) if r[3] in WOULD_BLOCK]
+        # (Any error: the thread's read says what it is, or reads what would have blocked.)
+        cold = [i for i, r in enumerate(results) if r[3]]
         if cold:
             again = await asyncio.to_thread(self.read_all, [files[i] for i in cold], limit)
             for i, r in zip(cold, again, strict=True):

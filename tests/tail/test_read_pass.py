@@ -314,3 +314,15 @@ async def test_a_drop_the_kernel_cannot_vouch_for_goes_to_the_read_thread(
 
 MIB = 1024 * 1024
 MIB_4 = 4 * MIB
+
+
+async def test_an_error_of_the_cached_read_is_the_thread_reads(tmp_path: Path) -> None:
+    """Whatever the read without waiting refuses goes to the thread, whose read reports the
+    file's real error (here a descriptor no longer valid), as read_all does."""
+    log = tmp_path / "a.log"
+    log.write_bytes(b"x\n")
+    f = _open(log)
+    os.close(f.fd)
+    counted = _Hops()
+    assert await counted.pages.read([f], 4096) == [(b"", 0, 1, errno.EBADF)]
+    assert counted.hops == [["a.log"]]
