@@ -9,10 +9,14 @@ needed again (after a restart it is read from disk, like any cold file). So ever
 (posix_fadvise DONTNEED). Fluent Bit's tail does the same by default (it drops the whole
 file before each read); `File_Cache_Advise off` turns it off in both.
 
-Pages still dirty are left alone: they hold lines a writer wrote moments ago (the cache is
-the writer's charge, not ours), and DONTNEED would start their writeback in the agent's own
-time, which at a live 100k lines/s was a tenth of the agent's CPU. The kernel says whether a
-range is dirty (cachestat, Linux 6.5); where it cannot, every range is dropped as before.
+Only what the agent's reads may have pulled in from disk is dropped: what a file held when
+the agent first saw it (a backlog), and all of a file once a read of it had to wait for the
+disk (see reader.read_cached). Lines appended while the agent follows a file are read from
+pages their writer made, which are charged to the writer's memory cgroup, not ours: dropping
+them would cost our CPU for nothing. And pages still dirty are left alone:
+DONTNEED would start their writeback in the agent's own time (cachestat, Linux 6.5, says
+whether a range is; where it cannot, every range is dropped). The drops run in the read
+thread: DONTNEED may wait (for writeback, for every CPU to give back its page lists).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import sys
 from collections.abc import Sequence
 
 from shipper.libc import libc
@@ -35,6 +40,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _ADVISE = getattr(os, "posix_fadvise", None)
 _SYS_CACHESTAT = 451  # the same number on every architecture Linux added it to
 _NEVER = {errno.ENOSYS, errno.EPERM}  # before Linux 6.5; a seccomp profile that refuses it
+_ALL = sys.maxsize
 
 
 class _Range(ctypes.Structure):
@@ -83,24 +89,39 @@ class Dropper:
         self.enabled = enabled and _ADVISE is not None  # File_Cache_Advise
         # fid -> (fd, drop from, dropped or passed up to)
         self._done: dict[object, tuple[int, int, int]] = {}
+        # fid -> the bytes whose cache may be ours: what the file held when first seen,
+        # all of it once a read of it had to go to disk
+        self._own: dict[object, int] = {}
         self._probe = DirtyProbe()
         self.left_dirty = 0  # bytes not dropped because a writer's pages were dirty
-        self._owed = False  # a drop the loop's thread left to the read thread
 
     async def read(self, files: list[FollowedFile], limit: int) -> Results:
         """Every file's new bytes (reader.read_all): what the page cache holds read in the
-        loop's thread, where nothing waits for a disk; a cold file's bytes, and a drop that
-        might start writeback, in one thread hop."""
-        results = self._read_cached(files, limit)
-        if results is None:
-            return await asyncio.to_thread(self.read_all, files, limit)
+        loop's thread, where nothing waits for a disk; in one thread hop, the rest and the
+        drops that are due (DONTNEED may wait: for writeback, for every CPU's page lists)."""
+        self._forget(files)
+        if self.enabled:
+            own = self._own
+            for f in files:
+                if f.fid not in own:
+                    own[f.fid] = f.size
+        results = read_cached(files, limit)
         # (Any error: the thread's read says what it is, or reads what would have blocked.)
-        cold = [i for i, r in enumerate(results) if r[3]]
-        if cold:
-            again = await asyncio.to_thread(self.read_all, [files[i] for i in cold], limit)
-            for i, r in zip(cold, again, strict=True):
+        again = [i for i, r in enumerate(results) if r[3]]
+        due = [f for f in files if self._due(f)] if self.enabled else []
+        if again or due:
+            slow = [files[i] for i in again]
+            for f in slow:
+                self._own[f.fid] = _ALL
+            got = await asyncio.to_thread(self._in_thread, slow, due, limit)
+            for i, r in zip(again, got, strict=True):
                 results[i] = r
         return results
+
+    def _in_thread(self, slow: list[FollowedFile], due: list[FollowedFile], limit: int) -> Results:
+        if due:
+            self.behind(due)
+        return self.read_all(slow, limit) if slow else []
 
     def read_all(self, files: list[FollowedFile], limit: int) -> Results:
         """reader.read_all, after dropping what is behind (both in the read thread)."""
@@ -108,43 +129,40 @@ class Dropper:
             self.behind(files)
         return read_all(files, limit)
 
-    def _read_cached(self, files: list[FollowedFile], limit: int) -> Results | None:
-        """reader.read_cached after the drops that cannot wait for a disk (ranges the kernel
-        says are clean); None: one that might is due, the whole pass goes to the thread."""
-        if self.enabled:
-            self._owed = False
-            self.behind(files, blocking=False)
-            if self._owed:
-                return None
-        return read_cached(files, limit)
+    def _entry(self, f: FollowedFile) -> tuple[int, int, int]:
+        """(fd, drop from, dropped up to); a file seen (or reopened) starts at its read
+        position: the pages before it are not ours."""
+        got = self._done.get(f.fid)
+        if got is None or got[0] != f.fd:
+            start = f.read_pos // _PAGE * _PAGE
+            got = self._done[f.fid] = (f.fd, start, start)
+        return got
 
-    def behind(self, files: Sequence[FollowedFile], *, blocking: bool = True) -> int:
+    def _end(self, f: FollowedFile) -> int:
+        """Where a drop of the file's pages may end: its read position (the page being
+        appended to stays), within what may be ours."""
+        return min(f.read_pos, self._own.get(f.fid, _ALL)) // _PAGE * _PAGE
+
+    def _due(self, f: FollowedFile) -> bool:
+        return self._end(f) - self._entry(f)[2] >= DROP_EVERY
+
+    def behind(self, files: Sequence[FollowedFile]) -> int:
         """Drop the pages behind each file's read position, once DROP_EVERY more bytes are
         behind it; returns the bytes advised away (for tests and telemetry).
 
         Each drop covers everything from where dropping started: the kernel drops only whole
         folios inside the range, and readahead makes folios of up to megabytes, so one that
         straddled the last drop's end goes with the next drop (empty ranges cost little). A
-        range with dirty pages is passed over, and the next drop starts after it. Not
-        `blocking` (the loop's thread): a range the kernel cannot say is clean is left for
-        the read thread (`_owed`), as DONTNEED would start its writeback."""
+        range with dirty pages is passed over, and the next drop starts after it."""
         if _ADVISE is None:
             return 0
         dropped = 0
         for f in files:
-            fd, start, upto = self._done.get(f.fid, (-1, 0, 0))
-            if fd != f.fd:  # a file (re)opened: its pages before the start are not ours
-                fd, start = f.fd, f.read_pos // _PAGE * _PAGE
-                upto = start
-                self._done[f.fid] = (fd, start, upto)
-            end = f.read_pos // _PAGE * _PAGE  # the page being appended to stays
+            fd, start, upto = self._entry(f)
+            end = self._end(f)
             if end - upto < DROP_EVERY:
                 continue
-            dirty = self._probe.dirty(fd, upto, end - upto)
-            if dirty is None and not blocking:
-                self._owed = True
-                continue
-            if dirty:
+            if self._probe.dirty(fd, upto, end - upto):
                 self.left_dirty += end - upto
                 self._done[f.fid] = (fd, end, end)
                 continue
@@ -152,7 +170,11 @@ class Dropper:
                 _ADVISE(fd, start, end - start, os.POSIX_FADV_DONTNEED)
                 dropped += end - upto
             self._done[f.fid] = (fd, start, end)
-        if len(self._done) > 2 * len(files) + 64:  # forget closed files now and then
+        return dropped
+
+    def _forget(self, files: list[FollowedFile]) -> None:
+        """Forget files no longer followed (now and then: `files` is every open one)."""
+        if len(self._done) + len(self._own) > 4 * len(files) + 128:
             live = {f.fid for f in files}
             self._done = {k: v for k, v in self._done.items() if k in live}
-        return dropped
+            self._own = {k: v for k, v in self._own.items() if k in live}

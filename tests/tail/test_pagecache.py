@@ -84,10 +84,22 @@ def test_pages_behind_the_read_position_are_dropped(tmp_path: Path) -> None:
         os.close(fd)
 
 
+def cold(path: Path) -> None:
+    """Out of the page cache: written back, then dropped."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.timeout(60)
 def test_the_agent_gives_back_the_cache_of_what_it_read(tmp_path: Path, conf) -> None:  # type: ignore[no-untyped-def]
+    """A file read from disk: the cache its reads pulled in is the agent's charge."""
     log = tmp_path / "big.log"
     _cached_file(log, 16 * MIB)
+    cold(log)
     size = log.stat().st_size
     agent = Agent(["-c", conf(str(log), Ray_Metadata="off", Read_from_Head="on")])
     try:
@@ -102,9 +114,27 @@ def test_the_agent_gives_back_the_cache_of_what_it_read(tmp_path: Path, conf) ->
 
 
 @pytest.mark.timeout(60)
+def test_a_writers_cached_pages_are_left_to_it(tmp_path: Path, conf) -> None:  # type: ignore[no-untyped-def]
+    """Lines appended while the agent follows the file are in pages their writer made: the
+    writer's charge, and dropping them would cost the agent's CPU for nothing."""
+    log = tmp_path / "big.log"
+    log.write_bytes(b"")
+    agent = Agent(["-c", conf(str(log), Ray_Metadata="off", Read_from_Head="on")])
+    try:
+        agent.wait_stderr("initial scan done")
+        _cached_file(log, 8 * MIB)  # the writer's lines, written back: clean pages
+        size = log.stat().st_size
+        agent.wait_records(size // 2048, timeout=30)
+        assert resident(log, 0, size) > size * 0.9
+    finally:
+        assert agent.stop() == 0
+
+
+@pytest.mark.timeout(60)
 def test_file_cache_advise_off_leaves_the_cache_alone(tmp_path: Path, conf) -> None:  # type: ignore[no-untyped-def]
     log = tmp_path / "big.log"
     _cached_file(log, 8 * MIB)
+    cold(log)
     size = log.stat().st_size
     cfg = conf(str(log), Ray_Metadata="off", Read_from_Head="on", File_Cache_Advise="off")
     agent = Agent(["-c", cfg])

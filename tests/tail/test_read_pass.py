@@ -18,12 +18,13 @@ from shipper.lines import PlainHandler, SourceContext
 from shipper.tail.batch import PassBatch
 from shipper.tail.followed import FollowedFile
 from shipper.tail.identity import FileId
-from shipper.tail.pagecache import DROP_EVERY, Dropper
+from shipper.tail.pagecache import Dropper
 from shipper.tail.reader import WOULD_BLOCK, read_all, read_cached
 from shipper.tail.splitter import LineRules, LineSplitter
 from tests.extensions import IMPLS
 from tests.extensions import implementation as native_or_python
 from tests.tail.test_pagecache import _cached_file, resident
+from tests.tail.test_pagecache import cold as _cold
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +45,7 @@ def test_the_c_read_pass_is_built_where_a_compiler_is() -> None:
 RULES = LineRules(max_line=32768, skip_long=False, skip_empty=False, want_offsets=False)
 
 
-def _open(path: Path, offset: int = 0) -> FollowedFile:
+def _open(path: Path, offset: int = 0, size: int | None = None) -> FollowedFile:
     fd = os.open(path, os.O_RDONLY)
     ctx = SourceContext(path=str(path), real_path=str(path), path_key=None, offset_key=None)
     return FollowedFile(
@@ -56,7 +57,7 @@ def _open(path: Path, offset: int = 0) -> FollowedFile:
         splitter=LineSplitter(handler=PlainHandler(ctx), rules=RULES, offset=offset),
         tag="t",
         notify=lambda f, n: None,
-        size=offset,
+        size=offset if size is None else size,
     )
 
 
@@ -219,29 +220,21 @@ def test_a_big_pass_is_emitted_in_chunks_each_acknowledging_its_own_files(
         f.close()
 
 
-def _cold(path: Path) -> None:
-    """Out of the page cache: written back, then dropped."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 class _Hops:
-    """A Dropper whose thread reads are counted (the files each one read)."""
+    """A Dropper whose thread hops are counted (the files each one read)."""
 
     def __init__(self) -> None:
         self.pages = Dropper()
         self.hops: list[list[str]] = []
-        real = self.pages.read_all
+        real = self.pages._in_thread
 
-        def counted(files: list[FollowedFile], limit: int) -> list[tuple[bytes, int, int, int]]:
-            self.hops.append([Path(f.path).name for f in files])
-            return real(files, limit)
+        def counted(
+            slow: list[FollowedFile], due: list[FollowedFile], limit: int
+        ) -> list[tuple[bytes, int, int, int]]:
+            self.hops.append([Path(f.path).name for f in slow])
+            return real(slow, due, limit)
 
-        self.pages.read_all = counted  # type: ignore[method-assign]
+        self.pages._in_thread = counted  # type: ignore[method-assign]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -288,28 +281,38 @@ async def test_cached_bytes_are_read_without_a_thread_hop_cold_ones_in_one(
             f.close()
 
 
-async def test_a_drop_the_kernel_cannot_vouch_for_goes_to_the_read_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Without cachestat a range may hold a writer's dirty pages, and DONTNEED would start
-    their writeback: that pass is read in the thread, which drops the range."""
-    import shipper.tail.pagecache as pagecache
+def _ingest_to(files: list[FollowedFile], pos: int) -> None:
+    """Read on to `pos` in each file (as passes would have)."""
+    for f in files:
+        with open(f.path, "rb") as fh:
+            f.splitter.ingest(fh.read(pos - f.read_pos), 0.0)
 
-    monkeypatch.setattr(pagecache, "_SYS_CACHESTAT", 100_000)  # no such system call: ENOSYS
-    log = tmp_path / "a.log"
-    _cached_file(log, MIB_4)
-    f = _open(log)
+
+async def test_only_what_may_be_ours_is_dropped_in_the_read_thread(tmp_path: Path) -> None:
+    """What a file held when first seen (a backlog) may have come from disk: the pages
+    behind the read position are dropped, in the read thread (DONTNEED may wait), DROP_EVERY
+    bytes at a time. Lines appended since are in pages their writer made, its charge: they
+    stay."""
+    backlog, live = tmp_path / "backlog.log", tmp_path / "live.log"
+    _cached_file(backlog, MIB_4)
+    live.write_bytes(b"")
+    files = [_open(backlog, size=MIB_4), _open(live)]
     try:
         counted = _Hops()
-        await counted.pages.read([f], DROP_EVERY)  # opened: nothing behind it yet
+        await counted.pages.read(files, 4096)  # first sight: all of it cached, no hop
         assert counted.hops == []
-        f.splitter.ingest(log.read_bytes()[: 2 * MIB], 0.0)
-        got = await counted.pages.read([f], 4096)
-        assert counted.hops == [["a.log"]]
-        assert resident(log, 0, MIB) == 0  # dropped there (whole folios: see behind())
-        assert got[0][0] == log.read_bytes()[2 * MIB : 2 * MIB + 4096]
+        _cached_file(live, MIB_4)  # then its writer appends (and it is written back: clean)
+        _ingest_to(files, 2 * MIB)
+        await counted.pages.read(files, 4096)
+        assert counted.hops == [[]]  # a drop only, of the backlog
+        assert resident(backlog, 0, MIB) == 0  # dropped there (whole folios: see behind())
+        assert resident(live, 0, 2 * MIB) == 2 * MIB
+        counted.hops.clear()
+        await counted.pages.read(files, 4096)
+        assert counted.hops == []  # nothing more due
     finally:
-        f.close()
+        for f in files:
+            f.close()
 
 
 MIB = 1024 * 1024
