@@ -97,6 +97,7 @@ class Joiner:
         if self._cur is not None:
             out.append(self._cur)
             self._cur = None
+        self._tb = False  # (else a headed line held next would take a traceback line as ending one)
 
     def reset(self) -> None:
         """Drop what is held (the file was truncated under us)."""

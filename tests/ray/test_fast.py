@@ -278,6 +278,15 @@ LINES = st.lists(
 
 @pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=300, deadline=None)
+@example(  # a flush (the logging line left unread) once left the joiner in a traceback
+    lines=[
+        "Traceback (most recent call last):",
+        "ERROR:mytask:caught in task 0",
+        "Traceback (most recent call last):",
+    ],
+    cut_seed=0,
+    multiline=("ray",),
+)
 @given(lines=LINES, cut_seed=st.integers(0, 2**16), multiline=st.sampled_from([("ray",), ()]))
 def test_hostile_lines_give_the_same_records(
     lines: list[str], cut_seed: int, multiline: tuple[str, ...], impl: str
