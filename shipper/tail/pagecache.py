@@ -31,9 +31,7 @@ from collections.abc import Sequence
 
 from shipper.libc import libc
 from shipper.tail.followed import FollowedFile
-from shipper.tail.reader import read_all, read_cached
-
-Results = list[tuple[bytes, int, int, int]]  # reader.read_all's
+from shipper.tail.reader import Results, read_all, read_cached
 
 DROP_EVERY = 512 * 1024  # bytes read from one file between two drops of its pages
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -108,26 +106,23 @@ class Dropper:
         results = read_cached(files, limit)
         # (Any error: the thread's read says what it is, or reads what would have blocked.)
         again = [i for i, r in enumerate(results) if r[3]]
+        if self.enabled:
+            for i in again:  # read from disk: all of its cache is ours from now on
+                self._own[files[i].fid] = _ALL
         due = [f for f in files if self._due(f)] if self.enabled else []
         if again or due:
             slow = [files[i] for i in again]
-            for f in slow:
-                self._own[f.fid] = _ALL
             got = await asyncio.to_thread(self._in_thread, slow, due, limit)
             for i, r in zip(again, got, strict=True):
                 results[i] = r
         return results
 
     def _in_thread(self, slow: list[FollowedFile], due: list[FollowedFile], limit: int) -> Results:
+        """The read thread's part of a pass: the drops that are due, then the reads that
+        would have waited."""
         if due:
             self.behind(due)
-        return self.read_all(slow, limit) if slow else []
-
-    def read_all(self, files: list[FollowedFile], limit: int) -> Results:
-        """reader.read_all, after dropping what is behind (both in the read thread)."""
-        if self.enabled:
-            self.behind(files)
-        return read_all(files, limit)
+        return read_all(slow, limit) if slow else []
 
     def _entry(self, f: FollowedFile) -> tuple[int, int, int]:
         """(fd, drop from, dropped up to); a file seen (or reopened) starts at its read

@@ -38,21 +38,25 @@ def open_file(path: str) -> int:
     return os.open(path, flags)
 
 
-def read_all(files: list[FollowedFile], limit: int) -> list[tuple[bytes, int, int, int]]:
-    """One thread hop for the whole pass: fstat + pread of every open file, in order:
-    (data, size, nlink, errno) each, errno 0 when both calls worked (else no data, size 0).
+Results = list[tuple[bytes, int, int, int]]  # (data, size, nlink, errno) per file
+
+
+def read_all(files: list[FollowedFile], limit: int, *, nowait: bool = False) -> Results:
+    """The whole pass: fstat + pread of every open file, in order: (data, size, nlink,
+    errno) each, errno 0 when both calls worked (else no data, size 0). `nowait`: see
+    read_cached.
 
     The C helper (shipper/tail/_fastread.c) does the same in two GIL-free loops: with
     thousands of files, this loop's Python steps cost more than its system calls."""
     if _native is not None:
-        got: list[tuple[bytes, int, int, int]] = _native.read_many(
-            [f.fd for f in files], [f.splitter.read_pos for f in files], limit
+        got: Results = _native.read_many(
+            [f.fd for f in files], [f.splitter.read_pos for f in files], limit, nowait
         )
         return got
-    out: list[tuple[bytes, int, int, int]] = []
+    out: Results = []
     for f in files:
         try:
-            data, size, nlink = _read_one(f.fd, f.splitter.read_pos, limit)
+            data, size, nlink = _read_one(f.fd, f.splitter.read_pos, limit, nowait=nowait)
         except OSError as exc:
             out.append((b"", 0, 1, exc.errno or errno.EIO))
             continue
@@ -66,27 +70,14 @@ _NOWAIT = getattr(os, "RWF_NOWAIT", None)
 WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
-def read_cached(files: list[FollowedFile], limit: int) -> list[tuple[bytes, int, int, int]]:
+def read_cached(files: list[FollowedFile], limit: int) -> Results:
     """read_all without waiting for a disk: only the bytes the page cache holds (preadv2
     RWF_NOWAIT, Linux), errno in WOULD_BLOCK for a file whose next bytes are not there.
 
     A log being written is read from the page cache its writer just filled: the read pass
     then needs no thread hop (two context switches and a wake-up of the loop), and only a
     cold file's read waits in a thread."""
-    if _native is not None:
-        got: list[tuple[bytes, int, int, int]] = _native.read_many(
-            [f.fd for f in files], [f.splitter.read_pos for f in files], limit, True
-        )
-        return got
-    out: list[tuple[bytes, int, int, int]] = []
-    for f in files:
-        try:
-            data, size, nlink = _read_one(f.fd, f.splitter.read_pos, limit, nowait=True)
-        except OSError as exc:
-            out.append((b"", 0, 1, exc.errno or errno.EIO))
-            continue
-        out.append((data, size, nlink, 0))
-    return out
+    return read_all(files, limit, nowait=True)
 
 
 def _read_one(fd: int, pos: int, limit: int, *, nowait: bool = False) -> tuple[bytes, int, int]:
